@@ -1,0 +1,62 @@
+"""Data access for KMS: a job's connection URLs, encrypted under a context bound to the job.
+
+The API encrypts, only the worker decrypts; a ciphertext moved to another job's item does
+not decrypt, because the context names the job.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobs import aws
+
+# KMS encrypts at most 4096 bytes in one call.
+MAX_PLAINTEXT_BYTES = 4096
+CONTEXT_PURPOSE = "replication-job-credentials"
+
+
+class CredentialsTooLong(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Credentials:
+    source_url: str = field(repr=False)
+    target_url: str = field(repr=False)
+
+
+def encryption_context(job_id: str) -> dict[str, str]:
+    return {"job_id": job_id, "purpose": CONTEXT_PURPOSE}
+
+
+def plaintext_for(credentials: Credentials) -> bytes:
+    data = json.dumps({"source_url": credentials.source_url, "target_url": credentials.target_url})
+    encoded = data.encode()
+    if len(encoded) > MAX_PLAINTEXT_BYTES:
+        raise CredentialsTooLong(
+            f"source_url and target_url together must be under {MAX_PLAINTEXT_BYTES - 40} bytes"
+        )
+    return encoded
+
+
+class CredentialCipher:
+    def __init__(self, key_id: str | None = None, kms: Any | None = None) -> None:
+        self.key_id = key_id
+        self._kms = kms if kms is not None else aws.client("kms")
+
+    def encrypt(self, job_id: str, credentials: Credentials) -> bytes:
+        if not self.key_id:
+            raise RuntimeError("no KMS key configured for encryption")
+        answer = self._kms.encrypt(
+            KeyId=self.key_id,
+            Plaintext=plaintext_for(credentials),
+            EncryptionContext=encryption_context(job_id),
+        )
+        return bytes(answer["CiphertextBlob"])
+
+    def decrypt(self, job_id: str, ciphertext: bytes) -> Credentials:
+        answer = self._kms.decrypt(CiphertextBlob=ciphertext, EncryptionContext=encryption_context(job_id))
+        data = json.loads(answer["Plaintext"])
+        return Credentials(source_url=data["source_url"], target_url=data["target_url"])

@@ -1,0 +1,88 @@
+"""The job record: what one item of the jobs table holds. No AWS imports.
+
+Attribute names here are the table's schema; `jobs.tables` declares the keys and indexes.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from jobs.progress import Progress
+from jobs.spec import JobFilter, JobOptions
+from jobs.states import ACTIVE, JobStatus
+
+
+class Job(BaseModel):
+    """One job as stored, minus its encrypted credentials (never part of this model)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    job_id: str
+    owner: str
+    trace_id: str
+    schema_version: str = "1.0"
+    command: str
+    status: JobStatus
+    filter: JobFilter = Field(default_factory=JobFilter)
+    options: JobOptions = Field(default_factory=JobOptions)
+    source: str  # redacted: postgresql://host:port/db
+    target: str
+    created_at: str
+    updated_at: str
+    started_at: str | None = None
+    completed_at: str | None = None
+    heartbeat_at: str | None = None
+    launched_at: str | None = None
+    cancel_requested_at: str | None = None
+    error: str | None = None
+    exit_code: int | None = None
+    progress: Progress = Field(default_factory=Progress)
+    instance_id: str | None = None
+    instance_type: str | None = None
+    attempt: int = 0
+    log_group: str | None = None
+    log_stream: str | None = None
+    log_url: str | None = None
+    idempotency_key: str | None = None
+    request_fingerprint: str | None = None
+    expires_at: int  # epoch seconds; the table's TTL attribute
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE
+
+    def is_expired(self, now_epoch: int) -> bool:
+        return self.expires_at <= now_epoch
+
+    def to_item(self) -> dict[str, Any]:
+        item = self.model_dump(mode="json", exclude_none=True)
+        if self.is_active:
+            item[ACTIVE_INDEX_KEY] = self.status.value
+            item[ACTIVE_OWNER_KEY] = self.owner
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Job:
+        return cls.model_validate(_plain(item))
+
+
+# The sparse index of unfinished jobs is keyed on this attribute, present only while active.
+ACTIVE_INDEX_KEY = "active_status"
+# ...and the sparse per-owner index of unfinished jobs on this one (the per-owner cap).
+ACTIVE_OWNER_KEY = "active_owner"
+TTL_ATTRIBUTE = "expires_at"
+CREDENTIALS_ATTRIBUTE = "credentials"
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB numbers arrive as Decimal; the model wants int/float."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value

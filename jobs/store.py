@@ -1,0 +1,307 @@
+"""Data access for the jobs table. Every status change is a conditional write that names
+the statuses it leaves; a lost race comes back as a result, never as an exception."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import ClientError
+
+from jobs import aws, clock
+from jobs.record import ACTIVE_INDEX_KEY, ACTIVE_OWNER_KEY, CREDENTIALS_ATTRIBUTE, TTL_ATTRIBUTE, Job
+from jobs.states import ACTIVE, JobStatus, can_transition
+from jobs.tables import ACTIVE_JOBS_INDEX, OWNER_ACTIVE_INDEX, OWNER_JOBS_INDEX
+
+CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """Whether a conditional write took effect; `job` is the item after it, or as it was
+    when the condition failed (None when the item does not exist)."""
+
+    ok: bool
+    job: Job | None
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    created: bool
+    job: Job  # the new job, or the one already stored under that id
+
+
+@dataclass(frozen=True)
+class Page:
+    jobs: list[Job]
+    next_key: dict[str, Any] | None
+    items_read: int
+
+
+class JobStore:
+    def __init__(self, table_name: str, table: Any | None = None) -> None:
+        self.table_name = table_name
+        self._table = table if table is not None else aws.table(table_name)
+
+    # -- create and read -------------------------------------------------------------
+
+    def create(self, job: Job, credentials_ciphertext: bytes) -> CreateResult:
+        item = _json_safe(job.to_item())
+        item[CREDENTIALS_ATTRIBUTE] = credentials_ciphertext
+        try:
+            self._table.put_item(
+                Item=item,
+                ConditionExpression="attribute_not_exists(job_id)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if _code(exc) != CONDITION_FAILED:
+                raise
+            existing = _old_item(exc)
+            if existing is None:
+                existing_job = self.get(job.job_id, include_expired=True)
+                if existing_job is None:  # deleted between the two calls: nothing to return
+                    raise
+                return CreateResult(created=False, job=existing_job)
+            return CreateResult(created=False, job=Job.from_item(existing))
+        return CreateResult(created=True, job=job)
+
+    def get(self, job_id: str, *, include_expired: bool = False) -> Job | None:
+        item = self._table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
+        if item is None or "status" not in item:
+            return None
+        job = Job.from_item(item)
+        if not include_expired and job.is_expired(clock.epoch(clock.now())):
+            return None  # TTL deletion lags by days: an expired item is already gone
+        return job
+
+    def get_credentials(self, job_id: str) -> bytes | None:
+        item = self._table.get_item(
+            Key={"job_id": job_id},
+            ConsistentRead=True,
+            ProjectionExpression="#c",
+            ExpressionAttributeNames={"#c": CREDENTIALS_ATTRIBUTE},
+        ).get("Item")
+        if not item or CREDENTIALS_ATTRIBUTE not in item:
+            return None
+        value = item[CREDENTIALS_ATTRIBUTE]
+        return bytes(value.value if hasattr(value, "value") else value)
+
+    # -- status changes ---------------------------------------------------------------
+
+    def transition(
+        self,
+        job_id: str,
+        from_statuses: Iterable[JobStatus],
+        to_status: JobStatus,
+        *,
+        set_fields: dict[str, Any] | None = None,
+        remove_fields: Iterable[str] = (),
+        only_if: dict[str, Any] | None = None,
+    ) -> WriteResult:
+        """Move the job from one of `from_statuses` to `to_status`, atomically.
+
+        `only_if` adds equality conditions (e.g. {"instance_id": "i-1", "attempt": 2}) so
+        a writer acts only on the job as it last saw it. Reaching a terminal status
+        removes the credentials and the job's entries in the sparse active indexes.
+        """
+        sources = sorted(set(from_statuses))
+        illegal = [s for s in sources if not can_transition(s, to_status)]
+        if illegal:
+            raise ValueError(f"{', '.join(illegal)} -> {to_status} is not a legal transition")
+        now = clock.now_iso()
+        fields: dict[str, Any] = {"status": to_status.value, "updated_at": now, **(set_fields or {})}
+        removals = set(remove_fields)
+        if to_status in ACTIVE:
+            fields[ACTIVE_INDEX_KEY] = to_status.value
+        else:
+            fields.setdefault("completed_at", now)
+            removals |= {ACTIVE_INDEX_KEY, ACTIVE_OWNER_KEY, CREDENTIALS_ATTRIBUTE}
+        condition = Attr("status").is_in([s.value for s in sources])
+        for name, value in (only_if or {}).items():
+            condition = condition & Attr(name).eq(value)
+        return self._update(job_id, fields, removals, condition)
+
+    def update_active(
+        self,
+        job_id: str,
+        set_fields: dict[str, Any],
+        *,
+        statuses: Iterable[JobStatus] = (JobStatus.RUNNING, JobStatus.CANCELLING),
+        only_if: dict[str, Any] | None = None,
+    ) -> WriteResult:
+        """Heartbeat and progress writes: only while the job is still in `statuses`."""
+        condition = Attr("status").is_in([s.value for s in statuses])
+        for name, value in (only_if or {}).items():
+            condition = condition & Attr(name).eq(value)
+        fields = {"updated_at": clock.now_iso(), **set_fields}
+        return self._update(job_id, fields, set(), condition)
+
+    def wipe_credentials(self, job_id: str) -> None:
+        """Remove the ciphertext whatever the status (idempotent; used after a job ends)."""
+        try:
+            self._table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression="REMOVE #c",
+                ConditionExpression="attribute_exists(job_id)",
+                ExpressionAttributeNames={"#c": CREDENTIALS_ATTRIBUTE},
+            )
+        except ClientError as exc:
+            if _code(exc) != CONDITION_FAILED:
+                raise
+
+    def _update(
+        self, job_id: str, fields: dict[str, Any], removals: set[str], condition: Any
+    ) -> WriteResult:
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        assignments = []
+        for index, (name, value) in enumerate(sorted(fields.items())):
+            names[f"#s{index}"] = name
+            values[f":s{index}"] = value
+            assignments.append(f"#s{index} = :s{index}")
+        expression = "SET " + ", ".join(assignments)
+        if removals:
+            for index, name in enumerate(sorted(removals)):
+                names[f"#r{index}"] = name
+            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removals)))
+        try:
+            answer = self._table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression=expression,
+                ConditionExpression=condition & Attr("job_id").exists(),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=_json_safe(values),
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if _code(exc) != CONDITION_FAILED:
+                raise
+            old = _old_item(exc)
+            return WriteResult(ok=False, job=Job.from_item(old) if old and "status" in old else None)
+        return WriteResult(ok=True, job=Job.from_item(answer["Attributes"]))
+
+    # -- queries ----------------------------------------------------------------------
+
+    def active_jobs(self, status: JobStatus) -> Iterator[Job]:
+        """Unfinished jobs in `status`, oldest first, from the sparse active index."""
+        for page in self._query_pages(
+            IndexName=ACTIVE_JOBS_INDEX, KeyConditionExpression=Key(ACTIVE_INDEX_KEY).eq(status.value)
+        ):
+            yield from page
+
+    def oldest_active(self, status: JobStatus) -> Job | None:
+        answer = self._table.query(
+            IndexName=ACTIVE_JOBS_INDEX,
+            KeyConditionExpression=Key(ACTIVE_INDEX_KEY).eq(status.value),
+            Limit=1,
+        )
+        items = answer.get("Items", [])
+        return Job.from_item(items[0]) if items else None
+
+    def count_unfinished(self, owner: str) -> int:
+        answer = self._table.query(
+            IndexName=OWNER_ACTIVE_INDEX,
+            KeyConditionExpression=Key(ACTIVE_OWNER_KEY).eq(owner),
+            Select="COUNT",
+        )
+        count = int(answer["Count"])
+        while "LastEvaluatedKey" in answer:
+            answer = self._table.query(
+                IndexName=OWNER_ACTIVE_INDEX,
+                KeyConditionExpression=Key(ACTIVE_OWNER_KEY).eq(owner),
+                Select="COUNT",
+                ExclusiveStartKey=answer["LastEvaluatedKey"],
+            )
+            count += int(answer["Count"])
+        return count
+
+    def list_for_owner(
+        self,
+        owner: str,
+        *,
+        limit: int,
+        status: JobStatus | None = None,
+        start_key: dict[str, Any] | None = None,
+    ) -> Page:
+        """The owner's jobs, newest first. Expired items are left out."""
+        now_epoch = clock.epoch(clock.now())
+        kwargs: dict[str, Any] = {
+            "IndexName": OWNER_JOBS_INDEX,
+            "KeyConditionExpression": Key("owner").eq(owner),
+            "ScanIndexForward": False,
+            "FilterExpression": Attr(TTL_ATTRIBUTE).gt(now_epoch),
+        }
+        if status is not None:
+            kwargs["FilterExpression"] = kwargs["FilterExpression"] & Attr("status").eq(status.value)
+        jobs: list[Job] = []
+        items_read = 0
+        next_key = start_key
+        # A filtered page can come back short: keep reading until `limit` jobs or the end.
+        while len(jobs) < limit:
+            if next_key:
+                kwargs["ExclusiveStartKey"] = next_key
+            kwargs["Limit"] = limit - len(jobs)
+            answer = self._table.query(**kwargs)
+            items_read += int(answer.get("ScannedCount", 0))
+            jobs.extend(Job.from_item(item) for item in answer.get("Items", []))
+            next_key = answer.get("LastEvaluatedKey")
+            if not next_key:
+                break
+        return Page(jobs=jobs, next_key=next_key, items_read=items_read)
+
+    def delete_expired(self, job_id: str, now_epoch: int) -> bool:
+        """Delete an item whose TTL has passed (TTL deletion lags by days). False if it
+        was already gone or is not expired after all."""
+        try:
+            self._table.delete_item(
+                Key={"job_id": job_id},
+                ConditionExpression=Attr(TTL_ATTRIBUTE).lte(now_epoch),
+            )
+        except ClientError as exc:
+            if _code(exc) == CONDITION_FAILED:
+                return False
+            raise
+        return True
+
+    def _query_pages(self, **kwargs: Any) -> Iterator[list[Job]]:
+        while True:
+            answer = self._table.query(**kwargs)
+            yield [Job.from_item(item) for item in answer.get("Items", [])]
+            if "LastEvaluatedKey" not in answer:
+                return
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _old_item(exc: ClientError) -> dict[str, Any] | None:
+    """The item as it was when a condition failed (DynamoDB returns it in low-level form)."""
+    raw = exc.response.get("Item")
+    if not raw:
+        return None
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+    return {key: deserializer.deserialize(value) for key, value in raw.items()}
+
+
+def _json_safe(values: dict[str, Any]) -> dict[str, Any]:
+    """Floats are not accepted by the DynamoDB resource layer; Decimal is."""
+    from decimal import Decimal
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, float):
+            return Decimal(str(value))
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [convert(v) for v in value]
+        return value
+
+    return {k: convert(v) for k, v in values.items()}

@@ -1,0 +1,70 @@
+"""The tables' shapes, declared once: the local cloud creates them from here and tests
+check that Terraform declares the same keys, indexes, stream and TTL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jobs.record import ACTIVE_INDEX_KEY, ACTIVE_OWNER_KEY, TTL_ATTRIBUTE
+
+ACTIVE_JOBS_INDEX = "active-jobs"
+OWNER_JOBS_INDEX = "owner-jobs"
+OWNER_ACTIVE_INDEX = "owner-active-jobs"
+STREAM_VIEW_TYPE = "NEW_AND_OLD_IMAGES"
+# The worker-slot ledger lives in the jobs table so that it can share transactions with jobs.
+SLOTS_ITEM_ID = "control#worker-slots"
+
+JOBS_TABLE: dict[str, Any] = {
+    "KeySchema": [{"AttributeName": "job_id", "KeyType": "HASH"}],
+    "AttributeDefinitions": [
+        {"AttributeName": "job_id", "AttributeType": "S"},
+        {"AttributeName": ACTIVE_INDEX_KEY, "AttributeType": "S"},
+        {"AttributeName": "owner", "AttributeType": "S"},
+        {"AttributeName": ACTIVE_OWNER_KEY, "AttributeType": "S"},
+        {"AttributeName": "created_at", "AttributeType": "S"},
+    ],
+    "GlobalSecondaryIndexes": [
+        {
+            # Sparse: only unfinished jobs carry active_status, so the reaper's reads stay small.
+            "IndexName": ACTIVE_JOBS_INDEX,
+            "KeySchema": [
+                {"AttributeName": ACTIVE_INDEX_KEY, "KeyType": "HASH"},
+                {"AttributeName": "created_at", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        },
+        {
+            "IndexName": OWNER_JOBS_INDEX,
+            "KeySchema": [
+                {"AttributeName": "owner", "KeyType": "HASH"},
+                {"AttributeName": "created_at", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        },
+        {
+            # Sparse too: counts an owner's unfinished jobs for the per-owner cap.
+            "IndexName": OWNER_ACTIVE_INDEX,
+            "KeySchema": [{"AttributeName": ACTIVE_OWNER_KEY, "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        },
+    ],
+    "BillingMode": "PAY_PER_REQUEST",
+    "StreamSpecification": {"StreamEnabled": True, "StreamViewType": STREAM_VIEW_TYPE},
+}
+JOBS_TTL_ATTRIBUTE = TTL_ATTRIBUTE
+
+API_KEYS_TABLE: dict[str, Any] = {
+    "KeySchema": [{"AttributeName": "key_hash", "KeyType": "HASH"}],
+    "AttributeDefinitions": [{"AttributeName": "key_hash", "AttributeType": "S"}],
+    "BillingMode": "PAY_PER_REQUEST",
+}
+
+
+def create_tables(dynamodb_client: Any, *, jobs_table: str, api_keys_table: str) -> None:
+    """Create both tables as Terraform declares them (used by the local cloud and tests)."""
+    dynamodb_client.create_table(TableName=jobs_table, **JOBS_TABLE)
+    dynamodb_client.update_time_to_live(
+        TableName=jobs_table,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": JOBS_TTL_ATTRIBUTE},
+    )
+    dynamodb_client.create_table(TableName=api_keys_table, **API_KEYS_TABLE)
