@@ -103,10 +103,7 @@ class LocalPostgres:
 
 
 def _run_as(argv: list[str], user: pwd.struct_passwd | None, timeout: float = 60) -> None:
-    kwargs: dict[str, object] = {}
-    if user is not None:
-        kwargs = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
-    # Output goes to a file-less DEVNULL: pg_ctl's server keeps stdout open and a pipe would hang.
+    # stdout to DEVNULL: the server started by pg_ctl inherits it, and a pipe would never close.
     subprocess.run(
         argv,
         check=True,
@@ -116,7 +113,9 @@ def _run_as(argv: list[str], user: pwd.struct_passwd | None, timeout: float = 60
         timeout=timeout,
         env={**os.environ, "LC_ALL": "C.UTF-8"},
         cwd="/",
-        **kwargs,  # type: ignore[arg-type]
+        user=user.pw_uid if user else None,
+        group=user.pw_gid if user else None,
+        extra_groups=[] if user else None,
     )
 
 
