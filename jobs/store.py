@@ -119,7 +119,7 @@ class JobStore:
         else:
             fields.setdefault("completed_at", now)
             removals |= {ACTIVE_INDEX_KEY, ACTIVE_OWNER_KEY, CREDENTIALS_ATTRIBUTE}
-        condition = Attr("status").is_in([s.value for s in sources])
+        condition: Any = Attr("status").is_in([s.value for s in sources])
         for name, value in (only_if or {}).items():
             condition = condition & Attr(name).eq(value)
         return self._update(job_id, fields, removals, condition)
@@ -133,7 +133,7 @@ class JobStore:
         only_if: dict[str, Any] | None = None,
     ) -> WriteResult:
         """Heartbeat and progress writes: only while the job is still in `statuses`."""
-        condition = Attr("status").is_in([s.value for s in statuses])
+        condition: Any = Attr("status").is_in([s.value for s in statuses])
         for name, value in (only_if or {}).items():
             condition = condition & Attr(name).eq(value)
         fields = {"updated_at": clock.now_iso(), **set_fields}
@@ -282,7 +282,7 @@ def _code(exc: ClientError) -> str:
 
 def _old_item(exc: ClientError) -> dict[str, Any] | None:
     """The item as it was when a condition failed (DynamoDB returns it in low-level form)."""
-    raw = exc.response.get("Item")
+    raw: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
     if not raw:
         return None
     from boto3.dynamodb.types import TypeDeserializer

@@ -7,7 +7,7 @@ hold any character, but only percent-encoded.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 MAX_URL_LENGTH = 2048
@@ -16,9 +16,10 @@ DEFAULT_PORT = 5432
 
 # Characters that mean something to a shell or to SQL. '&' and '=' are allowed only as
 # query-string separators, which are checked separately.
-_FORBIDDEN = set(";'\"`$\\|<>(){}[]*!#^~\n\r\t ,")
+_FORBIDDEN = set(";'\"`$\\|<>(){}*!#^~\n\r\t ,")
 _USERINFO_CHARS = re.compile(r"^[A-Za-z0-9._~%+\-]*$")
-_HOST_NAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*\.?$")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
 _IPV6 = re.compile(r"^[0-9A-Fa-f:.]{2,45}$")
 DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,62}$")
 # Query parameters a job may set; their values are plain words.
@@ -35,8 +36,8 @@ class InvalidUrl(ValueError):
 @dataclass(frozen=True)
 class ConnectionUrl:
     scheme: str
-    user: str | None
-    password: str | None
+    user: str | None = field(repr=False)
+    password: str | None = field(repr=False)
     host: str
     port: int
     database: str
@@ -148,8 +149,7 @@ def _parse_query(query: str, field: str) -> tuple[tuple[str, str], ...]:
     for item in query.split("&"):
         key, eq, value = item.partition("=")
         if not eq or key not in ALLOWED_PARAMETERS or not _PARAMETER_VALUE.match(value):
-            raise InvalidUrl(
-                f"{field} has an unsupported query parameter; allowed: {', '.join(sorted(ALLOWED_PARAMETERS))}"
-            )
+            allowed = ", ".join(sorted(ALLOWED_PARAMETERS))
+            raise InvalidUrl(f"{field} has an unsupported query parameter; allowed: {allowed}")
         pairs.append((key, value))
     return tuple(pairs)
