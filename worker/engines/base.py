@@ -1,0 +1,99 @@
+"""What every engine provides to the worker: what to run, and how to read what it prints.
+
+The worker owns the process (spawning, process group, heartbeats, cancel, timeouts);
+an engine only builds an `Invocation` and parses output lines through an `OutputParser`
+made for that invocation, so every line is redacted with the run's own secrets.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from jobs.progress import MAX_MESSAGE_LENGTH, Progress
+from jobs.redact import redact
+from jobs.spec import Command, JobFilter, JobOptions
+from jobs.urls import parse_url
+
+MAX_SUMMARY_LENGTH = 1000
+SUMMARY_LINES = 5
+
+
+@dataclass(frozen=True)
+class EngineJob:
+    """One run's inputs. URLs are plaintext: never log this object."""
+
+    command: Command
+    source_url: str = field(repr=False)
+    target_url: str = field(repr=False)
+    filter: JobFilter = field(default_factory=JobFilter)
+    options: JobOptions = field(default_factory=JobOptions)
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What the worker runs: argv, environment to add, and the strings to redact from its output."""
+
+    argv: list[str]
+    env: dict[str, str] = field(repr=False)
+    secrets: list[str] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ParsedLine:
+    """One output line, redacted, with the progress it reports (if any) and whether it is an error."""
+
+    log: str
+    progress: Progress | None = None
+    is_error: bool = False
+
+
+class OutputParser(Protocol):
+    def parse_line(self, line: str) -> ParsedLine: ...
+
+
+class Engine(Protocol):
+    name: str
+
+    def invocation(self, job: EngineJob) -> Invocation: ...
+
+    def parser(self, invocation: Invocation) -> OutputParser: ...
+
+    def exit_message(self, code: int) -> str:
+        """What a non-zero exit code means, for the job's error."""
+        ...
+
+
+def job_secrets(job: EngineJob) -> list[str]:
+    """The URLs and the passwords in them, as they may be echoed by tools."""
+    secrets = [job.source_url, job.target_url]
+    for raw in (job.source_url, job.target_url):
+        password = parse_url(raw).password
+        if password:
+            secrets.append(password)
+    return secrets
+
+
+def clip(message: str) -> str:
+    return message[:MAX_MESSAGE_LENGTH]
+
+
+_ERROR_WORDS = re.compile(r"\b(ERROR|FATAL|PANIC|error:|fatal:|Error:|Traceback)")
+
+
+def looks_like_error(line: str) -> bool:
+    return bool(_ERROR_WORDS.search(line))
+
+
+def summarize_failure(lines: Iterable[ParsedLine | str], secrets: Iterable[str] = ()) -> str:
+    """A short redacted summary for the job's `error`: the last error lines, else the last lines."""
+    parsed = [item if isinstance(item, ParsedLine) else ParsedLine(log=item) for item in lines]
+    texts = [p.log.strip() for p in parsed if p.log.strip()]
+    errors = [p.log.strip() for p in parsed if p.log.strip() and (p.is_error or looks_like_error(p.log))]
+    chosen = (errors or texts)[-SUMMARY_LINES:]
+    if not chosen:
+        return "the engine failed without output"
+    summary = redact(" | ".join(chosen), list(secrets))
+    return summary[:MAX_SUMMARY_LENGTH]

@@ -1,0 +1,78 @@
+"""What the pg engine prints: JSON progress events on stdout, plain log lines on stderr.
+
+Every line goes through `redact` with the run's secrets before it is written: the
+worker redacts again, but the engine must not rely on it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from jobs.redact import redact
+
+PROGRESS_EVENT = "progress"
+# Progress during a long copy is printed at most this often (seconds).
+PROGRESS_INTERVAL = 1.0
+
+
+@dataclass
+class Emitter:
+    secrets: list[str] = field(repr=False, default_factory=list)
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    err: TextIO = field(default_factory=lambda: sys.stderr)
+    state: dict[str, Any] = field(
+        default_factory=lambda: {
+            "phase": "starting",
+            "message": "",
+            "current_database": None,
+            "databases_completed": 0,
+            "databases_total": 0,
+            "tables_completed": 0,
+            "tables_total": 0,
+            "bytes_copied": 0,
+            "percent": None,
+        }
+    )
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _last: float = 0.0
+
+    def _clean(self, text: str) -> str:
+        return redact(" ".join(text.split()), self.secrets)
+
+    def log(self, level: str, message: str) -> None:
+        lines = [self._clean(line) for line in message.splitlines() if line.strip()] or [""]
+        with self._lock:
+            for line in lines:
+                self.err.write(f"{level.upper()}: {line}\n")
+            self.err.flush()
+
+    def info(self, message: str) -> None:
+        self.log("info", message)
+
+    def warn(self, message: str) -> None:
+        self.log("warn", message)
+
+    def error(self, message: str) -> None:
+        self.log("error", message)
+
+    def progress(self, *, force: bool = True, **fields: Any) -> None:
+        """Update the progress state; print it unless throttled (`force=False` during copies)."""
+        with self._lock:
+            self.state.update(fields)
+            now = time.monotonic()
+            if not force and now - self._last < PROGRESS_INTERVAL:
+                return
+            self._last = now
+            event = {"event": PROGRESS_EVENT, **self.state}
+            event["message"] = self._clean(str(event["message"]))[:500]
+            self.out.write(json.dumps(event, ensure_ascii=False) + "\n")
+            self.out.flush()
+
+    def add_bytes(self, count: int) -> None:
+        with self._lock:
+            self.state["bytes_copied"] += count

@@ -1,0 +1,142 @@
+"""PostgreSQL's client tools and connections, with credentials kept out of argv.
+
+Child tools (pg_dump, pg_restore) get host, user and password through PG* environment
+variables built per side; psycopg connections are built from keyword arguments in
+process. Nothing with a password is ever put on a command line.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from jobs.urls import ConnectionUrl
+
+BIN_DIR_ENV = "PG_ENGINE_BIN_DIR"
+# Environment variables the engine itself receives that no child tool may inherit.
+PRIVATE_ENV = ("SOURCE_URL", "TARGET_URL", "REPLICATION_JOB")
+# Settings that make row text identical on both sides (checksums) and tools predictable.
+SESSION_OPTIONS = "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3"
+
+
+class EngineError(RuntimeError):
+    """A failure with a message fit for the job's error (no credentials in it)."""
+
+
+@dataclass(frozen=True)
+class Tools:
+    bin_dir: Path
+    major: int
+
+    def path(self, name: str) -> str:
+        return str(self.bin_dir / name)
+
+
+def _candidate_dirs() -> list[Path]:
+    dirs: list[Path] = []
+    if os.environ.get(BIN_DIR_ENV):
+        return [Path(os.environ[BIN_DIR_ENV])]
+    on_path = shutil.which("pg_dump")
+    if on_path:
+        dirs.append(Path(on_path).resolve().parent)
+    spec = importlib.util.find_spec("pgserver")
+    if spec is not None and spec.submodule_search_locations:
+        dirs.append(Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin")
+    dirs += sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+    return [d for d in dirs if (d / "pg_dump").is_file() and (d / "pg_restore").is_file()]
+
+
+def _major(pg_dump: Path) -> int:
+    out = subprocess.run([str(pg_dump), "--version"], capture_output=True, text=True, check=True).stdout
+    match = re.search(r"(\d+)(?:\.\d+)?", out)
+    if not match:
+        raise EngineError(f"cannot read the version of {pg_dump}")
+    return int(match.group(1))
+
+
+def find_tools(source_major: int) -> Tools:
+    """The newest pg_dump/pg_restore available; it must be at least the source's major version."""
+    found = [Tools(d, _major(d / "pg_dump")) for d in _candidate_dirs()]
+    if not found:
+        raise EngineError("pg_dump and pg_restore were not found (PATH, pgserver, /usr/lib/postgresql)")
+    best = max(found, key=lambda t: t.major)
+    if best.major < source_major:
+        raise EngineError(
+            f"pg_dump {best.major} is older than the source server (PostgreSQL {source_major}); "
+            f"install PostgreSQL {source_major} client tools or set {BIN_DIR_ENV}"
+        )
+    return best
+
+
+def conn_kwargs(url: ConnectionUrl, database: str | None = None) -> dict[str, str]:
+    kwargs = {"host": url.host, "port": str(url.port), "dbname": database or url.database}
+    if url.user:
+        kwargs["user"] = url.user
+    if url.password is not None:
+        kwargs["password"] = url.password
+    kwargs.update(dict(url.parameters))
+    return kwargs
+
+
+def connect(
+    url: ConnectionUrl, database: str | None = None, *, autocommit: bool = True
+) -> psycopg.Connection:
+    kwargs = conn_kwargs(url, database)
+    kwargs.setdefault("connect_timeout", "15")
+    return psycopg.connect(
+        psycopg.conninfo.make_conninfo(options=SESSION_OPTIONS, **kwargs), autocommit=autocommit
+    )
+
+
+def replication_connection(url: ConnectionUrl, database: str) -> psycopg.Connection:
+    """A walsender connection, for CREATE_REPLICATION_SLOT with an exported snapshot."""
+    info = psycopg.conninfo.make_conninfo(replication="database", **conn_kwargs(url, database))
+    return psycopg.connect(info, autocommit=True)
+
+
+def conninfo(url: ConnectionUrl, database: str) -> str:
+    """A libpq conninfo string with the password: only for CREATE SUBSCRIPTION on the target."""
+    return psycopg.conninfo.make_conninfo(**conn_kwargs(url, database))
+
+
+_LIBPQ_ENV = {
+    "sslmode": "PGSSLMODE",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+    "application_name": "PGAPPNAME",
+    "target_session_attrs": "PGTARGETSESSIONATTRS",
+    "sslrootcert": "PGSSLROOTCERT",
+}
+
+
+def tool_env(url: ConnectionUrl, database: str) -> dict[str, str]:
+    """Environment for a client tool connecting to `database` on `url`'s server."""
+    env = {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV and not k.startswith("PG")}
+    env.update({"PGHOST": url.host, "PGPORT": str(url.port), "PGDATABASE": database})
+    if url.user:
+        env["PGUSER"] = url.user
+    if url.password is not None:
+        env["PGPASSWORD"] = url.password
+    for key, value in url.parameters:
+        env[_LIBPQ_ENV[key]] = value
+    env["PGOPTIONS"] = SESSION_OPTIONS
+    return env
+
+
+def server_major(conn: psycopg.Connection) -> int:
+    return conn.info.server_version // 10000
+
+
+def quote_pattern(schema: str, table: str) -> str:
+    """A pg_dump -t/-T pattern that matches exactly this table (no wildcards)."""
+
+    def q(name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+    return f"{q(schema)}.{q(table)}"

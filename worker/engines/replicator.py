@@ -1,0 +1,129 @@
+"""The `seren-replicator` binary: argv per command (reference/upstream.md §2) and its log lines.
+
+The binary takes the URLs only as --source/--target arguments, the one place a password
+sits in argv; they are in the invocation's secrets so nothing it prints is stored unredacted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jobs.progress import Progress
+from jobs.redact import redact
+from jobs.spec import Command, JobFilter
+from worker.engines.base import EngineJob, Invocation, ParsedLine, clip, job_secrets, looks_like_error
+
+DEFAULT_PATH = "/opt/seren-replicator/seren-replicator"
+PATH_ENV = "SEREN_REPLICATOR_PATH"
+
+# Which filter flags each subcommand accepts, and the unattended flags it needs.
+_FILTER_FLAGS: dict[Command, tuple[str, ...]] = {
+    Command.INIT: ("include_databases", "exclude_databases", "include_tables", "exclude_tables"),
+    Command.VALIDATE: ("include_databases", "exclude_databases", "include_tables", "exclude_tables"),
+    Command.SYNC: ("include_databases", "exclude_databases", "include_tables", "exclude_tables"),
+    Command.VERIFY: ("include_databases", "exclude_databases", "include_tables", "exclude_tables"),
+    Command.STATUS: ("include_databases", "exclude_databases"),
+}
+_UNATTENDED: dict[Command, tuple[str, ...]] = {
+    Command.INIT: ("--yes",),
+    Command.VALIDATE: ("--no-interactive",),
+    Command.SYNC: ("--no-interactive",),
+    Command.VERIFY: (),
+    Command.STATUS: (),
+}
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# tracing's default format: "<timestamp>  INFO target::path: message" (level padded to 5).
+_TRACING = re.compile(
+    r"\s(?P<level>TRACE|DEBUG|INFO|WARN|ERROR)\s+(?:(?P<target>[\w:]+):\s)?(?P<message>.*)$"
+)
+# "database 2/5: shop", "database 2 of 5 (shop)", "[2/5] ... database shop"
+_DB_COUNT = re.compile(r"(?i)database\s+(?P<n>\d+)\s*(?:/|of)\s*(?P<total>\d+)\W*(?P<name>[A-Za-z_][\w\-]*)?")
+_BRACKET_COUNT = re.compile(
+    r"\[(?P<n>\d+)/(?P<total>\d+)\]\s*(?:.*?\bdatabase\s+)?['\"`]?(?P<name>[A-Za-z_][\w\-]*)?"
+)
+_DONE = re.compile(r"(?i)\b(completed|complete|finished|done|replicated)\b")
+
+EXIT_MESSAGES = {
+    1: "seren-replicator reported a failure",
+    2: "seren-replicator rejected its arguments",
+    130: "seren-replicator was interrupted",
+    137: "seren-replicator was killed",
+    143: "seren-replicator was terminated",
+}
+
+
+def binary_path() -> Path:
+    return Path(os.environ.get(PATH_ENV) or DEFAULT_PATH)
+
+
+def binary_available() -> bool:
+    path = binary_path()
+    return path.is_file() and os.access(path, os.X_OK)
+
+
+def _filter_args(command: Command, job_filter: JobFilter) -> list[str]:
+    args: list[str] = []
+    for name in _FILTER_FLAGS[command]:
+        values: list[str] = getattr(job_filter, name)
+        if values:
+            args += ["--" + name.replace("_", "-"), ",".join(values)]
+    return args
+
+
+@dataclass
+class ReplicatorParser:
+    secrets: list[str] = field(repr=False)
+    progress: Progress = field(default_factory=Progress)
+
+    def parse_line(self, line: str) -> ParsedLine:
+        text = redact(_ANSI.sub("", line.rstrip("\r\n")), self.secrets)
+        match = _TRACING.search(text)
+        if match is None:
+            return ParsedLine(log=text, is_error=looks_like_error(text))
+        level, message = match["level"], match["message"].strip()
+        if level in ("TRACE", "DEBUG") or not message:
+            return ParsedLine(log=text)
+        counted = _DB_COUNT.search(message) or _BRACKET_COUNT.search(message)
+        update: dict[str, object] = {"message": clip(message)}
+        if counted:
+            current, total = int(counted["n"]), int(counted["total"])
+            finished = bool(_DONE.search(message))
+            update |= {
+                "databases_total": total,
+                "databases_completed": min(total, current if finished else current - 1),
+            }
+            if counted["name"]:
+                update["current_database"] = counted["name"]
+        self.progress = self.progress.model_copy(update=update)
+        return ParsedLine(log=text, progress=self.progress, is_error=level == "ERROR")
+
+
+class ReplicatorEngine:
+    name = "seren-replicator"
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or binary_path()
+
+    def invocation(self, job: EngineJob) -> Invocation:
+        argv = [str(self.path), job.command.value, "--source", job.source_url, "--target", job.target_url]
+        argv += _filter_args(job.command, job.filter)
+        if job.command is Command.INIT:
+            if job.options.drop_existing:
+                argv.append("--drop-existing")
+            if not job.options.enable_sync:
+                argv.append("--no-sync")
+        argv += _UNATTENDED[job.command]
+        env = {"RUST_LOG": job.options.log_level.value, "NO_COLOR": "1"}
+        return Invocation(argv=argv, env=env, secrets=job_secrets(job))
+
+    def parser(self, invocation: Invocation) -> ReplicatorParser:
+        return ReplicatorParser(secrets=invocation.secrets)
+
+    def exit_message(self, code: int) -> str:
+        if code < 0:
+            return f"seren-replicator was stopped by signal {-code}"
+        return EXIT_MESSAGES.get(code, f"seren-replicator exited with code {code}")
