@@ -262,7 +262,11 @@ def init(ctx: Context) -> None:
             for index, database in enumerate(databases):
                 _prepare_target(ctx, tgt, src, database)
                 _init_database(ctx, tools, database, with_sync, source_major == target_major, created_slots)
-                emit.progress(databases_completed=index + 1, message=f"copied database {database}")
+                emit.progress(
+                    databases_completed=index + 1,
+                    percent=round(100 * (index + 1) / len(databases), 1),
+                    message=f"copied database {database}",
+                )
             if with_sync:
                 for database in databases:
                     _sync_database(ctx, database)
