@@ -1,0 +1,147 @@
+"""Data access for CloudWatch Logs: a job's worker log stream (stream name = job id).
+
+The worker writes through `LogWriter` (batched PutLogEvents, every line redacted); the
+API reads the last lines with `read_lines`, redacted again because a stream may hold
+lines written by anything on the instance.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from jobs import aws
+from jobs.redact import redact
+
+logger = logging.getLogger(__name__)
+
+MAX_READ_LINES = 1000
+# PutLogEvents limits: 10,000 events and 1,048,576 bytes per call, counting 26 bytes of
+# overhead per event; one event at most 256 KiB.
+MAX_BATCH_EVENTS = 10_000
+MAX_BATCH_BYTES = 1_048_576
+EVENT_OVERHEAD_BYTES = 26
+MAX_LINE_BYTES = 256 * 1024 - EVENT_OVERHEAD_BYTES
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def read_lines(group: str, stream: str, limit: int = 100, *, client: Any | None = None) -> list[str]:
+    """The stream's last `limit` lines, oldest first (newest last), redacted.
+
+    A stream that does not exist (yet) has no lines.
+    """
+    logs = client if client is not None else aws.client("logs")
+    limit = max(1, min(limit, MAX_READ_LINES))
+    try:
+        answer = logs.get_log_events(
+            logGroupName=group, logStreamName=stream, limit=limit, startFromHead=False
+        )
+    except ClientError as exc:
+        if _code(exc) == "ResourceNotFoundException":
+            return []
+        raise
+    return [redact(event["message"].rstrip("\n")) for event in answer.get("events", [])]
+
+
+class LogWriter:
+    """Buffers lines and sends them in PutLogEvents batches.
+
+    `secrets` (the decrypted URLs and passwords) are removed from every line, on top of
+    the generic URL and password redaction. The stream is created on the first send.
+    A send that fails after botocore's retries is reported on the module logger and the
+    batch is dropped: losing log lines must never fail the job itself.
+    Safe to call from several threads (an output reader and a heartbeat, say).
+    """
+
+    def __init__(
+        self,
+        group: str,
+        stream: str,
+        *,
+        secrets: Iterable[str] = (),
+        flush_interval_seconds: float = 5.0,
+        client: Any | None = None,
+    ) -> None:
+        self.group = group
+        self.stream = stream
+        self._secrets = tuple(secrets)
+        self._flush_interval = flush_interval_seconds
+        self._logs = client if client is not None else aws.client("logs")
+        self._lock = threading.Lock()
+        self._events: list[dict[str, Any]] = []
+        self._bytes = 0
+        self._last_flush = time.monotonic()
+        self._stream_ready = False
+
+    def write(self, line: str) -> None:
+        message = redact(line.rstrip("\n"), self._secrets)
+        encoded = message.encode("utf-8", errors="replace")
+        if len(encoded) > MAX_LINE_BYTES:
+            message = encoded[:MAX_LINE_BYTES].decode("utf-8", errors="ignore")
+            encoded = message.encode()
+        size = len(encoded) + EVENT_OVERHEAD_BYTES
+        with self._lock:
+            if len(self._events) >= MAX_BATCH_EVENTS or self._bytes + size > MAX_BATCH_BYTES:
+                self._send_locked()
+            timestamp = int(time.time() * 1000)
+            if self._events:  # PutLogEvents wants the events of one batch in time order
+                timestamp = max(timestamp, self._events[-1]["timestamp"])
+            self._events.append({"timestamp": timestamp, "message": message or " "})
+            self._bytes += size
+            due = time.monotonic() - self._last_flush >= self._flush_interval
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._send_locked()
+
+    def close(self) -> None:
+        self.flush()
+
+    def __enter__(self) -> LogWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _send_locked(self) -> None:
+        self._last_flush = time.monotonic()
+        if not self._events:
+            return
+        events, self._events, self._bytes = self._events, [], 0
+        try:
+            self._ensure_stream()
+            try:
+                self._put(events)
+            except ClientError as exc:
+                if _code(exc) != "ResourceNotFoundException":
+                    raise
+                self._stream_ready = False  # deleted under us: create it again, once
+                self._ensure_stream()
+                self._put(events)
+        except ClientError as exc:
+            logger.warning(
+                "dropped %d log lines for stream %s: %s", len(events), self.stream, _code(exc) or "error"
+            )
+
+    def _put(self, events: list[dict[str, Any]]) -> None:
+        self._logs.put_log_events(logGroupName=self.group, logStreamName=self.stream, logEvents=events)
+
+    def _ensure_stream(self) -> None:
+        if self._stream_ready:
+            return
+        try:
+            self._logs.create_log_stream(logGroupName=self.group, logStreamName=self.stream)
+        except ClientError as exc:
+            if _code(exc) != "ResourceAlreadyExistsException":
+                raise
+        self._stream_ready = True

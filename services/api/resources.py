@@ -1,0 +1,30 @@
+"""The API's AWS data access, built once per cold start from the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from jobs.api_keys import ApiKeyStore
+from jobs.crypto import CredentialCipher
+from jobs.store import JobStore
+from services.api.settings import Settings
+
+
+@dataclass(frozen=True)
+class Resources:
+    settings: Settings
+    jobs: JobStore
+    api_keys: ApiKeyStore
+    cipher: CredentialCipher
+
+
+@cache
+def resources() -> Resources:
+    settings = Settings()  # required fields come from the environment
+    return Resources(
+        settings=settings,
+        jobs=JobStore(settings.jobs_table_name),
+        api_keys=ApiKeyStore(settings.api_keys_table_name),
+        cipher=CredentialCipher(settings.kms_key_id),
+    )

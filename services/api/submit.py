@@ -1,0 +1,117 @@
+"""Accepting a job: policy checks, the per-owner cap, encryption and one conditional write.
+
+Idempotency is built into that write instead of a separate idempotency table: with an
+`Idempotency-Key` the job id is derived from (owner, key), so a retry aims at the same
+item and the conditional create cannot make a second job. The stored request fingerprint
+tells a genuine retry (same job back) from a reuse of the key for another request (422).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from http import HTTPStatus
+
+from jobs import clock
+from jobs.crypto import Credentials, CredentialsTooLong
+from jobs.policy import HostNotAllowed
+from jobs.record import Job
+from jobs.spec import JobSpec
+from jobs.states import JobStatus
+from jobs.urls import parse_url
+from services.api.errors import ApiError, bad_request
+from services.api.resources import Resources
+
+# Fixed forever: changing it would give retries of old requests new job ids.
+IDEMPOTENCY_NAMESPACE = uuid.UUID("6f0f4b8e-3c57-4d0e-9a51-2b7f6c1d9e42")
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+IDEMPOTENCY_CONFLICT = "Idempotency-Key was already used with a different request"
+
+
+@dataclass(frozen=True)
+class Submission:
+    job: Job
+    created: bool  # False: an idempotent retry answered with the job it created before
+
+
+def job_id_for(owner: str, idempotency_key: str | None) -> str:
+    if idempotency_key is None:
+        return str(uuid.uuid4())
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, owner + "\n" + idempotency_key))
+
+
+def request_fingerprint(spec: JobSpec) -> str:
+    """A hash of the whole request, URLs included: the URLs are never stored in plaintext."""
+    canonical = json.dumps(spec.fingerprint_fields(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def submit_job(res: Resources, owner: str, spec: JobSpec, idempotency_key: str | None) -> Submission:
+    if idempotency_key is not None:
+        idempotency_key = idempotency_key.strip()
+        if not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH or not idempotency_key.isprintable():
+            raise bad_request(
+                f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable characters"
+            )
+    source = parse_url(spec.source_url, field="source_url")
+    target = parse_url(spec.target_url, field="target_url")
+    policy = res.settings.connection_policy
+    try:
+        policy.check_host(source.host, role="source")
+        policy.check_host(target.host, role="target")
+    except HostNotAllowed as exc:
+        raise bad_request(str(exc), reason="host_policy") from exc
+
+    job_id = job_id_for(owner, idempotency_key)
+    fingerprint = request_fingerprint(spec)
+    cap = res.settings.max_unfinished_jobs_per_owner
+    if res.jobs.count_unfinished(owner) >= cap:
+        # A retry of a job that was already accepted is answered even at the cap.
+        existing = res.jobs.get(job_id, include_expired=True) if idempotency_key is not None else None
+        if existing is None:
+            raise ApiError(
+                HTTPStatus.TOO_MANY_REQUESTS,
+                f"Too many unfinished jobs: the limit is {cap} per owner; wait for one to finish",
+                reason="owner_cap",
+            )
+        return _replay(existing, owner, fingerprint)
+
+    try:
+        ciphertext = res.cipher.encrypt(
+            job_id, Credentials(source_url=spec.source_url, target_url=spec.target_url)
+        )
+    except CredentialsTooLong as exc:
+        raise bad_request(str(exc)) from exc
+
+    now = clock.now()
+    created_at = clock.iso(now)
+    job = Job(
+        job_id=job_id,
+        owner=owner,
+        trace_id=str(uuid.uuid4()),
+        schema_version=spec.schema_version,
+        command=spec.command.value,
+        status=JobStatus.PENDING,
+        filter=spec.filter,
+        options=spec.options,
+        source=source.redacted,
+        target=target.redacted,
+        created_at=created_at,
+        updated_at=created_at,
+        idempotency_key=idempotency_key,
+        request_fingerprint=fingerprint,
+        expires_at=clock.epoch(now + timedelta(days=res.settings.job_retention_days)),
+    )
+    result = res.jobs.create(job, ciphertext)
+    if result.created:
+        return Submission(job=result.job, created=True)
+    return _replay(result.job, owner, fingerprint)
+
+
+def _replay(existing: Job, owner: str, fingerprint: str) -> Submission:
+    if existing.owner != owner or existing.request_fingerprint != fingerprint:
+        raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY, IDEMPOTENCY_CONFLICT, reason="idempotency_conflict")
+    return Submission(job=existing, created=False)

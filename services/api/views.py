@@ -1,0 +1,57 @@
+"""What clients are shown of a job: the upstream 1.0 fields first, then the extras."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jobs.record import Job
+from jobs.states import status_for_client
+
+# Extra progress fields are shown only when the worker knows them.
+_OPTIONAL_PROGRESS_FIELDS = ("phase", "percent", "tables_completed", "tables_total", "bytes_copied")
+
+
+def client_status(job: Job) -> tuple[str, str | None]:
+    return status_for_client(job.status, job.schema_version, job.error)
+
+
+def job_view(job: Job, *, logs: list[str] | None = None) -> dict[str, Any]:
+    status, error = client_status(job)
+    progress: dict[str, Any] = {
+        "message": job.progress.message,
+        "current_database": job.progress.current_database,
+        "databases_completed": job.progress.databases_completed,
+        "databases_total": job.progress.databases_total,
+    }
+    for name in _OPTIONAL_PROGRESS_FIELDS:
+        value = getattr(job.progress, name)
+        if value is not None:
+            progress[name] = value
+    view: dict[str, Any] = {
+        "job_id": job.job_id,
+        "trace_id": job.trace_id,
+        "status": status,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "completed_at": job.completed_at,
+        "error": error,
+        "progress": progress,
+        "log_url": job.log_url,
+        "schema_version": job.schema_version,
+        "command": job.command,
+        "source": job.source,
+        "target": job.target,
+        "updated_at": job.updated_at,
+        "heartbeat_at": job.heartbeat_at,
+        "cancel_requested_at": job.cancel_requested_at,
+        "exit_code": job.exit_code,
+        "attempt": job.attempt,
+    }
+    if logs is not None:
+        view["logs"] = logs
+    return view
+
+
+def submit_view(job: Job) -> dict[str, Any]:
+    status, _ = client_status(job)
+    return {"job_id": job.job_id, "trace_id": job.trace_id, "status": status}
