@@ -13,6 +13,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from jobs import aws
+from jobs.record import TTL_ATTRIBUTE
 from jobs.tables import SLOTS_ITEM_ID
 
 HOLDERS = "holders"
@@ -60,3 +61,68 @@ class SlotLedger:
                 ExpressionAttributeNames={"#h": HOLDERS},
                 ExpressionAttributeValues={":jobs": ids},
             )
+
+    def restore(self, job_ids: Iterable[str]) -> None:
+        """Record slots that jobs already use (an instance is up) whatever the limit: the
+        ledger must match reality before it can keep the limit."""
+        ids = set(job_ids)
+        if ids:
+            self._table.update_item(
+                Key={"job_id": SLOTS_ITEM_ID},
+                UpdateExpression="ADD #h :jobs",
+                ExpressionAttributeNames={"#h": HOLDERS},
+                ExpressionAttributeValues={":jobs": ids},
+            )
+
+
+LAUNCH_CLAIM_PREFIX = "control#launch#"
+# Claims outlive any launch by far; TTL removes them (they have no status, so no reader sees them).
+CLAIM_RETENTION_SECONDS = 7 * 24 * 3600
+
+
+class LaunchClaims:
+    """One item per job attempt saying which launcher may call RunInstances for it.
+
+    EC2's ClientToken already makes RunInstances idempotent per attempt; the claim makes
+    that hold where ClientToken is not honoured (moto) and keeps a second launcher from
+    even trying. A claim is a lease: a launcher that died mid-launch is taken over once
+    the lease has passed, and the successor looks for the instance it may have left.
+    """
+
+    def __init__(self, table_name: str, table: Any | None = None) -> None:
+        self._table = table if table is not None else aws.table(table_name)
+
+    def claim(self, job_id: str, attempt: int, holder: str, *, now_epoch: int, lease_seconds: int) -> bool:
+        """Take the claim for this attempt if nobody holds it or its lease has passed."""
+        try:
+            self._table.put_item(
+                Item={
+                    "job_id": _claim_key(job_id, attempt),
+                    "holder": holder,
+                    "lease_until": now_epoch + lease_seconds,
+                    TTL_ATTRIBUTE: now_epoch + CLAIM_RETENTION_SECONDS,
+                },
+                ConditionExpression="attribute_not_exists(job_id) OR lease_until < :now OR holder = :me",
+                ExpressionAttributeValues={":now": now_epoch, ":me": holder},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def release(self, job_id: str, attempt: int, holder: str) -> None:
+        """Give up a claim this holder took (after a failure that a retry may overcome)."""
+        try:
+            self._table.delete_item(
+                Key={"job_id": _claim_key(job_id, attempt)},
+                ConditionExpression="holder = :me",
+                ExpressionAttributeValues={":me": holder},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+
+
+def _claim_key(job_id: str, attempt: int) -> str:
+    return f"{LAUNCH_CLAIM_PREFIX}{job_id}#{attempt}"

@@ -1,0 +1,208 @@
+"""Data access for EC2: start a worker from the launch template, find the instances this
+deployment owns, terminate.
+
+An instance belongs to a deployment when its `ManagedBy` tag carries that deployment's
+name; `JobId` and `Attempt` tie it to one launch attempt of one job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from jobs import aws
+
+TAG_JOB_ID = "JobId"
+TAG_ATTEMPT = "Attempt"
+TAG_MANAGED_BY = "ManagedBy"
+TAG_PROJECT = "Project"
+TAG_NAME = "Name"
+LIVE_STATES = ("pending", "running")
+
+# No capacity for this type in this subnet's zone: another subnet or type may have it.
+CAPACITY_ERRORS = frozenset(
+    {
+        "InsufficientInstanceCapacity",
+        "InsufficientFreeAddressesInSubnet",
+        "InsufficientCapacity",
+        "Unsupported",
+    }
+)
+# Configuration or permission problems: retrying the same request cannot succeed.
+PERMANENT_ERRORS = frozenset(
+    {"UnauthorizedOperation", "AuthFailure", "OptInRequired", "Blocked", "MissingParameter"}
+)
+
+
+def is_permanent(code: str) -> bool:
+    """InvalidAMIID.*, InvalidParameterValue, InvalidLaunchTemplateId.*, ... and the above."""
+    return code in PERMANENT_ERRORS or code.startswith("Invalid")
+
+
+@dataclass(frozen=True)
+class Instance:
+    instance_id: str
+    state: str
+    instance_type: str
+    launch_time: datetime | None
+    job_id: str | None
+    attempt: int | None
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    job_id: str
+    attempt: int
+    managed_by: str
+    project: str
+    launch_template_id: str
+    launch_template_version: str
+    instance_types: Sequence[str]  # the preferred one first, then the fallbacks
+    subnet_ids: Sequence[str]  # empty: the launch template's own network settings
+    user_data: str
+
+    @property
+    def client_token(self) -> str:
+        # One token per job attempt: EC2 starts at most one instance for it. A token is only
+        # bound to the parameters of a request that succeeded, so fallbacks may reuse it.
+        return f"{self.job_id}:{self.attempt}"[:64]
+
+
+class LaunchError(Exception):
+    """RunInstances failed after botocore's retries, or every subnet/type lacked capacity."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+    @property
+    def permanent(self) -> bool:
+        return is_permanent(self.code)
+
+    @property
+    def no_capacity(self) -> bool:
+        return self.code in CAPACITY_ERRORS
+
+
+def run(request: LaunchRequest) -> Instance:
+    """Start one instance for the request, trying each subnet for each type in order."""
+    subnets: list[str | None] = list(request.subnet_ids) or [None]
+    last: LaunchError | None = None
+    for instance_type in request.instance_types:
+        for subnet_id in subnets:
+            try:
+                return _run_one(request, instance_type, subnet_id)
+            except ClientError as exc:
+                error = LaunchError(_code(exc), _message(exc))
+                if not error.no_capacity:
+                    raise error from exc
+                last = error
+    assert last is not None  # at least one type is always requested
+    raise last
+
+
+def _run_one(request: LaunchRequest, instance_type: str, subnet_id: str | None) -> Instance:
+    tags = [
+        {"Key": TAG_JOB_ID, "Value": request.job_id},
+        {"Key": TAG_ATTEMPT, "Value": str(request.attempt)},
+        {"Key": TAG_MANAGED_BY, "Value": request.managed_by},
+        {"Key": TAG_PROJECT, "Value": request.project},
+        {"Key": TAG_NAME, "Value": f"{request.project}-worker-{request.job_id}"},
+    ]
+    kwargs: dict[str, Any] = {
+        "LaunchTemplate": {
+            "LaunchTemplateId": request.launch_template_id,
+            "Version": request.launch_template_version,
+        },
+        "InstanceType": instance_type,
+        "MinCount": 1,
+        "MaxCount": 1,
+        "ClientToken": request.client_token,
+        "UserData": request.user_data,
+        "TagSpecifications": [
+            {"ResourceType": "instance", "Tags": tags},
+            {"ResourceType": "volume", "Tags": tags},
+        ],
+    }
+    if subnet_id:
+        kwargs["SubnetId"] = subnet_id
+    answer = aws.client("ec2").run_instances(**kwargs)
+    return _instance(answer["Instances"][0])
+
+
+def find_attempt(managed_by: str, job_id: str, attempt: int) -> Instance | None:
+    """The live instance started for this job attempt, if any (a launcher that died after
+    RunInstances leaves one behind)."""
+    found = _describe(
+        [
+            {"Name": f"tag:{TAG_MANAGED_BY}", "Values": [managed_by]},
+            {"Name": f"tag:{TAG_JOB_ID}", "Values": [job_id]},
+            {"Name": f"tag:{TAG_ATTEMPT}", "Values": [str(attempt)]},
+            {"Name": "instance-state-name", "Values": list(LIVE_STATES)},
+        ]
+    )
+    return found[0] if found else None
+
+
+def describe_ours(managed_by: str) -> list[Instance]:
+    """Every pending or running instance of this deployment."""
+    return _describe(
+        [
+            {"Name": f"tag:{TAG_MANAGED_BY}", "Values": [managed_by]},
+            {"Name": "instance-state-name", "Values": list(LIVE_STATES)},
+        ]
+    )
+
+
+def terminate(instance_id: str) -> None:
+    """Terminate an instance; one that is already gone is not an error."""
+    terminate_all([instance_id])
+
+
+def terminate_all(instance_ids: Iterable[str]) -> None:
+    ids = sorted(set(instance_ids))
+    if not ids:
+        return
+    try:
+        aws.client("ec2").terminate_instances(InstanceIds=ids)
+    except ClientError as exc:
+        if _code(exc) != "InvalidInstanceID.NotFound":
+            raise
+        if len(ids) > 1:  # one unknown id fails the whole call: end the others one by one
+            for instance_id in ids:
+                terminate_all([instance_id])
+
+
+def _describe(filters: list[dict[str, Any]]) -> list[Instance]:
+    paginator = aws.client("ec2").get_paginator("describe_instances")
+    found: list[Instance] = []
+    for page in paginator.paginate(Filters=filters):
+        for reservation in page.get("Reservations", []):
+            found.extend(_instance(raw) for raw in reservation.get("Instances", []))
+    return found
+
+
+def _instance(raw: dict[str, Any]) -> Instance:
+    tags = {tag["Key"]: tag["Value"] for tag in raw.get("Tags", [])}
+    attempt = tags.get(TAG_ATTEMPT)
+    return Instance(
+        instance_id=raw["InstanceId"],
+        state=raw.get("State", {}).get("Name", "unknown"),
+        instance_type=raw.get("InstanceType", ""),
+        launch_time=raw.get("LaunchTime"),
+        job_id=tags.get(TAG_JOB_ID),
+        attempt=int(attempt) if attempt and attempt.isdigit() else None,
+    )
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", "Unknown"))
+
+
+def _message(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Message", ""))[:300]

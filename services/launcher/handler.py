@@ -1,0 +1,46 @@
+"""Launcher Lambda: DynamoDB stream batches (filtered by `services.launcher.filters`) in,
+partial batch response out. A record that raises is reported failed and redelivered;
+one that keeps failing ends in the event source mapping's on-failure destination."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Tracer
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from services.launcher.logic import LaunchContext, StreamChange, handle_change, logger, metrics
+from services.launcher.settings import Settings
+
+tracer = Tracer()
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+
+
+@cache
+def launch_context() -> LaunchContext:
+    return LaunchContext.from_settings(Settings())
+
+
+def record_handler(record: DynamoDBRecord) -> None:
+    stream = record.dynamodb
+    if stream is None or record.event_name is None:
+        return
+    change = StreamChange.from_images(record.event_name.name, stream.keys, stream.old_image, stream.new_image)
+    logger.append_keys(job_id=change.job_id)
+    try:
+        handle_change(launch_context(), change)
+    finally:
+        logger.remove_keys(["job_id"])
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

@@ -1,0 +1,109 @@
+"""The launcher's settings, read once per cold start from the environment.
+
+Terraform sets exactly these variables (plus POWERTOOLS_*, which Powertools reads itself,
+and AWS_REGION, which Lambda sets). The reaper extends this model: it launches too.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GIB = 1024**3
+# The earlier system's choice by estimated size: (size below which, instance type); None = any size.
+DEFAULT_INSTANCE_TYPE_BY_SIZE: list[tuple[int | None, str]] = [
+    (10 * GIB, "t3.medium"),
+    (100 * GIB, "c5.large"),
+    (1024 * GIB, "c5.2xlarge"),
+    (None, "c5.4xlarge"),
+]
+# Variables Lambda provides itself: read here, never set by Terraform.
+RUNTIME_VARIABLES = frozenset({"AWS_REGION"})
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    jobs_table_name: str = Field(min_length=3)
+    aws_region: str = Field(min_length=1)
+    max_concurrent_jobs: int = Field(default=10, ge=1, le=1000)
+    launch_template_id: str = Field(min_length=1)
+    launch_template_version: str = "$Latest"
+    # Comma-separated, tried in order; empty: the launch template's network settings.
+    subnet_ids: str = ""
+    # When the job gives no estimated size.
+    default_instance_type: str = "c5.large"
+    # JSON list of [bytes below which, type] pairs, ascending; a null bound matches any size.
+    instance_type_by_size: list[tuple[int | None, str]] = Field(
+        default_factory=lambda: list(DEFAULT_INSTANCE_TYPE_BY_SIZE)
+    )
+    # Comma-separated, tried after the chosen type when EC2 has no capacity for it.
+    fallback_instance_types: str = ""
+    project_tag: str = "seren-replication"
+    # A launcher that claimed an attempt and went silent this long is presumed dead; keep it
+    # well above the launcher's Lambda timeout.
+    launch_lease_seconds: int = Field(default=300, ge=30)
+    # Handed to the worker through user-data (all non-secret).
+    worker_log_group: str = Field(min_length=1)
+    heartbeat_interval_seconds: int = Field(default=30, ge=1)
+    allowed_target_suffixes: str = ""
+    allow_loopback_hosts: bool = False
+    allow_private_hosts: bool = False
+
+    @property
+    def subnets(self) -> tuple[str, ...]:
+        return _split(self.subnet_ids)
+
+    @property
+    def fallback_types(self) -> tuple[str, ...]:
+        return _split(self.fallback_instance_types)
+
+    @property
+    def managed_by(self) -> str:
+        """The `ManagedBy` tag value of this deployment's instances: its table name is unique
+        per account and region, so two deployments never take each other's instances."""
+        return self.jobs_table_name
+
+    def instance_types_for(self, estimated_size_bytes: int | None) -> list[str]:
+        """The type to ask for first, then the fallbacks, without repeats."""
+        preferred = self.default_instance_type
+        if estimated_size_bytes is not None:
+            for below, instance_type in self.instance_type_by_size:
+                if below is None or estimated_size_bytes < below:
+                    preferred = instance_type
+                    break
+        return list(dict.fromkeys([preferred, *self.fallback_types]))
+
+    def worker_environment(self) -> dict[str, str]:
+        """What the worker needs to find its job; never a secret (user-data is readable by
+        anyone who can describe the instance)."""
+        return {
+            "JOBS_TABLE_NAME": self.jobs_table_name,
+            "AWS_REGION": self.aws_region,
+            "AWS_DEFAULT_REGION": self.aws_region,
+            "WORKER_LOG_GROUP": self.worker_log_group,
+            "HEARTBEAT_INTERVAL_SECONDS": str(self.heartbeat_interval_seconds),
+            "ALLOWED_TARGET_SUFFIXES": self.allowed_target_suffixes,
+            "ALLOW_LOOPBACK_HOSTS": str(self.allow_loopback_hosts).lower(),
+            "ALLOW_PRIVATE_HOSTS": str(self.allow_private_hosts).lower(),
+        }
+
+    def user_data(self, job_id: str) -> str:
+        environment = self.worker_environment()
+        exports = " ".join(f"{name}={shlex.quote(value)}" for name, value in environment.items())
+        return (
+            "#!/bin/bash\n"
+            f"export {exports}\n"
+            f'exec "${{WORKER_SCRIPT:-/opt/seren-replicator/worker.sh}}" {shlex.quote(job_id)}\n'
+        )
+
+
+def environment_variables() -> frozenset[str]:
+    """The variable names this model reads that Terraform must set."""
+    return frozenset(name.upper() for name in Settings.model_fields) - RUNTIME_VARIABLES
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
