@@ -1,0 +1,57 @@
+"""IMDSv2: the instance's own id. A session token first (PUT), then the read (GET).
+
+The endpoint is AWS_EC2_METADATA_SERVICE_ENDPOINT when set (the local cloud serves one per
+instance), as for the AWS SDKs; otherwise the link-local address of the real service.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.error
+import urllib.request
+
+DEFAULT_ENDPOINT = "http://169.254.169.254"
+ENDPOINT_ENV = "AWS_EC2_METADATA_SERVICE_ENDPOINT"
+TOKEN_TTL_SECONDS = 300
+
+
+class MetadataUnavailable(RuntimeError):
+    pass
+
+
+def endpoint() -> str:
+    return (os.environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def _request(url: str, headers: dict[str, str], timeout: float, method: str = "GET") -> str:
+    if not url.startswith(("http://", "https://")):
+        raise MetadataUnavailable(f"{ENDPOINT_ENV} must be an http(s) URL")
+    request = urllib.request.Request(url, method=method, headers=headers)  # noqa: S310 - scheme checked
+    with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310 - scheme checked
+        return str(answer.read().decode())
+
+
+def instance_id(*, attempts: int = 5, timeout: float = 2.0, backoff: float = 0.5) -> str:
+    """This instance's id, retried: IMDS can be slow for a moment right after boot."""
+    base = endpoint()
+    last_error: Exception | None = None
+    for attempt in range(attempts):
+        try:
+            token = _request(
+                f"{base}/latest/api/token",
+                {"X-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_TTL_SECONDS)},
+                timeout,
+                method="PUT",
+            )
+            value = _request(
+                f"{base}/latest/meta-data/instance-id", {"X-aws-ec2-metadata-token": token}, timeout
+            ).strip()
+            if value:
+                return value
+            last_error = MetadataUnavailable("empty instance id")
+        except (urllib.error.URLError, OSError) as exc:
+            last_error = exc
+        if attempt + 1 < attempts:
+            time.sleep(backoff * 2**attempt)
+    raise MetadataUnavailable(f"instance metadata service at {base} did not answer: {last_error}")

@@ -1,0 +1,79 @@
+"""The engine's process: started in its own session (so its whole process group can be
+signalled), fed nothing on stdin, read line by line from a merged stdout/stderr.
+
+Credentials reach it through `env` only. The worker's AWS settings are not passed on: the
+engine talks to databases, never to AWS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+# Lines longer than this are cut (a runaway line must not grow the worker's memory).
+MAX_LINE_BYTES = 64 * 1024
+
+
+def engine_environment(extra: Mapping[str, str]) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    return {**base, **extra}
+
+
+class EngineProcess:
+    """One running engine. `on_line` is called from a reader thread for every output line."""
+
+    def __init__(self, argv: list[str], env: Mapping[str, str], on_line: Callable[[str], None]) -> None:
+        self._on_line = on_line
+        self._process = subprocess.Popen(
+            argv,
+            env=engine_environment(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+        self.pid = self._process.pid
+        self._reader = threading.Thread(target=self._read, name="engine-output", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        stream = self._process.stdout
+        assert stream is not None
+        for raw in iter(lambda: stream.readline(MAX_LINE_BYTES), b""):
+            self._on_line(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+
+    def exited(self) -> bool:
+        """Whether the engine's main process has exited (it is left unreaped, so that its
+        process group id cannot be reused before `finish` kills any leftover children)."""
+        try:
+            info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True
+        return info is not None
+
+    def finish(self, output_timeout: float = 10.0) -> int:
+        """Reap the exited engine, kill whatever it left running, drain its output.
+
+        Returns the exit code (negative: killed by that signal)."""
+        self._signal_group(signal.SIGKILL)
+        code = self._process.wait()
+        self._reader.join(output_timeout)
+        return code
+
+    def stop(self, grace_seconds: float) -> int:
+        """SIGTERM to the whole group; SIGKILL to it after `grace_seconds`. Returns the exit code."""
+        self._signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + grace_seconds
+        while not self.exited() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.finish()
+
+    def _signal_group(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signum)

@@ -1,0 +1,67 @@
+"""The worker's settings, from the environment that the instance's user-data exports.
+
+Endpoints are not settings: boto3 reads AWS_REGION and AWS_ENDPOINT_URL[_<SERVICE>], the
+metadata client AWS_EC2_METADATA_SERVICE_ENDPOINT.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from jobs.policy import ConnectionPolicy
+
+# Heartbeats every 30 s are 120 writes an hour; progress gets what is left of this budget.
+DEFAULT_ITEM_WRITES_PER_HOUR = 130
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    jobs_table_name: str = Field(min_length=3)
+    worker_log_group: str = Field(min_length=1)
+    heartbeat_interval_seconds: float = Field(default=30, gt=0, le=600)
+    # Progress reaches the item at most this often, and only within the write budget.
+    progress_min_interval_seconds: float = Field(default=5, ge=0, le=600)
+    item_writes_per_hour: int = Field(default=DEFAULT_ITEM_WRITES_PER_HOUR, ge=1, le=100_000)
+    engine: Literal["auto", "pg", "seren-replicator"] = "auto"
+    # Comma-separated host suffixes a target must end in; empty means any public host.
+    allowed_target_suffixes: str = ""
+    allow_loopback_hosts: bool = False
+    allow_private_hosts: bool = False
+    # How long the engine may take to exit after SIGTERM before its process group is killed.
+    engine_stop_grace_seconds: float = Field(default=20, ge=0, le=600)
+    # The operator's cap on one job's run time, on top of the job's own job_timeout_seconds.
+    max_job_runtime_seconds: int | None = Field(default=None, ge=1)
+    metrics_namespace: str = Field(
+        default="SerenReplication",
+        min_length=1,
+        validation_alias=AliasChoices("METRICS_NAMESPACE", "POWERTOOLS_METRICS_NAMESPACE"),
+    )
+    # Where the engine's redacted output is also kept on the instance (JOB_ID.log).
+    local_log_dir: Path = Path("/var/log/seren-replicator")
+    log_flush_interval_seconds: float = Field(default=2, gt=0, le=60)
+    # botocore attempts (with backoff) per write: few for heartbeats, which come again
+    # anyway, many for the writes that must land (running, the outcome).
+    heartbeat_write_max_attempts: int = Field(default=3, ge=1, le=20)
+    status_write_max_attempts: int = Field(default=10, ge=1, le=20)
+
+    @property
+    def target_suffixes(self) -> tuple[str, ...]:
+        return tuple(s.strip() for s in self.allowed_target_suffixes.split(",") if s.strip())
+
+    @property
+    def connection_policy(self) -> ConnectionPolicy:
+        return ConnectionPolicy(
+            allowed_target_suffixes=self.target_suffixes,
+            allow_loopback=self.allow_loopback_hosts,
+            allow_private=self.allow_private_hosts,
+        )
+
+
+def environment_variables() -> frozenset[str]:
+    """The variable names this model reads (what user-data or the image must set)."""
+    return frozenset({name.upper() for name in Settings.model_fields} | {"POWERTOOLS_METRICS_NAMESPACE"})

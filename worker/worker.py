@@ -1,0 +1,355 @@
+"""The worker's main line: `python -m worker JOB_ID` (worker.sh runs it from user-data).
+
+read the job -> ours and provisioning? -> decrypt, re-check resolved hosts -> running ->
+run the engine (heartbeats, progress, cancel, deadline, SIGTERM) -> outcome -> wipe the
+credentials -> metrics -> flush logs -> terminate this instance.
+
+Whatever happens, the last step runs: no path leaves the instance running.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from types import FrameType
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
+
+from jobs import clock, instances
+from jobs.crypto import CredentialCipher, Credentials
+from jobs.job_logs import LogWriter
+from jobs.policy import ConnectionPolicy, HostNotAllowed
+from jobs.progress import Progress
+from jobs.record import Job
+from jobs.redact import redact
+from jobs.spec import Command
+from jobs.states import JobStatus
+from jobs.urls import parse_url
+from worker import metadata, metrics
+from worker.engines import Engine, EngineJob, Invocation, select_engine
+from worker.job_item import JobItem, Outcome
+from worker.output import EngineOutput, open_local_log
+from worker.process import EngineProcess
+from worker.schedule import WriteSchedule
+from worker.settings import Settings
+
+logger = Logger(service="replication-worker")
+
+EXIT_OK = 0
+EXIT_USAGE = 64
+# The worker could not make sure its instance is terminated (worker.sh may power off).
+EXIT_NOT_TERMINATED = 3
+TICK_SECONDS = 0.2
+TERMINATE_ATTEMPTS = 5
+INTERRUPTED = "the instance was interrupted (SIGTERM to the worker) before the job finished"
+
+
+class JobLost(Exception):
+    """The job is no longer ours to write (ended or reassigned by someone else)."""
+
+
+@dataclass
+class RunStats:
+    item_writes: int = 0
+    failed_writes: int = 0
+
+
+def resolve(host: str, port: int) -> list[str]:
+    try:
+        answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return []
+    return sorted({str(info[4][0]) for info in answers})
+
+
+def check_hosts(credentials: Credentials, policy: ConnectionPolicy) -> None:
+    """The API checked the names; the worker checks what they resolve to now (deny-list)."""
+    for role, raw in (("source", credentials.source_url), ("target", credentials.target_url)):
+        url = parse_url(raw, field=f"{role}_url")
+        policy.check_resolved(url.host, resolve(url.host, url.port), role=role)
+
+
+def job_deadline_seconds(job: Job, settings: Settings) -> int:
+    limit = job.options.job_timeout_seconds
+    if settings.max_job_runtime_seconds is not None:
+        limit = min(limit, settings.max_job_runtime_seconds)
+    return limit
+
+
+def exit_code_of(returncode: int) -> int:
+    """Shell convention: killed by signal N is 128 + N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+class Worker:
+    def __init__(
+        self, settings: Settings, job_id: str, instance_id: str, interrupted: threading.Event
+    ) -> None:
+        self.settings = settings
+        self.job_id = job_id
+        self.instance_id = instance_id
+        self.interrupted = interrupted
+        self.item = JobItem(
+            job_id,
+            instance_id,
+            table_name=settings.jobs_table_name,
+            heartbeat_attempts=settings.heartbeat_write_max_attempts,
+            status_attempts=settings.status_write_max_attempts,
+        )
+        self.secrets: list[str] = []
+        self.stats = RunStats()
+        self.output: EngineOutput | None = None
+
+    # -- the whole job ---------------------------------------------------------------
+
+    def run(self) -> None:
+        job = self.item.reader.get(self.job_id)
+        if job is None or job.status.is_terminal or job.instance_id != self.instance_id:
+            logger.info(
+                "nothing to do for this instance",
+                extra={"status": job.status.value if job else None, "assigned_to": job and job.instance_id},
+            )
+            return
+        if job.status in (JobStatus.RUNNING, JobStatus.CANCELLING):
+            # A worker process on this instance already ran it and is gone: its engine with it.
+            self._end(job, Outcome(JobStatus.FAILED, "the worker restarted while the job was running"))
+            return
+        if job.status is not JobStatus.PROVISIONING:
+            logger.info("job not yet provisioned for this instance", extra={"status": job.status.value})
+            return
+        try:
+            self._run_provisioned(job)
+        except Exception as exc:
+            logger.exception("worker failed")
+            self._end(job, Outcome(JobStatus.FAILED, self._reason(exc)))
+
+    def _run_provisioned(self, job: Job) -> None:
+        started = time.monotonic()
+        ciphertext = self.item.reader.get_credentials(self.job_id)
+        if ciphertext is None:
+            self._end(job, Outcome(JobStatus.FAILED, "the job's credentials are gone"))
+            return
+        credentials = CredentialCipher().decrypt(self.job_id, ciphertext)
+        engine = select_engine(self.settings.engine)
+        invocation = engine.invocation(
+            EngineJob(
+                command=Command(job.command),
+                source_url=credentials.source_url,
+                target_url=credentials.target_url,
+                filter=job.filter,
+                options=job.options,
+            )
+        )
+        self.secrets = list(invocation.secrets)
+        try:
+            check_hosts(credentials, self.settings.connection_policy)
+        except HostNotAllowed as exc:
+            self._end(job, Outcome(JobStatus.FAILED, str(exc)))
+            return
+        self.output = EngineOutput(
+            engine.parser(invocation),
+            LogWriter(
+                self.settings.worker_log_group,
+                self.job_id,
+                secrets=self.secrets,
+                flush_interval_seconds=self.settings.log_flush_interval_seconds,
+            ),
+            open_local_log(self.settings.local_log_dir, self.job_id),
+            self.secrets,
+            flush_interval_seconds=self.settings.log_flush_interval_seconds,
+        )
+        self.output.set_progress(Progress.message_only(f"starting {job.command} ({engine.name} engine)"))
+        started_item = self.item.start(
+            log_group=self.settings.worker_log_group,
+            progress=self.output.progress,
+            now_iso=clock.now_iso(),
+        )
+        self.stats.item_writes += 1
+        if not started_item.ok:
+            logger.info("job changed before it started; leaving it alone")
+            return
+        self.output.take_progress()
+        outcome = self._supervise(job, engine, invocation, started)
+        self._end(job, outcome, duration=time.monotonic() - started, engine_name=engine.name)
+
+    # -- the engine --------------------------------------------------------------------
+
+    def _supervise(self, job: Job, engine: Engine, invocation: Invocation, started: float) -> Outcome | None:
+        """Run the engine to an outcome; None when the job stopped being ours."""
+        output = self.output
+        assert output is not None
+        settings = self.settings
+        limit = job_deadline_seconds(job, settings)
+        deadline = started + limit
+        schedule = WriteSchedule(
+            heartbeat_interval=settings.heartbeat_interval_seconds,
+            progress_min_interval=settings.progress_min_interval_seconds,
+            writes_per_hour=settings.item_writes_per_hour,
+            start=time.monotonic(),
+        )
+        output.note(f"starting the {engine.name} engine: {job.command}")
+        process = EngineProcess(invocation.argv, invocation.env, output.handle_line)
+        logger.info("engine started", extra={"engine": engine.name, "pid": process.pid})
+        finished = False
+        try:
+            while True:
+                if process.exited():
+                    code = process.finish()
+                    finished = True
+                    return self._exit_outcome(engine, code)
+                if self.interrupted.is_set():
+                    return self._stop(process, output, Outcome(JobStatus.FAILED, INTERRUPTED))
+                now = time.monotonic()
+                if now >= deadline:
+                    message = f"the job ran longer than its limit of {limit} seconds"
+                    return self._stop(process, output, Outcome(JobStatus.TIMEOUT, message))
+                if schedule.due(now, output.progress_pending) is not None:
+                    schedule.wrote(now)
+                    status = self._beat(output)
+                    if status is None:
+                        output.note("the job was ended elsewhere; stopping the engine")
+                        self._stop(process, output, None)
+                        return None
+                    if status is JobStatus.CANCELLING:
+                        return self._stop(
+                            process, output, Outcome(JobStatus.CANCELLED, "cancelled on request")
+                        )
+                output.flush_if_due()
+                self.interrupted.wait(TICK_SECONDS)
+        finally:
+            if not finished:
+                process.stop(0)
+
+    def _beat(self, output: EngineOutput) -> JobStatus | None:
+        """One heartbeat (with the pending progress). The status seen, None when the job is
+        no longer ours, or the last known running status when the write failed."""
+        progress = output.take_progress()
+        self.stats.item_writes += 1
+        try:
+            result = self.item.beat(clock.now_iso(), progress)
+        except (BotoCoreError, ClientError) as exc:
+            self.stats.failed_writes += 1
+            logger.warning("heartbeat failed; trying again at the next one", extra={"reason": str(exc)})
+            if progress is not None:
+                output.set_progress(progress)  # not written: keep it pending
+            return JobStatus.RUNNING
+        if not result.ok:
+            return None
+        assert result.job is not None
+        return result.job.status
+
+    def _stop(self, process: EngineProcess, output: EngineOutput, outcome: Outcome | None) -> Outcome | None:
+        if outcome is not None:
+            output.note(f"stopping the engine: {outcome.error}")
+        code = process.stop(self.settings.engine_stop_grace_seconds)
+        if outcome is None:
+            return None
+        return Outcome(outcome.status, outcome.error, exit_code_of(code))
+
+    def _exit_outcome(self, engine: Engine, returncode: int) -> Outcome:
+        if returncode == 0:
+            return Outcome(JobStatus.COMPLETED, exit_code=0)
+        assert self.output is not None
+        error = f"{engine.exit_message(returncode)}: {self.output.failure_summary()}"
+        return Outcome(JobStatus.FAILED, redact(error, self.secrets), exit_code_of(returncode))
+
+    # -- the end -----------------------------------------------------------------------
+
+    def _end(
+        self, job: Job, outcome: Outcome | None, *, duration: float | None = None, engine_name: str = ""
+    ) -> None:
+        """Write the outcome (if the job is still ours), wipe the credentials, send the
+        metrics, flush the logs. Each step runs even if the one before failed."""
+        output = self.output
+        if outcome is not None:
+            if output is not None:
+                output.note(f"job {outcome.status}" + (f": {outcome.error}" if outcome.error else ""))
+            try:
+                progress = output.progress if output is not None else None
+                self.stats.item_writes += 1
+                result = self.item.finish(outcome, progress)
+                if not result.ok:
+                    logger.info(
+                        "outcome not written: the job was ended elsewhere",
+                        extra={"status": result.job.status.value if result.job else None},
+                    )
+            except (BotoCoreError, ClientError) as exc:
+                self.stats.failed_writes += 1
+                logger.error("outcome not written; the reaper will end the job", extra={"reason": str(exc)})
+        try:
+            self.item.wipe_credentials()
+        except (BotoCoreError, ClientError) as exc:
+            logger.error("credentials not wiped", extra={"reason": str(exc)})
+        if outcome is not None and duration is not None:
+            progress = output.progress if output is not None else Progress()
+            metrics.publish(
+                self.settings.metrics_namespace,
+                metrics.job_metrics(
+                    command=job.command,
+                    engine=engine_name,
+                    outcome=outcome.status.value,
+                    duration_seconds=duration,
+                    bytes_copied=progress.bytes_copied,
+                ),
+            )
+        if output is not None:
+            output.close()
+        logger.info(
+            "job finished",
+            extra={
+                "outcome": outcome.status.value if outcome else None,
+                "item_writes": self.stats.item_writes,
+                "failed_writes": self.stats.failed_writes,
+            },
+        )
+
+    def _reason(self, exc: BaseException) -> str:
+        return redact(f"worker error: {type(exc).__name__}: {exc}", self.secrets)[:1000]
+
+
+def terminate_self(instance_id: str) -> bool:
+    for attempt in range(TERMINATE_ATTEMPTS):
+        try:
+            instances.terminate(instance_id)
+            logger.info("instance terminated")
+            return True
+        except (BotoCoreError, ClientError) as exc:
+            logger.warning("terminate failed", extra={"attempt": attempt + 1, "reason": str(exc)})
+            time.sleep(2**attempt)
+    return False
+
+
+def _install_signal_handlers(interrupted: threading.Event) -> None:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        interrupted.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or not args[0].strip():
+        print("usage: python -m worker JOB_ID", file=sys.stderr)
+        return EXIT_USAGE
+    job_id = args[0].strip()
+    logger.append_keys(job_id=job_id)
+    interrupted = threading.Event()
+    _install_signal_handlers(interrupted)
+    try:
+        instance_id = metadata.instance_id()
+    except metadata.MetadataUnavailable:
+        logger.exception("no instance id: cannot check the job or terminate this instance")
+        return EXIT_NOT_TERMINATED
+    logger.append_keys(instance_id=instance_id)
+    try:
+        Worker(Settings(), job_id, instance_id, interrupted).run()
+    except Exception:
+        # Settings, the first read or the failure write itself: nothing more can be written.
+        logger.exception("worker failed before it could record an outcome")
+    return EXIT_OK if terminate_self(instance_id) else EXIT_NOT_TERMINATED
