@@ -13,6 +13,7 @@ Why nothing is launched twice, whatever the delivery order or the number of laun
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -129,10 +130,11 @@ def admit(ctx: LaunchContext, job: Job) -> Outcome:
     return launch(ctx, job)
 
 
-def launch_queued(ctx: LaunchContext) -> list[Outcome]:
-    """Launch queued jobs, oldest first, while slots are free."""
+def launch_queued(ctx: LaunchContext, queued: Iterable[Job] | None = None) -> list[Outcome]:
+    """Launch queued jobs (`queued`, or all read from the index), oldest first, while slots
+    are free."""
     outcomes = []
-    for job in ctx.store.active_jobs(JobStatus.QUEUED):
+    for job in ctx.store.active_jobs(JobStatus.QUEUED) if queued is None else queued:
         if not ctx.slots.acquire(job.job_id, ctx.settings.max_concurrent_jobs):
             break
         outcomes.append(launch(ctx, job))

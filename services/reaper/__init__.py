@@ -1,0 +1,1 @@
+"""The reaper: the scheduled safety net for everything the stream events miss."""

@@ -1,0 +1,44 @@
+"""Reaper Lambda: run by an EventBridge schedule; one pass over the unfinished jobs and
+the instances of this deployment."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Tracer
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from services.launcher.logic import LaunchContext, logger, metrics
+from services.reaper.logic import reap
+from services.reaper.settings import Settings
+
+tracer = Tracer()
+
+
+@cache
+def settings() -> Settings:
+    return Settings()
+
+
+@cache
+def launch_context() -> LaunchContext:
+    return LaunchContext.from_settings(settings())
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+@event_source(data_class=EventBridgeEvent)
+def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
+    report = reap(launch_context(), settings())
+    summary = {
+        "items_read": report.items_read,
+        "active": dict(report.active),
+        "running_instances": report.running_instances,
+        "actions": len(report.actions),
+        "errors": report.errors,
+    }
+    logger.info("reaper pass done", extra=summary)
+    return summary
