@@ -1,0 +1,84 @@
+"""The API Lambda on moto: tables, a KMS key, a worker log group and two owners' keys."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from api_helpers import ApiClient
+from moto import mock_aws
+
+from jobs import aws
+from jobs.api_keys import ApiKeyStore
+from jobs.store import JobStore
+from jobs.tables import create_tables
+
+JOBS_TABLE = "test-jobs"
+API_KEYS_TABLE = "test-api-keys"
+LOG_GROUP = "/test/workers"
+
+
+@dataclass
+class ApiWorld:
+    alice: ApiClient
+    bob: ApiClient
+    anonymous: ApiClient
+    store: JobStore
+    keys: ApiKeyStore
+    dynamodb: Any
+    logs: Any
+    log_group: str = LOG_GROUP
+
+
+@pytest.fixture
+def api_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "JOBS_TABLE_NAME": JOBS_TABLE,
+        "API_KEYS_TABLE_NAME": API_KEYS_TABLE,
+        "WORKER_LOG_GROUP": LOG_GROUP,
+        "JOB_RETENTION_DAYS": "30",
+        "MAX_UNFINISHED_JOBS_PER_OWNER": "5",
+        "ALLOWED_TARGET_SUFFIXES": "serendb.com",
+        "ALLOW_LOOPBACK_HOSTS": "false",
+        "ALLOW_PRIVATE_HOSTS": "false",
+        "POWERTOOLS_SERVICE_NAME": "api",
+        "POWERTOOLS_METRICS_NAMESPACE": "RemoteReplicationTest",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_KMS", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def world(api_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiWorld]:
+    from services.api.resources import resources
+
+    with mock_aws():
+        aws.reset_clients()
+        resources.cache_clear()
+        dynamodb = boto3.client("dynamodb")
+        create_tables(dynamodb, jobs_table=JOBS_TABLE, api_keys_table=API_KEYS_TABLE)
+        monkeypatch.setenv("KMS_KEY_ID", boto3.client("kms").create_key()["KeyMetadata"]["KeyId"])
+        logs = boto3.client("logs")
+        logs.create_log_group(logGroupName=LOG_GROUP)
+        keys = ApiKeyStore(API_KEYS_TABLE)
+        yield ApiWorld(
+            alice=ApiClient(keys.create("alice").key),
+            bob=ApiClient(keys.create("bob").key),
+            anonymous=ApiClient(None),
+            store=JobStore(JOBS_TABLE),
+            keys=keys,
+            dynamodb=dynamodb,
+            logs=logs,
+        )
+        resources.cache_clear()
+        aws.reset_clients()
