@@ -1,0 +1,1 @@
+"""Build-time tools: Lambda packaging and the files Terraform reads that come from the code."""

@@ -1,0 +1,73 @@
+"""Write what Terraform takes from the code, so that the two cannot drift apart.
+
+- `terraform/generated/launcher_filters.json`: the launcher's event source mapping filter
+  patterns (services/launcher/filters.py, the same ones the local cloud's poller applies).
+- `terraform/generated/api_routes.json`: the HTTP API route keys ("POST /jobs", ...), read
+  from the route decorators of services/api/handler.py.
+
+Run `python -m build_tools.generate` after changing either; tests/infra fails until then.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GENERATED_DIR = ROOT / "terraform" / "generated"
+API_HANDLER = ROOT / "services" / "api" / "handler.py"
+HTTP_METHODS = frozenset({"get", "post", "put", "delete", "patch", "head", "options"})
+_PATH_PARAMETER = re.compile(r"<(\w+)>")
+
+
+def launcher_filter_patterns() -> list[dict[str, object]]:
+    from services.launcher.filters import FILTER_PATTERNS
+
+    return [json.loads(pattern) for pattern in FILTER_PATTERNS]
+
+
+def api_route_keys(handler_source: Path = API_HANDLER) -> list[str]:
+    """Route keys in API Gateway's syntax, from `@app.<method>("<path>")` decorators
+    (Powertools writes path parameters as <name>, API Gateway as {name})."""
+    tree = ast.parse(handler_source.read_text(), filename=str(handler_source))
+    keys: set[str] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for decorator in node.decorator_list:
+            if not (isinstance(decorator, ast.Call) and isinstance(decorator.func, ast.Attribute)):
+                continue
+            method = decorator.func.attr
+            if method not in HTTP_METHODS or not decorator.args:
+                continue
+            path = decorator.args[0]
+            if isinstance(path, ast.Constant) and isinstance(path.value, str):
+                gateway_path = _PATH_PARAMETER.sub(r"{\1}", path.value)
+                keys.add(f"{method.upper()} {gateway_path}")
+    return sorted(keys)
+
+
+def generated_files() -> dict[str, str]:
+    """File name -> content, as `main` writes them."""
+    return {
+        "launcher_filters.json": _dump(launcher_filter_patterns()),
+        "api_routes.json": _dump(api_route_keys()),
+    }
+
+
+def _dump(value: object) -> str:
+    return json.dumps(value, indent=2, sort_keys=True) + "\n"
+
+
+def main() -> None:
+    GENERATED_DIR.mkdir(parents=True, exist_ok=True)
+    for name, content in generated_files().items():
+        path = GENERATED_DIR / name
+        path.write_text(content)
+        print(f"wrote {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+# Each function's environment: exactly the variables its settings model reads
+# (services/<name>/settings.py), plus POWERTOOLS_*, which Powertools reads itself.
+# Written out in full per function, so that tests/infra can compare them with the code.
+
+locals {
+  api_environment = {
+    JOBS_TABLE_NAME               = aws_dynamodb_table.jobs.name
+    API_KEYS_TABLE_NAME           = aws_dynamodb_table.api_keys.name
+    KMS_KEY_ID                    = aws_kms_key.credentials.arn
+    JOB_RETENTION_DAYS            = tostring(var.job_retention_days)
+    MAX_UNFINISHED_JOBS_PER_OWNER = tostring(var.max_unfinished_jobs_per_owner)
+    ALLOWED_TARGET_SUFFIXES       = join(",", var.allowed_target_suffixes)
+    ALLOW_LOOPBACK_HOSTS          = "false"
+    ALLOW_PRIVATE_HOSTS           = tostring(var.allow_private_hosts)
+    WORKER_LOG_GROUP              = aws_cloudwatch_log_group.workers.name
+    POWERTOOLS_SERVICE_NAME       = "api"
+    POWERTOOLS_METRICS_NAMESPACE  = var.metrics_namespace
+    POWERTOOLS_LOG_LEVEL          = var.log_level
+  }
+
+  launcher_environment = {
+    JOBS_TABLE_NAME              = aws_dynamodb_table.jobs.name
+    MAX_CONCURRENT_JOBS          = tostring(var.max_concurrent_jobs)
+    LAUNCH_TEMPLATE_ID           = aws_launch_template.worker.id
+    LAUNCH_TEMPLATE_VERSION      = tostring(aws_launch_template.worker.latest_version)
+    SUBNET_IDS                   = join(",", var.subnet_ids)
+    DEFAULT_INSTANCE_TYPE        = var.worker_instance_type
+    INSTANCE_TYPE_BY_SIZE        = jsonencode([for e in var.worker_instance_type_by_size : [e.below_bytes, e.instance_type]])
+    FALLBACK_INSTANCE_TYPES      = join(",", var.worker_fallback_instance_types)
+    PROJECT_TAG                  = var.project_name
+    LAUNCH_LEASE_SECONDS         = tostring(var.launch_lease_seconds)
+    WORKER_LOG_GROUP             = aws_cloudwatch_log_group.workers.name
+    HEARTBEAT_INTERVAL_SECONDS   = tostring(var.heartbeat_interval_seconds)
+    ALLOWED_TARGET_SUFFIXES      = join(",", var.allowed_target_suffixes)
+    ALLOW_LOOPBACK_HOSTS         = "false"
+    ALLOW_PRIVATE_HOSTS          = tostring(var.allow_private_hosts)
+    POWERTOOLS_SERVICE_NAME      = "launcher"
+    POWERTOOLS_METRICS_NAMESPACE = var.metrics_namespace
+    POWERTOOLS_LOG_LEVEL         = var.log_level
+  }
+
+  reaper_environment = {
+    JOBS_TABLE_NAME              = aws_dynamodb_table.jobs.name
+    MAX_CONCURRENT_JOBS          = tostring(var.max_concurrent_jobs)
+    LAUNCH_TEMPLATE_ID           = aws_launch_template.worker.id
+    LAUNCH_TEMPLATE_VERSION      = tostring(aws_launch_template.worker.latest_version)
+    SUBNET_IDS                   = join(",", var.subnet_ids)
+    DEFAULT_INSTANCE_TYPE        = var.worker_instance_type
+    INSTANCE_TYPE_BY_SIZE        = jsonencode([for e in var.worker_instance_type_by_size : [e.below_bytes, e.instance_type]])
+    FALLBACK_INSTANCE_TYPES      = join(",", var.worker_fallback_instance_types)
+    PROJECT_TAG                  = var.project_name
+    HEARTBEAT_TIMEOUT_SECONDS    = tostring(var.heartbeat_timeout_seconds)
+    PROVISIONING_GRACE_SECONDS   = tostring(var.provisioning_grace_seconds)
+    POWERTOOLS_SERVICE_NAME      = "reaper"
+    POWERTOOLS_METRICS_NAMESPACE = var.metrics_namespace
+    POWERTOOLS_LOG_LEVEL         = var.log_level
+  }
+}

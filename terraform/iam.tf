@@ -1,0 +1,372 @@
+# One role per function and one for the workers. Statements whose sid starts with
+# "Platform" are what the Lambda/EC2 platform does with the role (its own logs, X-Ray,
+# reading the stream, the on-failure destination, the CloudWatch agent); every other
+# statement is an API the code calls (tests/infra derives those from the code).
+
+locals {
+  jobs_table_arns = [aws_dynamodb_table.jobs.arn, "${aws_dynamodb_table.jobs.arn}/index/*"]
+  ec2_arn_prefix  = "arn:${local.partition}:ec2:${var.aws_region}:${local.account_id}"
+  our_instances   = "${local.ec2_arn_prefix}:instance/*"
+}
+
+data "aws_iam_policy_document" "lambda_assume" {
+  statement {
+    effect  = "Allow"
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+# ---- what every function's platform needs ---------------------------------------------------
+
+data "aws_iam_policy_document" "function_platform" {
+  for_each = local.functions
+
+  statement {
+    sid       = "PlatformWritesFunctionLogs"
+    effect    = "Allow"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.functions[each.key].arn}:*"]
+  }
+
+  statement {
+    sid       = "PlatformSendsTraces"
+    effect    = "Allow"
+    actions   = ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
+    resources = ["*"] # X-Ray has no resource-level permissions for these actions
+  }
+}
+
+# ---- api ------------------------------------------------------------------------------------
+
+resource "aws_iam_role" "api" {
+  name               = "${var.project_name}-api"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+data "aws_iam_policy_document" "api" {
+  source_policy_documents = [data.aws_iam_policy_document.function_platform["api"].json]
+
+  statement {
+    sid       = "JobsReadWrite"
+    effect    = "Allow"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"]
+    resources = local.jobs_table_arns
+  }
+
+  statement {
+    sid       = "ApiKeysRead"
+    effect    = "Allow"
+    actions   = ["dynamodb:GetItem"]
+    resources = [aws_dynamodb_table.api_keys.arn]
+  }
+
+  statement {
+    sid       = "EncryptJobCredentials"
+    effect    = "Allow"
+    actions   = ["kms:Encrypt"]
+    resources = [aws_kms_key.credentials.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:EncryptionContext:purpose"
+      values   = ["replication-job-credentials"]
+    }
+  }
+
+  statement {
+    sid       = "ReadWorkerLogs"
+    effect    = "Allow"
+    actions   = ["logs:GetLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.workers.arn}:log-stream:*"]
+  }
+}
+
+resource "aws_iam_role_policy" "api" {
+  name   = "api"
+  role   = aws_iam_role.api.id
+  policy = data.aws_iam_policy_document.api.json
+}
+
+# ---- launching workers (launcher and reaper) -------------------------------------------------
+
+data "aws_iam_policy_document" "launch_workers" {
+  statement {
+    sid       = "RunInstancesTaggedFromOurTemplate"
+    effect    = "Allow"
+    actions   = ["ec2:RunInstances"]
+    resources = [local.our_instances]
+
+    condition {
+      test     = "ArnEquals"
+      variable = "ec2:LaunchTemplate"
+      values   = [aws_launch_template.worker.arn]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/${local.project_tag_key}"
+      values   = [var.project_name]
+    }
+  }
+
+  statement {
+    sid     = "RunInstancesWithTheTemplatesVolumesAndInterfaces"
+    effect  = "Allow"
+    actions = ["ec2:RunInstances"]
+    resources = [
+      "${local.ec2_arn_prefix}:network-interface/*",
+      "${local.ec2_arn_prefix}:volume/*",
+    ]
+
+    condition {
+      test     = "ArnEquals"
+      variable = "ec2:LaunchTemplate"
+      values   = [aws_launch_template.worker.arn]
+    }
+  }
+
+  statement {
+    sid     = "RunInstancesInOurNetworkFromOurImage"
+    effect  = "Allow"
+    actions = ["ec2:RunInstances"]
+    resources = concat(
+      [for s in var.subnet_ids : "${local.ec2_arn_prefix}:subnet/${s}"],
+      [
+        aws_security_group.worker.arn,
+        aws_launch_template.worker.arn,
+        "arn:${local.partition}:ec2:${var.aws_region}::image/${var.worker_ami_id}",
+      ],
+    )
+  }
+
+  statement {
+    sid       = "TagInstancesAtLaunch"
+    effect    = "Allow"
+    actions   = ["ec2:CreateTags"]
+    resources = [local.our_instances, "${local.ec2_arn_prefix}:volume/*", "${local.ec2_arn_prefix}:network-interface/*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:CreateAction"
+      values   = ["RunInstances"]
+    }
+  }
+
+  statement {
+    sid       = "TerminateOnlyOurInstances"
+    effect    = "Allow"
+    actions   = ["ec2:TerminateInstances"]
+    resources = [local.our_instances]
+
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:ResourceTag/${local.project_tag_key}"
+      values   = [var.project_name]
+    }
+  }
+
+  statement {
+    sid       = "DescribeInstances"
+    effect    = "Allow"
+    actions   = ["ec2:DescribeInstances"]
+    resources = ["*"] # Describe* has no resource-level permissions
+  }
+
+  statement {
+    sid       = "PassOnlyTheWorkerRole"
+    effect    = "Allow"
+    actions   = ["iam:PassRole"]
+    resources = [aws_iam_role.worker.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "iam:PassedToService"
+      values   = ["ec2.amazonaws.com"]
+    }
+  }
+}
+
+# ---- launcher --------------------------------------------------------------------------------
+
+resource "aws_iam_role" "launcher" {
+  name               = "${var.project_name}-launcher"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+data "aws_iam_policy_document" "launcher" {
+  source_policy_documents = [
+    data.aws_iam_policy_document.function_platform["launcher"].json,
+    data.aws_iam_policy_document.launch_workers.json,
+  ]
+
+  statement {
+    sid       = "JobsReadWrite"
+    effect    = "Allow"
+    actions   = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"]
+    resources = local.jobs_table_arns
+  }
+
+  statement {
+    sid       = "PlatformReadsJobsStream"
+    effect    = "Allow"
+    actions   = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"]
+    resources = [aws_dynamodb_table.jobs.stream_arn]
+  }
+
+  statement {
+    sid       = "PlatformSendsFailedBatchesToDlq"
+    effect    = "Allow"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.launcher_dlq.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "launcher" {
+  name   = "launcher"
+  role   = aws_iam_role.launcher.id
+  policy = data.aws_iam_policy_document.launcher.json
+}
+
+# ---- reaper ----------------------------------------------------------------------------------
+
+resource "aws_iam_role" "reaper" {
+  name               = "${var.project_name}-reaper"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+data "aws_iam_policy_document" "reaper" {
+  source_policy_documents = [
+    data.aws_iam_policy_document.function_platform["reaper"].json,
+    data.aws_iam_policy_document.launch_workers.json,
+  ]
+
+  statement {
+    sid       = "JobsReadWriteExpire"
+    effect    = "Allow"
+    actions   = ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"]
+    resources = local.jobs_table_arns
+  }
+}
+
+resource "aws_iam_role_policy" "reaper" {
+  name   = "reaper"
+  role   = aws_iam_role.reaper.id
+  policy = data.aws_iam_policy_document.reaper.json
+}
+
+# ---- workers ---------------------------------------------------------------------------------
+
+data "aws_iam_policy_document" "ec2_assume" {
+  statement {
+    effect  = "Allow"
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["ec2.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "worker" {
+  name               = var.worker_iam_role_name
+  assume_role_policy = data.aws_iam_policy_document.ec2_assume.json
+}
+
+resource "aws_iam_instance_profile" "worker" {
+  name = var.worker_iam_role_name
+  role = aws_iam_role.worker.name
+}
+
+data "aws_iam_policy_document" "worker" {
+  statement {
+    sid       = "ReadAndUpdateJobItemsOnly"
+    effect    = "Allow"
+    actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.jobs.arn]
+
+    # Job items only: not the worker-slot ledger (control#...), which belongs to the
+    # launcher and the reaper.
+    condition {
+      test     = "ForAllValues:StringNotLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["control#*"]
+    }
+  }
+
+  statement {
+    sid       = "DecryptJobCredentials"
+    effect    = "Allow"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.credentials.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:EncryptionContext:purpose"
+      values   = ["replication-job-credentials"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "kms:EncryptionContext:job_id"
+      values   = ["false"]
+    }
+  }
+
+  statement {
+    sid       = "WriteJobLogs"
+    effect    = "Allow"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.workers.arn}:log-stream:*"]
+  }
+
+  statement {
+    sid       = "TerminateOnlyOurInstances"
+    effect    = "Allow"
+    actions   = ["ec2:TerminateInstances"]
+    resources = [local.our_instances]
+
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:ResourceTag/${local.project_tag_key}"
+      values   = [var.project_name]
+    }
+  }
+
+  statement {
+    sid       = "PlatformCloudWatchAgentLogs"
+    effect    = "Allow"
+    actions   = ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.workers.arn}:*"]
+  }
+
+  statement {
+    sid       = "PlatformCloudWatchAgentMetrics"
+    effect    = "Allow"
+    actions   = ["cloudwatch:PutMetricData"]
+    resources = ["*"] # PutMetricData has no resource-level permissions; the namespace is the limit
+
+    condition {
+      test     = "StringEquals"
+      variable = "cloudwatch:namespace"
+      values   = ["${var.metrics_namespace}/Workers"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "worker" {
+  name   = "worker"
+  role   = aws_iam_role.worker.id
+  policy = data.aws_iam_policy_document.worker.json
+}

@@ -1,0 +1,24 @@
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  account_id = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
+
+  api_function_name      = "${var.project_name}-api"
+  launcher_function_name = "${var.project_name}-launcher"
+  reaper_function_name   = "${var.project_name}-reaper"
+  api_keys_table_name    = "${var.project_name}-api-keys"
+  worker_log_group_name  = "/${var.project_name}/workers"
+
+  package_dir = coalesce(var.lambda_package_dir, "${path.module}/../build")
+
+  # Written by `python -m build_tools.generate` from the code, so that Terraform and the
+  # local cloud cannot drift apart (tests/infra checks the files are current).
+  launcher_filter_patterns = jsondecode(file("${path.module}/generated/launcher_filters.json"))
+  api_route_keys           = toset(jsondecode(file("${path.module}/generated/api_routes.json")))
+
+  # The instance tag that marks workers as ours: RunInstances must set it, and the
+  # launcher, reaper and workers may terminate only instances that carry it.
+  project_tag_key = "Project"
+}

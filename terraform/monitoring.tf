@@ -1,0 +1,267 @@
+# Dashboard and alarms. The service's own metrics are Powertools EMF metrics in
+# var.metrics_namespace with the dimension service = api | launcher | reaper (| worker);
+# their names are the ones the code emits (tests/infra checks each name used here).
+
+locals {
+  service_metrics = {
+    jobs_finished    = "JobsFinished"
+    jobs_failed      = "JobsFailed"
+    active_jobs      = "ActiveJobs"
+    queued_jobs      = "QueuedJobs"
+    launch_latency   = "LaunchLatency"
+    job_duration     = "JobDuration"
+    running_workers  = "RunningWorkers"
+    stale_jobs       = "StaleJobsReaped"
+    orphan_instances = "OrphanInstancesFound"
+  }
+  reaper_action_metrics = ["StaleJobsReaped", "OrphanInstancesFound"]
+
+  ns        = var.metrics_namespace
+  period    = 300
+  fn_names  = { for k, f in local.functions : k => f.name }
+  dlq_name  = aws_sqs_queue.launcher_dlq.name
+  dashboard = "${var.project_name}-service"
+
+  dashboard_widgets = [
+    {
+      type = "metric", x = 0, y = 0, width = 12, height = 6
+      properties = {
+        title   = "Jobs by outcome"
+        region  = var.aws_region
+        view    = "timeSeries"
+        stacked = true
+        metrics = [[{ expression = "SEARCH('{${local.ns},outcome,service} MetricName=\"${local.service_metrics.jobs_finished}\"', 'Sum', ${local.period})", id = "outcomes", label = "" }]]
+      }
+    },
+    {
+      type = "metric", x = 12, y = 0, width = 12, height = 6
+      properties = {
+        title  = "Active and queued jobs"
+        region = var.aws_region
+        view   = "timeSeries"
+        stat   = "Maximum"
+        period = local.period
+        metrics = [
+          [local.ns, local.service_metrics.active_jobs, "service", "reaper"],
+          [local.ns, local.service_metrics.queued_jobs, "service", "reaper"],
+        ]
+      }
+    },
+    {
+      type = "metric", x = 0, y = 6, width = 8, height = 6
+      properties = {
+        title  = "Launch latency (job created to instance requested)"
+        region = var.aws_region
+        view   = "timeSeries"
+        period = local.period
+        metrics = [
+          [local.ns, local.service_metrics.launch_latency, "service", "launcher", { stat = "p50" }],
+          [local.ns, local.service_metrics.launch_latency, "service", "launcher", { stat = "p90" }],
+          [local.ns, local.service_metrics.launch_latency, "service", "launcher", { stat = "Maximum" }],
+        ]
+      }
+    },
+    {
+      type = "metric", x = 8, y = 6, width = 8, height = 6
+      properties = {
+        title   = "Job duration"
+        region  = var.aws_region
+        view    = "timeSeries"
+        metrics = [[{ expression = "SEARCH('{${local.ns},command,service} MetricName=\"${local.service_metrics.job_duration}\"', 'p90', ${local.period})", id = "duration", label = "" }]]
+      }
+    },
+    {
+      type = "metric", x = 16, y = 6, width = 8, height = 6
+      properties = {
+        title   = "Failures by reason"
+        region  = var.aws_region
+        view    = "timeSeries"
+        stacked = true
+        metrics = [[{ expression = "SEARCH('{${local.ns},reason,service} MetricName=\"${local.service_metrics.jobs_failed}\"', 'Sum', ${local.period})", id = "reasons", label = "" }]]
+      }
+    },
+    {
+      type = "metric", x = 0, y = 12, width = 8, height = 6
+      properties = {
+        title   = "Lambda errors and throttles"
+        region  = var.aws_region
+        view    = "timeSeries"
+        stat    = "Sum"
+        period  = local.period
+        metrics = concat([for k, n in local.fn_names : ["AWS/Lambda", "Errors", "FunctionName", n]], [for k, n in local.fn_names : ["AWS/Lambda", "Throttles", "FunctionName", n]])
+      }
+    },
+    {
+      type = "metric", x = 8, y = 12, width = 8, height = 6
+      properties = {
+        title   = "Lambda duration (p90)"
+        region  = var.aws_region
+        view    = "timeSeries"
+        stat    = "p90"
+        period  = local.period
+        metrics = [for k, n in local.fn_names : ["AWS/Lambda", "Duration", "FunctionName", n]]
+      }
+    },
+    {
+      type = "metric", x = 16, y = 12, width = 8, height = 6
+      properties = {
+        title   = "Jobs stream iterator age (launcher)"
+        region  = var.aws_region
+        view    = "timeSeries"
+        stat    = "Maximum"
+        period  = 60
+        metrics = [["AWS/Lambda", "IteratorAge", "FunctionName", local.fn_names.launcher]]
+      }
+    },
+    {
+      type = "metric", x = 0, y = 18, width = 8, height = 6
+      properties = {
+        title   = "Launcher DLQ depth"
+        region  = var.aws_region
+        view    = "timeSeries"
+        stat    = "Maximum"
+        period  = 60
+        metrics = [["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", local.dlq_name]]
+      }
+    },
+    {
+      type = "metric", x = 8, y = 18, width = 8, height = 6
+      properties = {
+        title   = "Running worker instances"
+        region  = var.aws_region
+        view    = "timeSeries"
+        stat    = "Maximum"
+        period  = local.period
+        metrics = [[local.ns, local.service_metrics.running_workers, "service", "reaper"]]
+      }
+    },
+    {
+      type = "metric", x = 16, y = 18, width = 8, height = 6
+      properties = {
+        title   = "Reaper actions"
+        region  = var.aws_region
+        view    = "timeSeries"
+        stacked = true
+        stat    = "Sum"
+        period  = local.period
+        metrics = [for m in local.reaper_action_metrics : [local.ns, m, "service", "reaper"]]
+      }
+    },
+  ]
+}
+
+resource "aws_cloudwatch_dashboard" "service" {
+  dashboard_name = local.dashboard
+  dashboard_body = jsonencode({ widgets = local.dashboard_widgets })
+}
+
+# ---- alarms ----------------------------------------------------------------------------------
+
+resource "aws_sns_topic" "alarms" {
+  name              = "${var.project_name}-alarms"
+  kms_master_key_id = aws_kms_key.data.arn
+}
+
+resource "aws_sns_topic_subscription" "alarm_email" {
+  count = var.alarm_email == "" ? 0 : 1
+
+  topic_arn = aws_sns_topic.alarms.arn
+  protocol  = "email"
+  endpoint  = var.alarm_email
+}
+
+resource "aws_cloudwatch_metric_alarm" "dlq_not_empty" {
+  alarm_name          = "${var.project_name}-launcher-dlq-not-empty"
+  alarm_description   = "Stream records the launcher could not handle; their jobs are picked up by the reaper, but the cause needs a look."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  dimensions          = { QueueName = aws_sqs_queue.launcher_dlq.name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "function_errors" {
+  for_each = local.fn_names
+
+  alarm_name          = "${each.value}-errors"
+  alarm_description   = "The ${each.key} function failed invocations."
+  namespace           = "AWS/Lambda"
+  metric_name         = "Errors"
+  dimensions          = { FunctionName = each.value }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "iterator_age" {
+  alarm_name          = "${var.project_name}-launcher-iterator-age"
+  alarm_description   = "The launcher is falling behind the jobs stream: new jobs wait."
+  namespace           = "AWS/Lambda"
+  metric_name         = "IteratorAge"
+  dimensions          = { FunctionName = local.fn_names.launcher }
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = 5
+  threshold           = var.iterator_age_alarm_seconds * 1000
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "stale_jobs_reaped" {
+  alarm_name          = "${var.project_name}-stale-jobs-reaped"
+  alarm_description   = "The reaper ended jobs whose workers stopped heartbeating."
+  namespace           = local.ns
+  metric_name         = local.service_metrics.stale_jobs
+  dimensions          = { service = "reaper" }
+  statistic           = "Sum"
+  period              = 900
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "orphans_found" {
+  alarm_name          = "${var.project_name}-orphan-instances"
+  alarm_description   = "The reaper found (and terminated) worker instances without a live job."
+  namespace           = local.ns
+  metric_name         = local.service_metrics.orphan_instances
+  dimensions          = { service = "reaper" }
+  statistic           = "Sum"
+  period              = 900
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "api_5xx" {
+  alarm_name          = "${var.project_name}-api-5xx"
+  alarm_description   = "The HTTP API answered with server errors."
+  namespace           = "AWS/ApiGateway"
+  metric_name         = "5xx"
+  dimensions          = { ApiId = aws_apigatewayv2_api.http.id, Stage = "$default" }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+}

@@ -1,0 +1,405 @@
+# ---- the seed's variables, with the seed's defaults ----------------------------------------
+
+variable "aws_region" {
+  description = "AWS region to deploy into."
+  type        = string
+  default     = "us-east-1"
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.aws_region))
+    error_message = "aws_region must look like us-east-1."
+  }
+}
+
+variable "project_name" {
+  description = "Prefix of every resource name, and the value of the Project tag on everything (worker instances included)."
+  type        = string
+  default     = "seren-replication"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{2,38}$", var.project_name))
+    error_message = "project_name: 3-39 characters, lowercase letters, digits and hyphens, starting with a letter."
+  }
+}
+
+variable "dynamodb_table_name" {
+  description = "Name of the jobs table."
+  type        = string
+  default     = "replication-jobs"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.-]{3,255}$", var.dynamodb_table_name))
+    error_message = "dynamodb_table_name must be a valid DynamoDB table name."
+  }
+}
+
+variable "worker_ami_id" {
+  description = "AMI of the worker image (see worker/image/README.md). Required."
+  type        = string
+
+  validation {
+    condition     = can(regex("^ami-[0-9a-f]{8,17}$", var.worker_ami_id))
+    error_message = "worker_ami_id must be an AMI id (ami-...)."
+  }
+}
+
+variable "worker_instance_type" {
+  description = "Instance type of the launch template, used when a job gives no size hint."
+  type        = string
+  default     = "c5.2xlarge"
+
+  validation {
+    condition     = can(regex("^[a-z0-9-]+\\.[a-z0-9]+$", var.worker_instance_type))
+    error_message = "worker_instance_type must look like c5.2xlarge."
+  }
+}
+
+variable "worker_iam_role_name" {
+  description = "Name of the workers' IAM role and instance profile."
+  type        = string
+  default     = "seren-replication-worker"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9+=,.@_-]{1,64}$", var.worker_iam_role_name))
+    error_message = "worker_iam_role_name must be a valid IAM role name."
+  }
+}
+
+# ---- network ---------------------------------------------------------------------------------
+
+variable "vpc_id" {
+  description = "VPC of the workers (not the default VPC: give them a VPC with NAT or VPC endpoints)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^vpc-[0-9a-f]+$", var.vpc_id))
+    error_message = "vpc_id must be a VPC id (vpc-...)."
+  }
+}
+
+variable "subnet_ids" {
+  description = "Subnets of the workers, tried in order when one has no capacity. They need a route to the AWS APIs and to the databases."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.subnet_ids) > 0 && alltrue([for s in var.subnet_ids : can(regex("^subnet-[0-9a-f]+$", s))])
+    error_message = "subnet_ids: at least one subnet id (subnet-...)."
+  }
+}
+
+variable "database_egress_cidrs" {
+  description = "Where workers may open PostgreSQL connections (sources and targets)."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+
+  validation {
+    condition     = alltrue([for c in var.database_egress_cidrs : can(cidrhost(c, 0))])
+    error_message = "database_egress_cidrs must be CIDR blocks."
+  }
+}
+
+variable "database_ports" {
+  description = "TCP ports of the PostgreSQL servers workers connect to."
+  type        = list(number)
+  default     = [5432]
+
+  validation {
+    condition     = length(var.database_ports) > 0 && alltrue([for p in var.database_ports : p >= 1 && p <= 65535])
+    error_message = "database_ports must be TCP ports."
+  }
+}
+
+# ---- jobs ------------------------------------------------------------------------------------
+
+variable "max_concurrent_jobs" {
+  description = "Worker slots: jobs running at once; further jobs wait as queued."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.max_concurrent_jobs >= 1 && var.max_concurrent_jobs <= 1000
+    error_message = "max_concurrent_jobs must be between 1 and 1000."
+  }
+}
+
+variable "max_unfinished_jobs_per_owner" {
+  description = "Unfinished jobs one API key owner may have; more are refused with 429."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.max_unfinished_jobs_per_owner >= 1 && var.max_unfinished_jobs_per_owner <= 10000
+    error_message = "max_unfinished_jobs_per_owner must be between 1 and 10000."
+  }
+}
+
+variable "job_retention_days" {
+  description = "Days a job item is kept (the table's TTL) before DynamoDB deletes it."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.job_retention_days >= 1 && var.job_retention_days <= 3650
+    error_message = "job_retention_days must be between 1 and 3650."
+  }
+}
+
+variable "allowed_target_suffixes" {
+  description = "Host suffixes a target database must end in. An empty list allows any public host."
+  type        = list(string)
+  default     = ["serendb.com"]
+
+  validation {
+    condition     = alltrue([for s in var.allowed_target_suffixes : can(regex("^[A-Za-z0-9.-]+$", s))])
+    error_message = "allowed_target_suffixes must be host names or suffixes, without commas."
+  }
+}
+
+variable "allow_private_hosts" {
+  description = "Whether sources and targets may be private (RFC 1918) addresses, for databases inside the workers' VPC."
+  type        = bool
+  default     = false
+}
+
+variable "worker_instance_type_by_size" {
+  description = "Instance type by the job's estimated_size_bytes, ascending: the first entry whose below_bytes exceeds the estimate wins; an entry without below_bytes matches any size."
+  type = list(object({
+    below_bytes   = optional(number)
+    instance_type = string
+  }))
+  default = [
+    { below_bytes = 10737418240, instance_type = "t3.medium" },
+    { below_bytes = 107374182400, instance_type = "c5.large" },
+    { below_bytes = 1099511627776, instance_type = "c5.2xlarge" },
+    { instance_type = "c5.4xlarge" },
+  ]
+}
+
+variable "worker_fallback_instance_types" {
+  description = "Instance types tried, in order, when the chosen one has no capacity."
+  type        = list(string)
+  default     = ["c5a.2xlarge", "m5.2xlarge"]
+}
+
+variable "worker_root_volume_size_gb" {
+  description = "Size of the workers' encrypted gp3 root volume (dumps of large databases need room)."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.worker_root_volume_size_gb >= 8 && var.worker_root_volume_size_gb <= 16384
+    error_message = "worker_root_volume_size_gb must be between 8 and 16384."
+  }
+}
+
+variable "worker_root_device_name" {
+  description = "Root device name of the worker AMI (/dev/xvda on Amazon Linux 2023, /dev/sda1 on Ubuntu)."
+  type        = string
+  default     = "/dev/xvda"
+}
+
+variable "heartbeat_interval_seconds" {
+  description = "How often a worker writes its heartbeat into the job item."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.heartbeat_interval_seconds >= 5 && var.heartbeat_interval_seconds <= 600
+    error_message = "heartbeat_interval_seconds must be between 5 and 600."
+  }
+}
+
+variable "heartbeat_timeout_seconds" {
+  description = "A running job whose heartbeat is older than this is failed by the reaper and its instance terminated."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.heartbeat_timeout_seconds >= 60
+    error_message = "heartbeat_timeout_seconds must be at least 60."
+  }
+}
+
+variable "provisioning_grace_seconds" {
+  description = "How long a launched instance may take to start its worker before the reaper relaunches or fails the job."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.provisioning_grace_seconds >= 60
+    error_message = "provisioning_grace_seconds must be at least 60."
+  }
+}
+
+variable "reaper_schedule_minutes" {
+  description = "Minutes between two reaper runs."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.reaper_schedule_minutes >= 1 && var.reaper_schedule_minutes <= 60
+    error_message = "reaper_schedule_minutes must be between 1 and 60."
+  }
+}
+
+# ---- functions -------------------------------------------------------------------------------
+
+variable "lambda_architecture" {
+  description = "Architecture of the three functions; must match what `make package` built (arm64 by default)."
+  type        = string
+  default     = "arm64"
+
+  validation {
+    condition     = contains(["arm64", "x86_64"], var.lambda_architecture)
+    error_message = "lambda_architecture must be arm64 or x86_64."
+  }
+}
+
+variable "lambda_runtime" {
+  description = "Python runtime of the functions; must match the Python version the packages were built for."
+  type        = string
+  default     = "python3.12"
+
+  validation {
+    condition     = contains(["python3.12", "python3.13"], var.lambda_runtime)
+    error_message = "lambda_runtime must be python3.12 or python3.13."
+  }
+}
+
+variable "lambda_package_dir" {
+  description = "Directory holding api.zip, launcher.zip and reaper.zip from `make package`; defaults to the repository's build/."
+  type        = string
+  default     = null
+}
+
+variable "api_reserved_concurrency" {
+  description = "Reserved concurrency of the API function (caps what a flood of requests can cost and take from the account); -1 for none."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.api_reserved_concurrency == -1 || var.api_reserved_concurrency >= 1
+    error_message = "api_reserved_concurrency must be -1 or at least 1."
+  }
+}
+
+variable "launcher_reserved_concurrency" {
+  description = "Reserved concurrency of the launcher (one invocation per stream shard is enough); -1 for none."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.launcher_reserved_concurrency == -1 || var.launcher_reserved_concurrency >= 1
+    error_message = "launcher_reserved_concurrency must be -1 or at least 1."
+  }
+}
+
+variable "launcher_batch_size" {
+  description = "Stream records per launcher invocation."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.launcher_batch_size >= 1 && var.launcher_batch_size <= 1000
+    error_message = "launcher_batch_size must be between 1 and 1000."
+  }
+}
+
+variable "launcher_maximum_retry_attempts" {
+  description = "Retries of a failing stream batch (halved by bisection) before its records go to the DLQ."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.launcher_maximum_retry_attempts >= 0 && var.launcher_maximum_retry_attempts <= 10000
+    error_message = "launcher_maximum_retry_attempts must be between 0 and 10000."
+  }
+}
+
+variable "launcher_maximum_record_age_seconds" {
+  description = "Stream records older than this go to the DLQ unprocessed (the reaper still picks their jobs up)."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.launcher_maximum_record_age_seconds == -1 || (var.launcher_maximum_record_age_seconds >= 60 && var.launcher_maximum_record_age_seconds <= 604800)
+    error_message = "launcher_maximum_record_age_seconds must be -1 or between 60 and 604800."
+  }
+}
+
+variable "log_level" {
+  description = "Log level of the functions (POWERTOOLS_LOG_LEVEL)."
+  type        = string
+  default     = "INFO"
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], var.log_level)
+    error_message = "log_level must be DEBUG, INFO, WARNING or ERROR."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Retention of every log group (functions, API access logs, worker logs)."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a retention CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, ...)."
+  }
+}
+
+# ---- API -------------------------------------------------------------------------------------
+
+variable "api_throttle_rate_limit" {
+  description = "Steady-state requests per second the HTTP API stage accepts."
+  type        = number
+  default     = 20
+}
+
+variable "api_throttle_burst_limit" {
+  description = "Burst of requests the HTTP API stage accepts."
+  type        = number
+  default     = 40
+}
+
+# ---- monitoring ------------------------------------------------------------------------------
+
+variable "metrics_namespace" {
+  description = "CloudWatch namespace of the service's metrics (POWERTOOLS_METRICS_NAMESPACE)."
+  type        = string
+  default     = "SerenReplication"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9/_.#:-]{1,255}$", var.metrics_namespace)) && !startswith(var.metrics_namespace, "AWS/")
+    error_message = "metrics_namespace must be a custom CloudWatch namespace."
+  }
+}
+
+variable "alarm_email" {
+  description = "E-mail address subscribed to the alarms topic; empty for no subscription."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.alarm_email == "" || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alarm_email))
+    error_message = "alarm_email must be an e-mail address or empty."
+  }
+}
+
+variable "iterator_age_alarm_seconds" {
+  description = "Alarm when the launcher falls this far behind the jobs stream."
+  type        = number
+  default     = 300
+}
+
+variable "launch_lease_seconds" {
+  description = "A launcher that claimed a launch attempt and went silent this long is presumed dead and the attempt is retried (keep it well above the launcher's 120 s timeout)."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.launch_lease_seconds >= 180
+    error_message = "launch_lease_seconds must be at least 180 (above the launcher's timeout)."
+  }
+}
