@@ -1,0 +1,219 @@
+"""The EC2 driver: runs what moto's instances would run.
+
+For each new instance it runs the instance's user-data the way cloud-init does (the
+script saved on the instance's disk and run by bash) as a local process tree in its own
+session, with an IMDSv2 endpoint of its own. When the instance leaves the running states
+(terminated by the worker, the reaper or anyone, or stopped), the whole session is killed:
+TERM, then KILL after a grace period. A process that exits by itself is simply reaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from local_cloud.imds import MetadataServer
+
+logger = logging.getLogger(__name__)
+
+RUNNING_STATES = ("pending", "running")
+ALIVE_STATES = ("pending", "running", "shutting-down", "stopping", "stopped")
+
+
+@dataclass
+class LocalInstance:
+    instance_id: str
+    directory: Path
+    metadata: MetadataServer
+    process: subprocess.Popen[bytes] | None
+    started_at: float = field(default_factory=time.monotonic)
+    exit_code: int | None = None
+    killed: bool = False
+
+    @property
+    def session_id(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+
+def session_members(session_id: int) -> list[int]:
+    """Every live process whose session is `session_id` (the tree, orphans included)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # Fields after the parenthesised command name: state ppid pgrp session ...
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[3]) == session_id and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def kill_session(session_id: int, grace_seconds: float) -> None:
+    """TERM every process of the session, then KILL what is left after the grace period."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in session_members(session_id):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        if sig == signal.SIGKILL:
+            return
+        deadline = time.monotonic() + grace_seconds
+        while time.monotonic() < deadline and session_members(session_id):
+            time.sleep(0.05)
+
+
+class Ec2Driver:
+    def __init__(
+        self,
+        ec2: Any,
+        *,
+        state_dir: Path,
+        region: str,
+        instance_env: dict[str, str],
+        poll_interval_seconds: float = 1.0,
+        kill_grace_seconds: float = 5.0,
+    ) -> None:
+        self._ec2 = ec2
+        self._dir = state_dir / "instances"
+        self._region = region
+        self._env = instance_env
+        self._poll_interval = poll_interval_seconds
+        self._grace = kill_grace_seconds
+        self._instances: dict[str, LocalInstance] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ec2-driver", daemon=True)
+        self._killers: list[threading.Thread] = []
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Look at EC2 now (something may have launched or terminated an instance)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        with self._lock:
+            instances = list(self._instances.values())
+        for instance in instances:
+            self._kill(instance)
+        for killer in self._killers:
+            killer.join(timeout=self._grace + 5)
+
+    def processes(self) -> dict[str, list[int]]:
+        """Live process ids per instance (for tests and the status file)."""
+        with self._lock:
+            instances = list(self._instances.values())
+        return {
+            i.instance_id: session_members(i.session_id) if i.session_id is not None else []
+            for i in instances
+        }
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.reconcile()
+            except Exception:  # moto restarting or a transient error: look again next round
+                logger.exception("EC2 driver round failed")
+            self._wake.wait(self._poll_interval)
+            self._wake.clear()
+
+    def reconcile(self) -> None:
+        states = self._instance_states()
+        for instance_id, state in states.items():
+            if state in RUNNING_STATES and instance_id not in self._instances:
+                self._boot(instance_id)
+        with self._lock:
+            known = list(self._instances.values())
+        for instance in known:
+            if instance.process is not None and instance.exit_code is None:
+                code = instance.process.poll()
+                if code is not None:
+                    instance.exit_code = code
+                    logger.info("instance %s: user-data exited with %s", instance.instance_id, code)
+            if not instance.killed and states.get(instance.instance_id) not in RUNNING_STATES:
+                self._kill(instance)
+
+    def _instance_states(self) -> dict[str, str]:
+        states: dict[str, str] = {}
+        paginator = self._ec2.get_paginator("describe_instances")
+        filters = [{"Name": "instance-state-name", "Values": list(ALIVE_STATES)}]
+        for page in paginator.paginate(Filters=filters):
+            for reservation in page.get("Reservations", []):
+                for instance in reservation.get("Instances", []):
+                    states[instance["InstanceId"]] = instance["State"]["Name"]
+        return states
+
+    def _boot(self, instance_id: str) -> None:
+        described = self._ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+        encoded = self._ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
+        user_data = base64.b64decode(encoded.get("UserData", {}).get("Value") or "").decode()
+        directory = self._dir / instance_id
+        directory.mkdir(parents=True, exist_ok=True)
+        metadata = MetadataServer(
+            instance_id=instance_id,
+            region=self._region,
+            instance_type=described.get("InstanceType", "t3.medium"),
+            availability_zone=described.get("Placement", {}).get("AvailabilityZone", f"{self._region}a"),
+            user_data=user_data,
+        ).start()
+        process = None
+        if user_data.strip():
+            # cloud-init keeps the script on the instance's disk and runs it from there.
+            script = directory / "user-data"
+            script.write_text(user_data)
+            script.chmod(0o700)
+            env = {**self._env, "AWS_EC2_METADATA_SERVICE_ENDPOINT": metadata.endpoint}
+            with (directory / "console.log").open("ab") as console:
+                process = subprocess.Popen(
+                    ["bash", str(script)],
+                    cwd=directory,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=console,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        with self._lock:
+            self._instances[instance_id] = LocalInstance(instance_id, directory, metadata, process)
+        logger.info("instance %s booted (pid %s)", instance_id, process.pid if process else None)
+
+    def _kill(self, instance: LocalInstance) -> None:
+        instance.killed = True
+        process = instance.process
+
+        def kill() -> None:
+            if process is not None:
+                kill_session(process.pid, self._grace)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    instance.exit_code = process.wait(timeout=self._grace)
+            instance.metadata.stop()
+            with self._lock:
+                self._instances.pop(instance.instance_id, None)
+            logger.info("instance %s: stopped", instance.instance_id)
+
+        killer = threading.Thread(target=kill, name=f"kill-{instance.instance_id}", daemon=True)
+        self._killers = [k for k in self._killers if k.is_alive()] + [killer]
+        killer.start()

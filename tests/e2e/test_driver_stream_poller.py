@@ -1,0 +1,145 @@
+"""The stream poller on its own: moto's stream, a fake launcher, the real filter criteria."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from jobs.tables import create_tables
+from local_cloud.stream_poller import StreamPoller, failed_from
+from services.launcher.filters import matches
+
+TABLE = "poller-jobs"
+
+
+@pytest.fixture
+def aws(aws_env: None) -> Iterator[dict[str, Any]]:
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb")
+        create_tables(dynamodb, jobs_table=TABLE, api_keys_table="poller-keys")
+        sqs = boto3.client("sqs")
+        queue = sqs.create_queue(QueueName="poller-dlq")["QueueUrl"]
+        yield {
+            "dynamodb": dynamodb,
+            "streams": boto3.client("dynamodbstreams"),
+            "sqs": sqs,
+            "queue": queue,
+            "stream_arn": dynamodb.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"],
+        }
+
+
+def put_job(dynamodb: Any, job_id: str, status: str) -> None:
+    dynamodb.put_item(TableName=TABLE, Item={"job_id": {"S": job_id}, "status": {"S": status}})
+
+
+def set_status(dynamodb: Any, job_id: str, status: str) -> None:
+    dynamodb.update_item(
+        TableName=TABLE,
+        Key={"job_id": {"S": job_id}},
+        UpdateExpression="SET #s = :s",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":s": {"S": status}},
+    )
+
+
+def make_poller(aws: dict[str, Any], invoke: Any, **kwargs: Any) -> StreamPoller:
+    return StreamPoller(
+        aws["streams"],
+        aws["sqs"],
+        stream_arn=aws["stream_arn"],
+        invoke=invoke,
+        matches=matches,
+        function_arn="arn:aws:lambda:us-east-1:123456789012:function:launcher",
+        dlq_url=aws["queue"],
+        retry_delay_seconds=0,
+        **kwargs,
+    )
+
+
+def drain(poller: StreamPoller, rounds: int = 20) -> None:
+    for _ in range(rounds):
+        if not poller.poll_once():
+            return
+
+
+def test_filtered_batches_in_order_with_lambda_shape(aws: dict[str, Any]) -> None:
+    batches: list[list[dict[str, Any]]] = []
+    poller = make_poller(aws, lambda event: batches.append(event["Records"]), batch_size=2)
+    for index in range(3):
+        put_job(aws["dynamodb"], f"job-{index}", "pending")
+    set_status(aws["dynamodb"], "job-0", "queued")  # active -> active: filtered out
+    set_status(aws["dynamodb"], "job-1", "completed")  # active -> terminal: delivered
+    put_job(aws["dynamodb"], "control#worker-slots", "x")  # not a pending job: filtered out
+    drain(poller)
+    delivered = [r["dynamodb"]["Keys"]["job_id"]["S"] + ":" + r["eventName"] for b in batches for r in b]
+    assert delivered == ["job-0:INSERT", "job-1:INSERT", "job-2:INSERT", "job-1:MODIFY"]
+    assert [len(b) for b in batches] == [2, 2]
+    record = batches[0][0]
+    assert record["eventSourceARN"] == aws["stream_arn"]
+    assert record["eventSource"] == "aws:dynamodb"
+    assert isinstance(record["dynamodb"]["ApproximateCreationDateTime"], float)
+    json.dumps(batches)  # what Lambda delivers is JSON
+    assert poller.stats.records_filtered_out == 2
+
+
+def test_partial_failure_retries_from_the_failed_record(aws: dict[str, Any]) -> None:
+    calls: list[list[str]] = []
+    fail_once = {"job-1"}
+
+    def invoke(event: dict[str, Any]) -> dict[str, Any]:
+        ids = [r["dynamodb"]["Keys"]["job_id"]["S"] for r in event["Records"]]
+        calls.append(ids)
+        failures = [
+            {"itemIdentifier": r["dynamodb"]["SequenceNumber"]}
+            for r in event["Records"]
+            if r["dynamodb"]["Keys"]["job_id"]["S"] in fail_once
+        ]
+        fail_once.clear()
+        return {"batchItemFailures": failures}
+
+    poller = make_poller(aws, invoke, batch_size=10)
+    for index in range(3):
+        put_job(aws["dynamodb"], f"job-{index}", "pending")
+    drain(poller)
+    assert calls == [["job-0", "job-1", "job-2"], ["job-1", "job-2"]]
+    assert poller.stats.retries == 1
+    assert poller.stats.records_to_dlq == 0
+
+
+def test_exhausted_retries_go_to_the_dlq_and_reading_moves_on(aws: dict[str, Any]) -> None:
+    calls: list[list[str]] = []
+
+    def invoke(event: dict[str, Any]) -> dict[str, Any]:
+        ids = [r["dynamodb"]["Keys"]["job_id"]["S"] for r in event["Records"]]
+        calls.append(ids)
+        if "job-0" in ids:
+            raise RuntimeError("launcher crashed")
+        return {"batchItemFailures": []}
+
+    poller = make_poller(aws, invoke, batch_size=1, maximum_retry_attempts=2)
+    put_job(aws["dynamodb"], "job-0", "pending")
+    put_job(aws["dynamodb"], "job-1", "pending")
+    drain(poller)
+    assert calls == [["job-0"], ["job-0"], ["job-0"], ["job-1"]]
+    assert poller.stats.records_to_dlq == 1
+    messages = aws["sqs"].receive_message(QueueUrl=aws["queue"], MaxNumberOfMessages=10)["Messages"]
+    (message,) = [json.loads(m["Body"]) for m in messages]
+    info = message["DDBStreamBatchInfo"]
+    assert info["batchSize"] == 1
+    assert info["streamArn"] == aws["stream_arn"]
+    assert message["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert message["requestContext"]["approximateInvokeCount"] == 3
+
+
+def test_unknown_failure_identifier_fails_the_whole_batch() -> None:
+    batch = [{"dynamodb": {"SequenceNumber": "10"}}, {"dynamodb": {"SequenceNumber": "11"}}]
+    assert failed_from(batch, {"batchItemFailures": []}) is None
+    assert failed_from(batch, None) is None
+    assert failed_from(batch, {"batchItemFailures": [{"itemIdentifier": "11"}]}) == 1
+    assert failed_from(batch, {"batchItemFailures": [{"itemIdentifier": "99"}]}) == 0
+    assert failed_from(batch, {"batchItemFailures": [{"itemIdentifier": None}]}) == 0
