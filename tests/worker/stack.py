@@ -1,0 +1,350 @@
+"""A local AWS for the worker tests: moto in server mode (the worker is a real subprocess,
+as on an instance) behind a fault injector, a tiny IMDSv2 for the instance id, and helpers
+to arrange a job the way the API and the launcher leave it."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
+
+from jobs import aws, clock
+from jobs.crypto import CredentialCipher, Credentials
+from jobs.record import Job
+from jobs.spec import JobFilter, JobOptions
+from jobs.states import JobStatus
+from jobs.store import JobStore
+from jobs.tables import create_tables
+from jobs.urls import parse_url
+
+REPO = Path(__file__).resolve().parents[2]
+WORKER_SH = REPO / "worker" / "worker.sh"
+JOBS_TABLE = "worker-test-jobs"
+API_KEYS_TABLE = "worker-test-api-keys"
+LOG_GROUP = "/seren-replicator/worker-test"
+METRICS_NAMESPACE = "WorkerTest"
+DYNAMODB_TARGET = "DynamoDB_20120810."
+
+
+@dataclass
+class Fault:
+    """Answer matching DynamoDB calls with an error instead of passing them to moto."""
+
+    operation: str
+    body_contains: tuple[str, ...]
+    body_lacks: tuple[str, ...] = ()
+    status: int = 400
+    error: str = "ThrottlingException"
+    times: int | None = None  # None: for ever
+    hits: int = 0
+
+    def matches(self, operation: str, body: str) -> bool:
+        if operation != self.operation or (self.times is not None and self.hits >= self.times):
+            return False
+        return all(s in body for s in self.body_contains) and not any(s in body for s in self.body_lacks)
+
+
+@dataclass
+class FaultyDynamo:
+    """WSGI middleware in front of moto: the worker sees real HTTP errors, botocore retries them."""
+
+    app: Callable[..., Any]
+    faults: list[Fault] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target.startswith(DYNAMODB_TARGET) and self.faults:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length)
+            environ["wsgi.input"] = io.BytesIO(body)
+            operation, text = target[len(DYNAMODB_TARGET) :], body.decode("utf-8", "replace")
+            with self.lock:
+                fault = next((f for f in self.faults if f.matches(operation, text)), None)
+                if fault is not None:
+                    fault.hits += 1
+            if fault is not None:
+                answer = json.dumps(
+                    {"__type": f"com.amazonaws.dynamodb.v20120810#{fault.error}", "message": "injected"}
+                ).encode()
+                reason = "Bad Request" if fault.status == 400 else "Internal Server Error"
+                start_response(
+                    f"{fault.status} {reason}",
+                    [("Content-Type", "application/x-amz-json-1.0"), ("Content-Length", str(len(answer)))],
+                )
+                return [answer]
+        return self.app(environ, start_response)
+
+
+class MotoWithFaults:
+    def __init__(self) -> None:
+        self.app = FaultyDynamo(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(
+            "127.0.0.1", 0, self.app, threaded=True, request_handler=MotoRequestHandler
+        )
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> MotoWithFaults:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join(5)
+
+
+class Imds:
+    """IMDSv2 for one instance: a token first, then the instance id (token required)."""
+
+    def __init__(self, instance_id: str) -> None:
+        token = uuid.uuid4().hex
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:
+                ok = self.path == "/latest/api/token" and self.headers.get(
+                    "X-aws-ec2-metadata-token-ttl-seconds"
+                )
+                self._answer(200 if ok else 400, token if ok else "")
+
+            def do_GET(self) -> None:
+                if self.headers.get("X-aws-ec2-metadata-token") != token:
+                    self._answer(401, "")
+                elif self.path == "/latest/meta-data/instance-id":
+                    self._answer(200, instance_id)
+                else:
+                    self._answer(404, "")
+
+            def _answer(self, status: int, text: str) -> None:
+                data = text.encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@dataclass
+class Cloud:
+    endpoint: str
+    moto: MotoWithFaults
+    key_id: str
+    image_id: str
+
+    @property
+    def store(self) -> JobStore:
+        return JobStore(JOBS_TABLE)
+
+    def faults(self) -> list[Fault]:
+        return self.moto.app.faults
+
+    def instance_state(self, instance_id: str) -> str:
+        answer = aws.client("ec2").describe_instances(InstanceIds=[instance_id])
+        return str(answer["Reservations"][0]["Instances"][0]["State"]["Name"])
+
+    def start_instance(self) -> str:
+        answer = aws.client("ec2").run_instances(ImageId=self.image_id, MinCount=1, MaxCount=1)
+        return str(answer["Instances"][0]["InstanceId"])
+
+    def log_lines(self, job_id: str) -> list[str]:
+        answer = aws.client("logs").get_log_events(
+            logGroupName=LOG_GROUP, logStreamName=job_id, startFromHead=True
+        )
+        return [event["message"] for event in answer["events"]]
+
+    def arrange_job(
+        self,
+        source_url: str,
+        target_url: str,
+        *,
+        command: str = "init",
+        job_filter: JobFilter | None = None,
+        options: JobOptions | None = None,
+    ) -> tuple[str, str]:
+        """A job as the API wrote it and the launcher moved it to provisioning on a new instance."""
+        job_id = str(uuid.uuid4())
+        now = clock.now()
+        job = Job(
+            job_id=job_id,
+            owner="owner-test",
+            trace_id=str(uuid.uuid4()),
+            schema_version="1.1",
+            command=command,
+            status=JobStatus.PENDING,
+            filter=job_filter or JobFilter(),
+            options=options or JobOptions(),
+            source=parse_url(source_url).redacted,
+            target=parse_url(target_url).redacted,
+            created_at=clock.iso(now),
+            updated_at=clock.iso(now),
+            expires_at=clock.epoch(now) + 86400,
+        )
+        ciphertext = CredentialCipher(self.key_id).encrypt(job_id, Credentials(source_url, target_url))
+        assert self.store.create(job, ciphertext).created
+        instance_id = self.start_instance()
+        moved = self.store.transition(
+            job_id,
+            [JobStatus.PENDING],
+            JobStatus.PROVISIONING,
+            set_fields={"instance_id": instance_id, "attempt": 1, "launched_at": clock.now_iso()},
+        )
+        assert moved.ok
+        return job_id, instance_id
+
+
+def start_cloud() -> Cloud:
+    moto = MotoWithFaults().start()
+    os.environ["AWS_ENDPOINT_URL"] = moto.endpoint
+    aws.reset_clients()
+    create_tables(aws.client("dynamodb"), jobs_table=JOBS_TABLE, api_keys_table=API_KEYS_TABLE)
+    aws.client("logs").create_log_group(logGroupName=LOG_GROUP)
+    key_id = aws.client("kms").create_key()["KeyMetadata"]["KeyId"]
+    image_id = aws.client("ec2").describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    return Cloud(endpoint=moto.endpoint, moto=moto, key_id=key_id, image_id=image_id)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (children, grandchildren, ...)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        current = frontier.pop()
+        children = [child for child, parent in parents.items() if parent == current]
+        found += children
+        frontier += children
+    return found
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+@dataclass
+class WorkerRun:
+    """`worker.sh JOB_ID` as user-data runs it, with this instance's IMDS."""
+
+    process: subprocess.Popen[str]
+    imds: Imds
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait(self, timeout: float = 120) -> int:
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self.imds.stop()
+
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+    def engine_pids(self) -> list[int]:
+        return [pid for pid in descendants(self.pid) if "worker.engines.pg" in cmdline(pid)]
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        self.process.send_signal(signum)
+
+
+def worker_env(cloud: Cloud, imds: Imds, local_log_dir: Path, **overrides: str) -> dict[str, str]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/root"),
+        "LANG": "C.UTF-8",
+        "WORKER_PYTHON": sys.executable,
+        "AWS_ENDPOINT_URL": cloud.endpoint,
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "JOBS_TABLE_NAME": JOBS_TABLE,
+        "WORKER_LOG_GROUP": LOG_GROUP,
+        "METRICS_NAMESPACE": METRICS_NAMESPACE,
+        "ENGINE": "pg",
+        "ALLOW_LOOPBACK_HOSTS": "true",
+        "HEARTBEAT_INTERVAL_SECONDS": "0.5",
+        "PROGRESS_MIN_INTERVAL_SECONDS": "0.1",
+        "ITEM_WRITES_PER_HOUR": "100000",
+        "ENGINE_STOP_GRACE_SECONDS": "3",
+        "LOG_FLUSH_INTERVAL_SECONDS": "0.3",
+        "LOCAL_LOG_DIR": str(local_log_dir),
+        "HEARTBEAT_WRITE_MAX_ATTEMPTS": "2",
+        "STATUS_WRITE_MAX_ATTEMPTS": "3",
+        "POWERTOOLS_SERVICE_NAME": "replication-worker",
+    }
+    env.update(overrides)
+    return env
+
+
+def start_worker(cloud: Cloud, job_id: str, instance_id: str, tmp: Path, **overrides: str) -> WorkerRun:
+    imds = Imds(instance_id)
+    log_path = tmp / f"worker-{job_id}.out"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [str(WORKER_SH), job_id],
+            env=worker_env(cloud, imds, tmp / "local-logs", **overrides),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=tmp,
+        )
+    return WorkerRun(process=process, imds=imds, log_path=log_path)
+
+
+def watch(store: JobStore, job_id: str, until: Callable[[Job], bool], timeout: float = 60) -> Iterator[Job]:
+    """The job as polled every 50 ms until `until` holds (or the timeout fails the test)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = store.get(job_id)
+        assert job is not None
+        yield job
+        if until(job):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not reach the expected state in {timeout} s")

@@ -1,0 +1,285 @@
+"""The worker as on an instance (worker.sh, a subprocess) against moto, with the pg engine
+copying between real PostgreSQL servers: the happy path and every fault."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from conftest import SOURCE_DATABASE, SOURCE_PASSWORD, TARGET_PASSWORD, locked_orders
+from stack import (
+    LOG_GROUP,
+    METRICS_NAMESPACE,
+    Cloud,
+    Fault,
+    WorkerRun,
+    cmdline,
+    descendants,
+    start_worker,
+    watch,
+)
+
+from jobs import aws
+from jobs.record import CREDENTIALS_ATTRIBUTE
+from jobs.spec import JobFilter, JobOptions
+from jobs.states import JobStatus
+from local_cloud.postgres import LocalPostgres
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+SHOP_ONLY = JobFilter(include_databases=[SOURCE_DATABASE])
+NO_SYNC = JobOptions(enable_sync=False)
+
+
+def raw_item(job_id: str) -> dict[str, object]:
+    return dict(aws.table("worker-test-jobs").get_item(Key={"job_id": job_id}, ConsistentRead=True)["Item"])
+
+
+def count_rows(server: LocalPostgres, table: str) -> int:
+    with psycopg.connect(server.url(SOURCE_DATABASE)) as conn:
+        row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608 - test constant
+        assert row is not None
+        return int(row[0])
+
+
+def arrange(cloud: Cloud, source: LocalPostgres, target: LocalPostgres) -> tuple[str, str]:
+    return cloud.arrange_job(
+        source.url(SOURCE_DATABASE), target.url("postgres"), job_filter=SHOP_ONLY, options=NO_SYNC
+    )
+
+
+def wait_running_with_engine(cloud: Cloud, job_id: str, run: WorkerRun) -> None:
+    for _ in watch(cloud.store, job_id, lambda job: job.status is JobStatus.RUNNING):
+        pass
+    deadline = time.monotonic() + 20
+    while not run.engine_pids() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert run.engine_pids(), "the engine did not start"
+
+
+def assert_no_password(texts: list[str]) -> None:
+    for text in texts:
+        assert SOURCE_PASSWORD not in text
+        assert TARGET_PASSWORD not in text
+
+
+def assert_cleaned_up(cloud: Cloud, job_id: str, instance_id: str) -> None:
+    assert CREDENTIALS_ATTRIBUTE not in raw_item(job_id)
+    assert cloud.instance_state(instance_id) in ("shutting-down", "terminated")
+
+
+def test_init_runs_to_completed_with_heartbeats_progress_logs_and_cleanup(
+    cloud: Cloud, source: LocalPostgres, target: LocalPostgres, tmp_path: Path
+) -> None:
+    job_id, instance_id = arrange(cloud, source, target)
+    assert cloud.store.get(job_id).status is JobStatus.PROVISIONING  # type: ignore[union-attr]
+    with locked_orders(source, release_after=2.5):  # long enough to see several heartbeats
+        run = start_worker(cloud, job_id, instance_id, tmp_path)
+        seen = list(watch(cloud.store, job_id, lambda job: job.status.is_terminal, timeout=90))
+        assert run.wait() == 0, run.output()
+
+    final = seen[-1]
+    assert final.status is JobStatus.COMPLETED, (final.error, run.output())
+    assert final.exit_code == 0
+    running = [job for job in seen if job.status is JobStatus.RUNNING]
+    assert running, "running was never observed"
+    assert final.started_at is not None and final.completed_at is not None
+    assert len({job.heartbeat_at for job in running}) >= 3, "heartbeats did not advance while running"
+    assert len({job.progress.message for job in seen}) >= 3, "progress did not move"
+    assert final.log_group == LOG_GROUP and final.log_stream == job_id
+    assert final.log_url and "console.aws.amazon.com/cloudwatch" in final.log_url
+
+    assert count_rows(target, "orders") == count_rows(source, "orders") == 5000
+    assert count_rows(target, "customers") == 1000
+
+    assert_cleaned_up(cloud, job_id, instance_id)
+    lines = cloud.log_lines(job_id)
+    assert any("starting the pg engine" in line for line in lines)
+    assert any("job completed" in line for line in lines)
+    assert_no_password(lines)
+    local_log = (tmp_path / "local-logs" / f"{job_id}.log").read_text()
+    assert "job completed" in local_log
+    assert_no_password([local_log, run.output(), final.model_dump_json()])
+    names = aws.client("cloudwatch").list_metrics(Namespace=METRICS_NAMESPACE)["Metrics"]
+    assert {"JobDuration", "JobOutcome"} <= {metric["MetricName"] for metric in names}
+
+
+def test_engine_processes_hold_no_password_in_their_command_lines(
+    cloud: Cloud, source: LocalPostgres, target: LocalPostgres, tmp_path: Path
+) -> None:
+    job_id, instance_id = arrange(cloud, source, target)
+    with locked_orders(source):
+        run = start_worker(cloud, job_id, instance_id, tmp_path)
+        wait_running_with_engine(cloud, job_id, run)
+        time.sleep(1.0)  # let the engine start its client tools (they block on the lock too)
+        tree = [run.pid, *descendants(run.pid)]
+        lines = {pid: cmdline(pid) for pid in tree}
+        assert any("worker.engines.pg" in line for line in lines.values())
+        assert any(" -m worker " in f"{line} " for line in lines.values())
+        for pid, line in lines.items():
+            assert SOURCE_PASSWORD not in line, pid
+            assert TARGET_PASSWORD not in line, pid
+            assert "postgresql://" not in line, pid
+        cloud.store.transition(job_id, [JobStatus.RUNNING], JobStatus.CANCELLING)
+        assert run.wait() == 0, run.output()
+
+
+def test_cancel_stops_the_engine_and_ends_cancelled(
+    cloud: Cloud, source: LocalPostgres, target: LocalPostgres, tmp_path: Path
+) -> None:
+    job_id, instance_id = arrange(cloud, source, target)
+    with locked_orders(source):
+        run = start_worker(cloud, job_id, instance_id, tmp_path)
+        wait_running_with_engine(cloud, job_id, run)
+        engine_tree = [pid for engine in run.engine_pids() for pid in [engine, *descendants(engine)]]
+        assert cloud.store.transition(job_id, [JobStatus.RUNNING], JobStatus.CANCELLING).ok
+        assert run.wait(60) == 0, run.output()
+    final = cloud.store.get(job_id)
+    assert final is not None and final.status is JobStatus.CANCELLED, run.output()
+    assert not [pid for pid in engine_tree if os.path.exists(f"/proc/{pid}") and cmdline(pid)]
+    assert_cleaned_up(cloud, job_id, instance_id)
+    assert any("stopping the engine" in line for line in cloud.log_lines(job_id))
+
+
+def test_deadline_stops_the_engine_and_ends_timeout(
+    cloud: Cloud, source: LocalPostgres, target: LocalPostgres, tmp_path: Path
+) -> None:
+    job_id, instance_id = arrange(cloud, source, target)
+    with locked_orders(source):
+        run = start_worker(cloud, job_id, instance_id, tmp_path, MAX_JOB_RUNTIME_SECONDS="3")
+        assert run.wait(60) == 0, run.output()
+    final = cloud.store.get(job_id)
+    assert final is not None and final.status is JobStatus.TIMEOUT, run.output()
+    assert final.error and "limit of 3 seconds" in final.error
+    assert_cleaned_up(cloud, job_id, instance_id)
+
+
+def test_sigterm_to_the_worker_ends_failed_as_interrupted(
+    cloud: Cloud, source: LocalPostgres, target: LocalPostgres, tmp_path: Path
+) -> None:
+    job_id, instance_id = arrange(cloud, source, target)
+    with locked_orders(source):
+        run = start_worker(cloud, job_id, instance_id, tmp_path)
+        wait_running_with_engine(cloud, job_id, run)
+        engines = run.engine_pids()
+        run.signal(signal.SIGTERM)  # to worker.sh, which passes it on
+        assert run.wait(60) == 0, run.output()
+    final = cloud.store.get(job_id)
+    assert final is not None and final.status is JobStatus.FAILED, run.output()
+    assert final.error and "interrupted" in final.error
+    assert not [pid for pid in engines if cmdline(pid)]
+    assert_cleaned_up(cloud, job_id, instance_id)
+
+
+def test_engine_crash_ends_failed_with_exit_code_and_summary(
+    cloud: Cloud, source: LocalPostgres, target: LocalPostgres, tmp_path: Path
+) -> None:
+    job_id, instance_id = arrange(cloud, source, target)
+    with locked_orders(source):
+        run = start_worker(cloud, job_id, instance_id, tmp_path)
+        wait_running_with_engine(cloud, job_id, run)
+        for pid in run.engine_pids():
+            os.kill(pid, signal.SIGKILL)
+        assert run.wait(60) == 0, run.output()
+    final = cloud.store.get(job_id)
+    assert final is not None and final.status is JobStatus.FAILED, run.output()
+    assert final.exit_code == 128 + signal.SIGKILL
+    assert final.error and "signal 9" in final.error
+    assert_cleaned_up(cloud, job_id, instance_id)
+
+
+def test_engine_failure_ends_failed_with_redacted_error_lines(
+    cloud: Cloud, source: LocalPostgres, target: LocalPostgres, tmp_path: Path
+) -> None:
+    # The target refuses the password: the engine fails on its own, quoting its connection error.
+    wrong_target = target.url("postgres").replace(TARGET_PASSWORD, "s3cret-test-pw-wrong")
+    job_id, instance_id = cloud.arrange_job(
+        source.url(SOURCE_DATABASE), wrong_target, job_filter=SHOP_ONLY, options=NO_SYNC
+    )
+    run = start_worker(cloud, job_id, instance_id, tmp_path)
+    assert run.wait(60) == 0, run.output()
+    final = cloud.store.get(job_id)
+    assert final is not None and final.status is JobStatus.FAILED, run.output()
+    assert final.exit_code == 1
+    assert final.error and "password authentication failed" in final.error
+    assert "s3cret-test-pw-wrong" not in final.error
+    assert_no_password([final.error, *cloud.log_lines(job_id)])
+    assert not any("s3cret-test-pw-wrong" in line for line in cloud.log_lines(job_id))
+    assert_cleaned_up(cloud, job_id, instance_id)
+
+
+def test_throttled_heartbeats_are_retried_and_the_job_completes(
+    cloud: Cloud, source: LocalPostgres, target: LocalPostgres, tmp_path: Path
+) -> None:
+    job_id, instance_id = arrange(cloud, source, target)
+    throttle = Fault(
+        "UpdateItem", body_contains=('"heartbeat_at"', job_id), body_lacks=('"started_at"',), times=5
+    )
+    with locked_orders(source, release_after=4):
+        run = start_worker(cloud, job_id, instance_id, tmp_path)
+        seen = []
+        for job in watch(cloud.store, job_id, lambda job: job.status is JobStatus.RUNNING):
+            seen.append(job)
+        cloud.faults().append(throttle)
+        seen += list(watch(cloud.store, job_id, lambda job: job.status.is_terminal, timeout=90))
+        assert run.wait() == 0, run.output()
+    assert throttle.hits == 5
+    final = seen[-1]
+    assert final.status is JobStatus.COMPLETED, (final.error, run.output())
+    beats = {job.heartbeat_at for job in seen if job.status is JobStatus.RUNNING}
+    assert len(beats) >= 2, "no heartbeat landed after the throttling"
+    assert "heartbeat failed" in run.output()
+    assert_cleaned_up(cloud, job_id, instance_id)
+
+
+def test_final_write_failing_still_terminates_the_instance(
+    cloud: Cloud, source: LocalPostgres, target: LocalPostgres, tmp_path: Path
+) -> None:
+    job_id, instance_id = arrange(cloud, source, target)
+    broken = Fault(
+        "UpdateItem", body_contains=('"completed"', job_id), status=500, error="InternalServerError"
+    )
+    cloud.faults().append(broken)
+    run = start_worker(cloud, job_id, instance_id, tmp_path)
+    assert run.wait(90) == 0, run.output()
+    assert broken.hits >= 3  # every attempt botocore made
+    stuck = cloud.store.get(job_id)
+    assert stuck is not None and stuck.status is JobStatus.RUNNING  # the reaper's to end now
+    assert "outcome not written" in run.output()
+    assert_cleaned_up(cloud, job_id, instance_id)
+
+
+@pytest.mark.parametrize("case", ["missing", "terminal", "other instance"])
+def test_a_job_that_is_not_ours_is_left_alone_and_the_instance_terminated(
+    cloud: Cloud, source: LocalPostgres, target: LocalPostgres, tmp_path: Path, case: str
+) -> None:
+    job_id, instance_id = arrange(cloud, source, target)
+    if case == "missing":
+        job_id = "00000000-0000-4000-8000-000000000000"
+    elif case == "terminal":
+        assert cloud.store.transition(job_id, [JobStatus.PROVISIONING], JobStatus.CANCELLED).ok
+    else:
+        instance_id = cloud.start_instance()
+    before = raw_item(job_id) if case != "missing" else None
+    run = start_worker(cloud, job_id, instance_id, tmp_path)
+    assert run.wait(60) == 0, run.output()
+    if before is not None:
+        assert raw_item(job_id) == before  # not a single write
+    assert cloud.instance_state(instance_id) in ("shutting-down", "terminated")
+
+
+def test_a_resolved_address_outside_the_policy_fails_the_job_before_running(
+    cloud: Cloud, source: LocalPostgres, target: LocalPostgres, tmp_path: Path
+) -> None:
+    job_id, instance_id = arrange(cloud, source, target)
+    run = start_worker(cloud, job_id, instance_id, tmp_path, ALLOW_LOOPBACK_HOSTS="false")
+    assert run.wait(60) == 0, run.output()
+    final = cloud.store.get(job_id)
+    assert final is not None and final.status is JobStatus.FAILED
+    assert final.started_at is None
+    assert final.error and "loopback addresses are denied" in final.error
+    assert_cleaned_up(cloud, job_id, instance_id)
