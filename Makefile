@@ -32,7 +32,7 @@ serve: venv
 	$(BIN)/seren-remote local up
 
 package: venv
-	$(BIN)/python -m build_tools.package
+	$(BIN)/python -m build_tools.package --arch $(or $(ARCH),arm64)
 
 clean:
 	rm -rf $(VENV) .local build dist .mypy_cache .pytest_cache .ruff_cache
