@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 RUNNING_STATES = ("pending", "running")
 ALIVE_STATES = ("pending", "running", "shutting-down", "stopping", "stopped")
+# Written in an instance environment value, stands for that instance's own directory (its disk).
+INSTANCE_DIR = "{instance_dir}"
 
 
 @dataclass
@@ -185,7 +187,8 @@ class Ec2Driver:
             script = directory / "user-data"
             script.write_text(user_data)
             script.chmod(0o700)
-            env = {**self._env, "AWS_EC2_METADATA_SERVICE_ENDPOINT": metadata.endpoint}
+            env = {name: value.replace(INSTANCE_DIR, str(directory)) for name, value in self._env.items()}
+            env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = metadata.endpoint
             with (directory / "console.log").open("ab") as console:
                 process = subprocess.Popen(
                     ["bash", str(script)],

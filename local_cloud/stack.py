@@ -20,8 +20,8 @@ from typing import Any, TextIO
 
 import boto3
 
-from local_cloud.ec2_driver import Ec2Driver
-from local_cloud.http_front import HttpFront
+from local_cloud.ec2_driver import INSTANCE_DIR, Ec2Driver
+from local_cloud.http_front import HttpFront, parse_routes
 from local_cloud.lambda_runtime import ACCOUNT_ID, LambdaFunction
 from local_cloud.moto_server import MotoServer
 from local_cloud.resources import DEFAULT_INSTANCE_TYPE, Resources, create_resources
@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 CHECKOUT = Path(__file__).resolve().parents[1]
 WORKER_SCRIPT = CHECKOUT / "worker" / "worker.sh"
 STACK_FILE = "stack.json"
+# The HTTP API's route keys, as Terraform declares them (generated from the api handler).
+API_ROUTES_FILE = CHECKOUT / "terraform" / "generated" / "api_routes.json"
 API_HANDLER = "services.api.handler.lambda_handler"
 LAUNCHER_HANDLER = "services.launcher.handler.lambda_handler"
 REAPER_HANDLER = "services.reaper.handler.lambda_handler"
@@ -49,16 +51,17 @@ class StackOptions:
     state_dir: Path = Path(".local")
     max_concurrent_jobs: int = 2
     reaper_interval: float = 5.0
-    heartbeat_interval: float = 2.0
-    heartbeat_timeout: float = 15.0
-    provisioning_grace: float = 60.0
+    # Seconds, for a laptop; the reaper's settings allow nothing shorter than these.
+    heartbeat_interval: int = 2
+    heartbeat_timeout: int = 30
+    provisioning_grace: int = 60
     region: str = "us-east-1"
     prefix: str = "seren-local"
     owner: str = "local"
     log_level: str = "WARNING"
-    # The event source mapping's settings (Terraform declares the same values).
+    # The event source mapping's settings (Terraform's defaults).
     batch_size: int = 10
-    maximum_retry_attempts: int = 3
+    maximum_retry_attempts: int = 5
     stream_idle_wait: float = 0.5
     ec2_poll_interval: float = 1.0
     kill_grace_seconds: float = 5.0
@@ -84,9 +87,16 @@ def handler_environment(options: StackOptions, resources: Resources) -> dict[str
         "SUBNET_IDS": ",".join(resources.subnet_ids),
         "DEFAULT_INSTANCE_TYPE": DEFAULT_INSTANCE_TYPE,
         "PROJECT_TAG": resources.project_tag,
-        "HEARTBEAT_INTERVAL_SECONDS": _seconds(options.heartbeat_interval),
-        "HEARTBEAT_TIMEOUT_SECONDS": _seconds(options.heartbeat_timeout),
-        "PROVISIONING_GRACE_SECONDS": _seconds(options.provisioning_grace),
+        "HEARTBEAT_INTERVAL_SECONDS": str(options.heartbeat_interval),
+        "HEARTBEAT_TIMEOUT_SECONDS": str(options.heartbeat_timeout),
+        "PROVISIONING_GRACE_SECONDS": str(options.provisioning_grace),
+        # The reaper's other thresholds at their shortest: a laptop session lasts minutes.
+        "LAUNCH_LEASE_SECONDS": "30",
+        "CANCEL_GRACE_SECONDS": "30",
+        "PENDING_GRACE_SECONDS": "30",
+        "SLOT_HOLD_GRACE_SECONDS": "60",
+        "ORPHAN_GRACE_SECONDS": "60",
+        "DEADLINE_GRACE_SECONDS": "30",
         "POWERTOOLS_METRICS_NAMESPACE": "SerenReplication",
         "POWERTOOLS_LOG_LEVEL": options.log_level,
         # No X-Ray daemon here.
@@ -95,7 +105,7 @@ def handler_environment(options: StackOptions, resources: Resources) -> dict[str
     }
 
 
-def instance_environment(options: StackOptions, aws_endpoint_url: str, instances_dir: Path) -> dict[str, str]:
+def instance_environment(options: StackOptions, aws_endpoint_url: str) -> dict[str, str]:
     """What a worker instance has before its user-data runs: the image's setup (tools on
     PATH, the worker script) and, in place of an instance profile, moto's fake credentials."""
     from local_cloud.postgres import bin_dir
@@ -103,22 +113,17 @@ def instance_environment(options: StackOptions, aws_endpoint_url: str, instances
     path = os.pathsep.join([str(Path(sys.executable).parent), str(bin_dir()), os.environ.get("PATH", "")])
     return {
         "PATH": path,
-        "HOME": str(instances_dir),
+        "HOME": INSTANCE_DIR,
         "LANG": os.environ.get("LANG", "C.UTF-8"),
         "PYTHONUNBUFFERED": "1",
         "AWS_REGION": options.region,
         "AWS_DEFAULT_REGION": options.region,
         "AWS_ENDPOINT_URL": aws_endpoint_url,
         "WORKER_SCRIPT": str(WORKER_SCRIPT),
-        "ALLOW_LOOPBACK_HOSTS": "true",
-        "LOCAL_LOG_DIR": str(instances_dir),
+        "LOCAL_LOG_DIR": INSTANCE_DIR,
         "POWERTOOLS_TRACE_DISABLED": "true",
         **FAKE_CREDENTIALS,
     }
-
-
-def _seconds(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 class LocalStack:
@@ -182,12 +187,11 @@ class LocalStack:
             function.load()  # cold starts now: a broken import fails `local up`, not a request
         from services.launcher.filters import matches
 
-        instances_dir = self.state_dir / "instances"
         self.ec2_driver = Ec2Driver(
             session.client("ec2"),
             state_dir=self.state_dir,
             region=options.region,
-            instance_env=instance_environment(options, endpoint, instances_dir),
+            instance_env=instance_environment(options, endpoint),
             poll_interval_seconds=options.ec2_poll_interval,
             kill_grace_seconds=options.kill_grace_seconds,
         )
@@ -214,6 +218,7 @@ class LocalStack:
         self.front = HttpFront(
             api.invoke,
             port=options.port,
+            routes=parse_routes(json.loads(API_ROUTES_FILE.read_text())),
             on_request=self._after_request,
         )
         self.ec2_driver.start()
@@ -303,6 +308,8 @@ def run(options: StackOptions, console: TextIO = sys.stdout) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     state_dir = options.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
+    # Python warnings (Powertools' "no metrics to publish", say) belong in the log, not the console.
+    logging.captureWarnings(True)
     logging.basicConfig(
         filename=state_dir / "stack.log",
         level=logging.INFO,

@@ -1,0 +1,1 @@
+"""`seren-remote`: the client of the remote replication service, and `local up`."""

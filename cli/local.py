@@ -1,0 +1,98 @@
+"""`seren-remote local up`, and admin commands aimed at a running local stack."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_STATE_DIR = Path(".local")
+
+
+def add_up_parser(local_commands: Any) -> None:
+    defaults = _defaults()
+    up = local_commands.add_parser(
+        "up",
+        help="run moto, the handlers, the worker driver and the HTTP API in the foreground",
+        description="Run the whole service on this machine until Ctrl-C.",
+    )
+    up.add_argument(
+        "--port",
+        type=int,
+        default=defaults.port,
+        help=f"API port on 127.0.0.1 (default {defaults.port}; 0 = any)",
+    )
+    up.add_argument(
+        "--state-dir",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="where stack.json and logs go (default .local)",
+    )
+    up.add_argument("--max-concurrent-jobs", type=int, default=defaults.max_concurrent_jobs)
+    up.add_argument("--reaper-interval", type=float, default=defaults.reaper_interval, metavar="SECONDS")
+    up.add_argument(
+        "--heartbeat-interval", type=float, default=defaults.heartbeat_interval, metavar="SECONDS"
+    )
+    up.add_argument("--heartbeat-timeout", type=float, default=defaults.heartbeat_timeout, metavar="SECONDS")
+    up.add_argument(
+        "--provisioning-grace",
+        type=float,
+        default=defaults.provisioning_grace,
+        metavar="SECONDS",
+        help="how long an instance may take to report running",
+    )
+    up.add_argument("--log-level", default=defaults.log_level, help="the handlers' POWERTOOLS_LOG_LEVEL")
+
+
+def _defaults() -> Any:
+    from local_cloud.stack import StackOptions
+
+    return StackOptions()
+
+
+def add_state_dir_to_admin(admin_parser: argparse.ArgumentParser) -> None:
+    """Every admin command takes --state-dir DIR: act on the local stack running there."""
+    parsers = [admin_parser]
+    for action in admin_parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            parsers.extend(action.choices.values())
+    for parser in parsers:
+        parser.add_argument(
+            "--state-dir", type=Path, default=argparse.SUPPRESS, help="act on the local stack running there"
+        )
+
+
+def run_up(args: argparse.Namespace) -> int:
+    from local_cloud.stack import StackOptions, run
+
+    options = StackOptions(
+        port=args.port,
+        state_dir=getattr(args, "state_dir", None) or DEFAULT_STATE_DIR,
+        max_concurrent_jobs=args.max_concurrent_jobs,
+        reaper_interval=args.reaper_interval,
+        heartbeat_interval=args.heartbeat_interval,
+        heartbeat_timeout=args.heartbeat_timeout,
+        provisioning_grace=args.provisioning_grace,
+        log_level=args.log_level,
+    )
+    return run(options)
+
+
+def run_admin_command(args: argparse.Namespace) -> int:
+    from cli.admin import run_admin
+
+    state_dir = getattr(args, "state_dir", None)
+    if state_dir is not None:
+        from jobs import aws
+        from local_cloud.stack import client_environment, load_stack_info
+
+        try:
+            info = load_stack_info(state_dir)
+        except FileNotFoundError:
+            print(f"seren-remote: no local stack runs with state dir {state_dir}", file=sys.stderr)
+            return 2
+        os.environ.update(client_environment(info))
+        aws.reset_clients()
+    return run_admin(args)
