@@ -1,0 +1,346 @@
+"""A control-plane world on moto for the launcher and reaper tests: the jobs table, a VPC
+with two subnets, a worker launch template, settings, and helpers to arrange jobs and
+instances explicitly, build stream records as DynamoDB delivers them, and inject EC2
+errors below botocore's retry layer."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import boto3
+import pytest
+from boto3.dynamodb.types import TypeSerializer
+from botocore.awsrequest import AWSResponse
+from moto import mock_aws
+from moto.core.botocore_stubber import MockRawResponse
+
+from jobs import aws, clock, instances
+from jobs.record import Job
+from jobs.slots import LaunchClaims, SlotLedger
+from jobs.states import JobStatus
+from jobs.store import JobStore
+from services.launcher.logic import LaunchContext
+from services.reaper.settings import Settings
+
+JOBS_TABLE = "test-jobs"
+API_KEYS_TABLE = "test-api-keys"
+LOG_GROUP = "/test/workers"
+STREAM_ARN = f"arn:aws:dynamodb:us-east-1:123456789012:table/{JOBS_TABLE}/stream/2024-01-01T00:00:00.000"
+
+ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "JOBS_TABLE_NAME": JOBS_TABLE,
+    "WORKER_LOG_GROUP": LOG_GROUP,
+    "MAX_CONCURRENT_JOBS": "3",
+    "PROJECT_TAG": "seren-test",
+    "HEARTBEAT_INTERVAL_SECONDS": "30",
+    "POWERTOOLS_SERVICE_NAME": "control-plane-test",
+    "POWERTOOLS_METRICS_NAMESPACE": "RemoteReplicationTest",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+}
+
+_sequence = itertools.count(1)
+
+
+@dataclass
+class World:
+    settings: Settings
+    store: JobStore
+    slots: SlotLedger
+    claims: LaunchClaims
+    ec2: Any
+    subnet_ids: list[str]
+    launch_template_id: str
+    table: Any
+    jobs_created: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def context(self, **overrides: Any) -> LaunchContext:
+        settings = self.settings.model_copy(update=overrides) if overrides else self.settings
+        return LaunchContext(settings, self.store, self.slots, self.claims)
+
+    # -- arranging state ------------------------------------------------------------
+
+    def put_job(self, status: JobStatus = JobStatus.PENDING, *, age: timedelta = timedelta(0), **fields: Any) -> Job:
+        """Store a job in `status`, created `age` ago, with any other fields given."""
+        with self._lock:
+            self.jobs_created += 1
+            serial = self.jobs_created
+        created = clock.now() - age + timedelta(milliseconds=serial)  # distinct, ordered
+        values: dict[str, Any] = {
+            "job_id": str(uuid.uuid4()),
+            "owner": "owner-1",
+            "trace_id": str(uuid.uuid4()),
+            "command": "init",
+            "status": status,
+            "source": "postgresql://source.example.com:5432/app",
+            "target": "postgresql://target.serendb.com:5432/app",
+            "created_at": clock.iso(created),
+            "updated_at": clock.iso(created),
+            "expires_at": clock.epoch(clock.now()) + 30 * 86400,
+        }
+        values.update(fields)
+        job = Job.model_validate(values)
+        self.table.put_item(Item=plain_to_dynamo(job.to_item()))
+        return job
+
+    def start_instance(self, job_id: str, attempt: int = 1, *, managed_by: str | None = None) -> str:
+        """An instance of ours for a job attempt, as a launcher would have started it."""
+        request = instances.LaunchRequest(
+            job_id=job_id,
+            attempt=attempt,
+            managed_by=managed_by or self.settings.managed_by,
+            project=self.settings.project_tag,
+            launch_template_id=self.launch_template_id,
+            launch_template_version="$Latest",
+            instance_types=["t3.medium"],
+            subnet_ids=self.subnet_ids,
+            user_data="#!/bin/bash\n",
+        )
+        return instances.run(request).instance_id
+
+    # -- observing --------------------------------------------------------------------
+
+    def job(self, job_id: str) -> Job:
+        job = self.store.get(job_id, include_expired=True)
+        assert job is not None
+        return job
+
+    def live_instances(self, job_id: str | None = None) -> list[instances.Instance]:
+        ours = instances.describe_ours(self.settings.managed_by)
+        return [i for i in ours if job_id is None or i.job_id == job_id]
+
+    def instance_state(self, instance_id: str) -> str:
+        answer = self.ec2.describe_instances(InstanceIds=[instance_id])
+        return str(answer["Reservations"][0]["Instances"][0]["State"]["Name"])
+
+    def user_data(self, instance_id: str) -> str:
+        import base64
+
+        value = self.ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
+        return base64.b64decode(value["UserData"]["Value"]).decode()
+
+
+@dataclass(frozen=True)
+class Cloud:
+    """What tests in one module share: starting moto's EC2 costs seconds, a table does not."""
+
+    ec2: Any
+    subnet_ids: list[str]
+    launch_template_id: str
+
+
+def build_cloud() -> Cloud:
+    """Inside mock_aws, with ENVIRONMENT set."""
+    aws.reset_clients()
+    ec2 = boto3.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{n}.0/24")["Subnet"]["SubnetId"] for n in (1, 2)
+    ]
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    template = ec2.create_launch_template(
+        LaunchTemplateName="test-worker", LaunchTemplateData={"ImageId": image}
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    return Cloud(ec2=ec2, subnet_ids=subnets, launch_template_id=template)
+
+
+def build_world(cloud: Cloud) -> World:
+    """A fresh jobs table; its name is the deployment's `ManagedBy`, so instances of other
+    tests in the module are not this world's."""
+    from jobs.tables import create_tables
+
+    suffix = uuid.uuid4().hex[:10]
+    jobs_table = f"{JOBS_TABLE}-{suffix}"
+    create_tables(boto3.client("dynamodb"), jobs_table=jobs_table, api_keys_table=f"{API_KEYS_TABLE}-{suffix}")
+    settings = Settings(
+        jobs_table_name=jobs_table,
+        launch_template_id=cloud.launch_template_id,
+        subnet_ids=",".join(cloud.subnet_ids),
+        fallback_instance_types="m5.large",
+    )
+    return World(
+        settings=settings,
+        store=JobStore(jobs_table),
+        slots=SlotLedger(jobs_table),
+        claims=LaunchClaims(jobs_table),
+        ec2=cloud.ec2,
+        subnet_ids=cloud.subnet_ids,
+        launch_template_id=cloud.launch_template_id,
+        table=aws.table(jobs_table),
+    )
+
+
+@pytest.fixture(scope="module")
+def cloud() -> Iterator[Cloud]:
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in ENVIRONMENT.items():
+            patch.setenv(name, value)
+        for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_EC2", "AWS_PROFILE"):
+            patch.delenv(name, raising=False)
+        # botocore's retries stay on; only their waits are cut so the tests stay fast.
+        patch.setattr("botocore.retries.standard.ExponentialBackoff.delay_amount", lambda self, ctx: 0)
+        with mock_aws():
+            yield build_cloud()
+
+
+@pytest.fixture
+def world(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> World:
+    made = build_world(cloud)
+    monkeypatch.setenv("JOBS_TABLE_NAME", made.settings.jobs_table_name)
+    monkeypatch.setenv("LAUNCH_TEMPLATE_ID", cloud.launch_template_id)
+    monkeypatch.setenv("SUBNET_IDS", ",".join(cloud.subnet_ids))
+    monkeypatch.setenv("FALLBACK_INSTANCE_TYPES", "m5.large")
+    # Powertools read their environment when the handler modules were imported (collection).
+    from services.launcher.logic import metrics
+
+    monkeypatch.setattr(metrics, "namespace", ENVIRONMENT["POWERTOOLS_METRICS_NAMESPACE"])
+    monkeypatch.setattr(metrics, "service", ENVIRONMENT["POWERTOOLS_SERVICE_NAME"])
+    return made
+
+
+# -- stream records ---------------------------------------------------------------------
+
+
+def plain_to_dynamo(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: plain_to_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain_to_dynamo(v) for v in value]
+    return value
+
+
+def _image(item: dict[str, Any]) -> dict[str, Any]:
+    serializer = TypeSerializer()
+    return {key: serializer.serialize(value) for key, value in plain_to_dynamo(item).items()}
+
+
+def stream_record(event_name: str, *, new: Any = None, old: Any = None) -> dict[str, Any]:
+    """A DynamoDB stream record as Lambda delivers it (NEW_AND_OLD_IMAGES); images are Jobs
+    or raw items."""
+    new_item = new.to_item() if isinstance(new, Job) else new
+    old_item = old.to_item() if isinstance(old, Job) else old
+    key = (new_item or old_item)["job_id"]
+    body: dict[str, Any] = {
+        "ApproximateCreationDateTime": clock.epoch(clock.now()),
+        "Keys": {"job_id": {"S": key}},
+        "SequenceNumber": f"{next(_sequence):021d}",
+        "SizeBytes": 512,
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+    }
+    if new_item is not None:
+        body["NewImage"] = _image(new_item)
+    if old_item is not None:
+        body["OldImage"] = _image(old_item)
+    return {
+        "eventID": uuid.uuid4().hex,
+        "eventName": event_name,
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": body,
+        "eventSourceARN": STREAM_ARN,
+    }
+
+
+def inserted(job: Job) -> dict[str, Any]:
+    return stream_record("INSERT", new=job)
+
+
+def modified(old: Job, new: Job) -> dict[str, Any]:
+    return stream_record("MODIFY", new=new, old=old)
+
+
+def batch(*records: dict[str, Any]) -> dict[str, Any]:
+    return {"Records": list(records)}
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str = "launcher"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:launcher"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+# -- EC2 faults -------------------------------------------------------------------------
+
+
+def _error_response(code: str, status: int) -> AWSResponse:
+    body = (
+        f"<Response><Errors><Error><Code>{code}</Code><Message>injected {code}</Message></Error>"
+        f"</Errors><RequestID>{uuid.uuid4()}</RequestID></Response>"
+    )
+    return AWSResponse("https://ec2.us-east-1.amazonaws.com/", status, {}, MockRawResponse(body))  # type: ignore[arg-type]
+
+
+STATUS_OF = {
+    "RequestLimitExceeded": 503,
+    "InternalError": 500,
+    "InsufficientInstanceCapacity": 500,
+    "UnauthorizedOperation": 403,
+}
+
+
+@contextmanager
+def ec2_faults(
+    plan: Callable[[dict[str, Any]], str | None], operation: str = "RunInstances"
+) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """Answer `operation` with the error code `plan(params)` names (None: let moto answer).
+    Injected as the HTTP response, so botocore's retries see it as they would from AWS.
+    Yields the calls made: (answer, params)."""
+    from urllib.parse import parse_qs
+
+    calls: list[tuple[str, dict[str, Any]]] = []
+    client = aws.client("ec2")
+
+    def respond(request: Any, **_: Any) -> AWSResponse | None:
+        body = request.body.decode() if isinstance(request.body, bytes) else (request.body or "")
+        params = {k: v[0] for k, v in parse_qs(body).items()}
+        code = plan(params)
+        calls.append((code or "ok", params))
+        return _error_response(code, STATUS_OF.get(code, 400)) if code else None
+
+    event = f"before-send.ec2.{operation}"
+    client.meta.events.register_first(event, respond)
+    try:
+        yield calls
+    finally:
+        client.meta.events.unregister(event, respond)
+
+
+def failing(*codes: str) -> Callable[[dict[str, Any]], str | None]:
+    """A plan that answers the first calls with `codes`, in order, then lets moto answer."""
+    queue = list(codes)
+    lock = threading.Lock()
+
+    def plan(_: dict[str, Any]) -> str | None:
+        with lock:
+            return queue.pop(0) if queue else None
+
+    return plan
+
+
+def ago(**delta: float) -> str:
+    return clock.iso(clock.now() - timedelta(**delta))
+
+
+def moment_ago(**delta: float) -> datetime:
+    return clock.now() - timedelta(**delta)

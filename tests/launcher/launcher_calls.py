@@ -1,0 +1,36 @@
+"""Calling the launcher as Lambda would: one handler invocation per batch, or, for several
+launchers at once, one batch processor and launch context per launcher."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from control_plane import FakeLambdaContext, World
+
+from services.launcher import handler
+from services.launcher.logic import LaunchContext
+
+
+def invoke(event: dict[str, Any]) -> list[str]:
+    """The launcher Lambda on one batch; returns the sequence numbers reported failed."""
+    handler.launch_context.cache_clear()  # settings come from this test's environment
+    answer = handler.lambda_handler(event, FakeLambdaContext())  # type: ignore[arg-type]
+    return [failure["itemIdentifier"] for failure in answer["batchItemFailures"]]
+
+
+def invoke_as(ctx: LaunchContext, event: dict[str, Any]) -> list[str]:
+    """Another launcher (its own container): own processor, own claim holder."""
+    processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+    answer = process_partial_response(
+        event=event,
+        record_handler=partial(handler.handle_record, ctx=ctx),
+        processor=processor,
+        context=FakeLambdaContext(),  # type: ignore[arg-type]
+    )
+    return [failure["itemIdentifier"] for failure in answer["batchItemFailures"]]
+
+
+def new_launcher(world: World) -> LaunchContext:
+    return world.context()

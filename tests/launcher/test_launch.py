@@ -1,0 +1,161 @@
+"""The launcher on moto: admission, launch, queueing, slot frees, cancels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from control_plane import World, batch, inserted, modified
+from launcher_calls import invoke
+
+from jobs import instances
+from jobs.states import JobStatus
+from services.launcher import logic
+from services.launcher.logic import Outcome
+
+GIB = 1024**3
+
+
+def test_a_new_pending_job_gets_one_instance_from_the_launch_template(world: World) -> None:
+    job = world.put_job(options={"estimated_size_bytes": 50 * GIB})
+
+    assert invoke(batch(inserted(job))) == []
+
+    stored = world.job(job.job_id)
+    assert stored.status is JobStatus.PROVISIONING
+    assert stored.attempt == 1
+    assert stored.instance_type == "c5.large"
+    assert stored.launched_at is not None
+    [instance] = world.live_instances(job.job_id)
+    assert stored.instance_id == instance.instance_id
+    assert instance.attempt == 1
+    assert world.slots.holders() == {job.job_id}
+    raw = world.ec2.describe_instances(InstanceIds=[instance.instance_id])["Reservations"][0]["Instances"][0]
+    tags = {t["Key"]: t["Value"] for t in raw["Tags"]}
+    assert tags["JobId"] == job.job_id
+    assert tags["ManagedBy"] == world.settings.managed_by
+    assert tags["Project"] == "seren-test"
+    assert job.job_id in tags["Name"]
+    assert raw["SubnetId"] == world.subnet_ids[0]
+
+
+def test_user_data_carries_the_job_id_and_non_secret_settings_only(world: World) -> None:
+    job = world.put_job()
+    invoke(batch(inserted(job)))
+    [instance] = world.live_instances(job.job_id)
+    script = world.user_data(instance.instance_id)
+    assert script.startswith("#!/bin/bash\n")
+    assert f"JOBS_TABLE_NAME={world.settings.jobs_table_name}" in script
+    assert "WORKER_LOG_GROUP=/test/workers" in script
+    assert "HEARTBEAT_INTERVAL_SECONDS=30" in script
+    assert script.rstrip().endswith(f'exec "${{WORKER_SCRIPT:-/opt/seren-replicator/worker.sh}}" {job.job_id}')
+    assert "postgresql://" not in script
+    assert "credentials" not in script.lower()
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        (None, "c5.large"),
+        (0, "t3.medium"),
+        (10 * GIB - 1, "t3.medium"),
+        (10 * GIB, "c5.large"),
+        (100 * GIB, "c5.2xlarge"),
+        (1024 * GIB, "c5.4xlarge"),
+    ],
+)
+def test_instance_type_follows_the_estimated_size(world: World, size: int | None, expected: str) -> None:
+    assert world.settings.instance_types_for(size) == [expected, "m5.large"]
+
+
+def test_the_size_map_and_default_type_are_operator_settings(world: World) -> None:
+    settings = world.settings.model_copy(
+        update={"instance_type_by_size": [(5, "t3.small"), (None, "r5.large")], "default_instance_type": "m5.xlarge"}
+    )
+    assert settings.instance_types_for(4)[0] == "t3.small"
+    assert settings.instance_types_for(5)[0] == "r5.large"
+    assert settings.instance_types_for(None)[0] == "m5.xlarge"
+
+
+def test_client_token_names_the_job_and_attempt_within_64_characters(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = world.put_job()
+    with_token: list[str] = []
+    original = instances._run_one
+
+    def spy(request: instances.LaunchRequest, *args: Any) -> instances.Instance:
+        with_token.append(request.client_token)
+        return original(request, *args)
+
+    monkeypatch.setattr(instances, "_run_one", spy)
+    invoke(batch(inserted(job)))
+    assert with_token == [f"{job.job_id}:1"]
+    assert len(with_token[0]) <= 64
+
+
+def test_without_a_free_slot_the_job_is_queued(world: World) -> None:
+    for _ in range(3):
+        world.slots.acquire(world.put_job(JobStatus.RUNNING, attempt=1, instance_id="i-x").job_id, 3)
+    job = world.put_job()
+
+    invoke(batch(inserted(job)))
+
+    assert world.job(job.job_id).status is JobStatus.QUEUED
+    assert world.live_instances(job.job_id) == []
+    assert job.job_id not in world.slots.holders()
+
+
+def test_a_freed_slot_goes_to_the_oldest_queued_job(world: World) -> None:
+    running = [world.put_job(JobStatus.RUNNING, attempt=1, instance_id=f"i-{n}") for n in range(3)]
+    for job in running:
+        world.slots.acquire(job.job_id, 3)
+    older = world.put_job(JobStatus.QUEUED)
+    newer = world.put_job(JobStatus.QUEUED)
+    done = world.store.transition(running[0].job_id, [JobStatus.RUNNING], JobStatus.COMPLETED).job
+    assert done is not None
+
+    invoke(batch(modified(running[0], done)))
+
+    assert world.job(older.job_id).status is JobStatus.PROVISIONING
+    assert world.job(newer.job_id).status is JobStatus.QUEUED
+    assert world.slots.holders() == {running[1].job_id, running[2].job_id, older.job_id}
+
+
+def test_cancelling_a_provisioning_job_terminates_its_instance_and_frees_the_slot(world: World) -> None:
+    job = world.put_job()
+    invoke(batch(inserted(job)))
+    launched = world.job(job.job_id)
+    cancelled = world.store.transition(job.job_id, [JobStatus.PROVISIONING], JobStatus.CANCELLED).job
+    assert cancelled is not None
+
+    invoke(batch(modified(launched, cancelled)))
+
+    assert world.instance_state(str(launched.instance_id)) == "terminated"
+    assert world.slots.holders() == set()
+
+
+def test_a_job_cancelled_while_its_instance_starts_gets_no_worker(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    job = world.put_job()
+    started: list[str] = []
+    real_run = instances.run
+
+    def run_then_cancel(request: instances.LaunchRequest) -> instances.Instance:
+        instance = real_run(request)
+        started.append(instance.instance_id)
+        world.store.transition(job.job_id, [JobStatus.PENDING], JobStatus.CANCELLED)
+        return instance
+
+    monkeypatch.setattr(instances, "run", run_then_cancel)
+    assert logic.admit(world.context(), job) is Outcome.ENDED
+
+    assert world.job(job.job_id).status is JobStatus.CANCELLED
+    assert world.instance_state(started[0]) == "terminated"
+    assert world.slots.holders() == set()
+
+
+def test_records_without_work_change_nothing(world: World) -> None:
+    running = world.put_job(JobStatus.RUNNING, attempt=1, instance_id="i-r")
+    assert invoke(batch(inserted(running))) == []  # an INSERT for a job already past pending
+    assert world.live_instances() == []
+    assert world.slots.holders() == set()
