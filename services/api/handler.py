@@ -40,6 +40,7 @@ API_TITLE = "Remote replication service"
 API_VERSION = "1.1"
 API_KEY_HEADER = "x-api-key"
 PUBLIC_PATHS = ("/health", "/openapi.json")
+API_KEY_SECURITY: list[dict[str, list[str]]] = [{"apiKey": []}]
 JsonResponse = Response[dict[str, Any]]
 JobId = Annotated[str, Path(description="The job's id (a UUID)")]
 
@@ -72,7 +73,9 @@ def authenticated(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) 
 # -- routes ---------------------------------------------------------------------------
 
 
-@app.post("/jobs", middlewares=[authenticated], summary="Submit a job", tags=["jobs"])
+@app.post(
+    "/jobs", middlewares=[authenticated], security=API_KEY_SECURITY, summary="Submit a job", tags=["jobs"]
+)
 def post_job(
     spec: Annotated[JobSpec, Body(description="The job spec; schema_version defaults to 1.0")],
     idempotency_key: Annotated[
@@ -97,7 +100,13 @@ def post_job(
     )
 
 
-@app.get("/jobs", middlewares=[authenticated], summary="List the caller's jobs, newest first", tags=["jobs"])
+@app.get(
+    "/jobs",
+    middlewares=[authenticated],
+    security=API_KEY_SECURITY,
+    summary="List the caller's jobs, newest first",
+    tags=["jobs"],
+)
 def get_jobs(
     limit: Annotated[int, Query(ge=1, le=queries.MAX_LIST_LIMIT)] = queries.DEFAULT_LIST_LIMIT,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status")] = None,
@@ -111,7 +120,13 @@ def get_jobs(
     )
 
 
-@app.get("/jobs/<job_id>", middlewares=[authenticated], summary="A job's status and progress", tags=["jobs"])
+@app.get(
+    "/jobs/<job_id>",
+    middlewares=[authenticated],
+    security=API_KEY_SECURITY,
+    summary="A job's status and progress",
+    tags=["jobs"],
+)
 def get_job(job_id: JobId) -> JsonResponse:
     res = resources()
     job = queries.owned_job(res, app.context["owner"], job_id)
@@ -119,7 +134,13 @@ def get_job(job_id: JobId) -> JsonResponse:
     return _json_response(HTTPStatus.OK, job_view(job, logs=queries.failure_logs(res, job)))
 
 
-@app.post("/jobs/<job_id>/cancel", middlewares=[authenticated], summary="Cancel a job", tags=["jobs"])
+@app.post(
+    "/jobs/<job_id>/cancel",
+    middlewares=[authenticated],
+    security=API_KEY_SECURITY,
+    summary="Cancel a job",
+    tags=["jobs"],
+)
 def post_cancel(job_id: JobId) -> JsonResponse:
     job = cancel.cancel_job(resources(), app.context["owner"], job_id)
     logger.append_keys(job_id=job.job_id, trace_id=job.trace_id)
@@ -128,7 +149,11 @@ def post_cancel(job_id: JobId) -> JsonResponse:
 
 
 @app.get(
-    "/jobs/<job_id>/logs", middlewares=[authenticated], summary="A job's worker log lines", tags=["jobs"]
+    "/jobs/<job_id>/logs",
+    middlewares=[authenticated],
+    security=API_KEY_SECURITY,
+    summary="A job's worker log lines",
+    tags=["jobs"],
 )
 def get_logs(
     job_id: JobId,
@@ -154,10 +179,13 @@ def get_openapi() -> Response[str]:
 
 @cache
 def openapi_json() -> str:
+    from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
+
     return app.get_openapi_json_schema(
         title=API_TITLE,
         version=API_VERSION,
         description="Submit PostgreSQL replication jobs and follow them. Send the API key in x-api-key.",
+        security_schemes={"apiKey": APIKey(name=API_KEY_HEADER, in_=APIKeyIn.header)},
     )
 
 
