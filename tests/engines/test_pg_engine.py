@@ -242,7 +242,7 @@ def test_no_password_in_any_command_line(source: LocalPostgres, target: LocalPos
         time.sleep(0.005)
     output = proc.stdout.read().decode() if proc.stdout else ""
     assert proc.returncode == 0, output
-    assert {"pg_dump", "pg_restore"} <= names, names
+    assert {"pg_dump", "pg_restore", "psql"} <= names, names
     for cmdline in seen:
         assert_no_password(cmdline)
     assert_no_password(output)

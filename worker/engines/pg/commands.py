@@ -374,6 +374,7 @@ def _init_database(
             )
 
         copy_tables(
+            tools,
             ctx.source,
             ctx.target,
             database,

@@ -1,6 +1,6 @@
 """PostgreSQL's client tools and connections, with credentials kept out of argv.
 
-Child tools (pg_dump, pg_restore) get host, user and password through PG* environment
+Child tools (pg_dump, pg_restore, psql) get host, user and password through PG* environment
 variables built per side; psycopg connections are built from keyword arguments in
 process. Nothing with a password is ever put on a command line.
 """
@@ -50,7 +50,7 @@ def _candidate_dirs() -> list[Path]:
     if spec is not None and spec.submodule_search_locations:
         dirs.append(Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin")
     dirs += sorted(Path("/usr/lib/postgresql").glob("*/bin"))
-    return [d for d in dirs if (d / "pg_dump").is_file() and (d / "pg_restore").is_file()]
+    return [d for d in dirs if all((d / tool).is_file() for tool in ("pg_dump", "pg_restore", "psql"))]
 
 
 def _major(pg_dump: Path) -> int:
@@ -62,10 +62,10 @@ def _major(pg_dump: Path) -> int:
 
 
 def find_tools(source_major: int) -> Tools:
-    """The newest pg_dump/pg_restore available; it must be at least the source's major version."""
+    """The newest client tools available; it must be at least the source's major version."""
     found = [Tools(d, _major(d / "pg_dump")) for d in _candidate_dirs()]
     if not found:
-        raise EngineError("pg_dump and pg_restore were not found (PATH, pgserver, /usr/lib/postgresql)")
+        raise EngineError("pg_dump, pg_restore and psql were not found (PATH, pgserver, /usr/lib/postgresql)")
     best = max(found, key=lambda t: t.major)
     if best.major < source_major:
         raise EngineError(
