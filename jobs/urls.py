@@ -15,8 +15,9 @@ SCHEMES = ("postgresql", "postgres")
 DEFAULT_PORT = 5432
 
 # Characters that mean something to a shell or to SQL. '&' and '=' are allowed only as
-# query-string separators, which are checked separately.
-_FORBIDDEN = set(";'\"`$\\|<>(){}*!#^~\n\r\t ,")
+# query-string separators, which are checked separately. '~' is not here: percent-encoders
+# leave it as is (RFC 3986 unreserved), so it may appear in credentials, and only there.
+_FORBIDDEN = set(";'\"`$\\|<>(){}*!#^\n\r\t ,")
 _USERINFO_CHARS = re.compile(r"^[A-Za-z0-9._~%+\-]*$")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
 _HOST_NAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
