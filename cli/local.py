@@ -43,6 +43,13 @@ def add_up_parser(local_commands: Any) -> None:
         metavar="SECONDS",
         help="how long an instance may take to report running",
     )
+    up.add_argument(
+        "--instance-boot-seconds",
+        type=float,
+        default=defaults.instance_boot_seconds,
+        metavar="SECONDS",
+        help="how long an instance boots before its user-data runs (default 0)",
+    )
     up.add_argument("--log-level", default=defaults.log_level, help="the handlers' POWERTOOLS_LOG_LEVEL")
 
 
@@ -76,6 +83,7 @@ def run_up(args: argparse.Namespace) -> int:
         heartbeat_timeout=args.heartbeat_timeout,
         provisioning_grace=args.provisioning_grace,
         log_level=args.log_level,
+        instance_boot_seconds=args.instance_boot_seconds,
     )
     return run(options)
 

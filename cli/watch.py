@@ -20,7 +20,7 @@ def exit_code_for(status: str) -> int:
 
 
 def _elapsed(job: dict[str, Any], now: datetime) -> str:
-    start = job.get("started_at") or job.get("created_at")
+    start = job.get("created_at")
     if not start:
         return "-"
     began = datetime.fromisoformat(str(start).replace("Z", "+00:00"))

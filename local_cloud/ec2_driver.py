@@ -29,6 +29,8 @@ RUNNING_STATES = ("pending", "running")
 ALIVE_STATES = ("pending", "running", "shutting-down", "stopping", "stopped")
 # Written in an instance environment value, stands for that instance's own directory (its disk).
 INSTANCE_DIR = "{instance_dir}"
+# Set in the environment of every instance's processes, so that their descendants can be found.
+INSTANCE_MARKER = "LOCAL_CLOUD_INSTANCE_ID"
 
 
 @dataclass
@@ -46,33 +48,37 @@ class LocalInstance:
         return self.process.pid if self.process is not None else None
 
 
-def session_members(session_id: int) -> list[int]:
-    """Every live process whose session is `session_id` (the tree, orphans included)."""
+def instance_processes(instance_id: str, session_id: int | None) -> list[int]:
+    """Every live process of the instance: its user-data's session, and anything that left
+    the session (a worker starts its engine in a session of its own) but carries the
+    instance's marker in its environment, as every descendant does."""
+    marker = f"{INSTANCE_MARKER}={instance_id}".encode()
     members = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # Fields after the parenthesised command name: state ppid pgrp session ...
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[3]) == session_id and fields[0] != "Z":
-            members.append(int(entry.name))
+            # Fields after the parenthesised command name: state ppid pgrp session ...
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if fields[0] == "Z":
+                continue
+            if int(fields[3]) == session_id or marker in (entry / "environ").read_bytes().split(b"\0"):
+                members.append(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile, or not ours to read
     return members
 
 
-def kill_session(session_id: int, grace_seconds: float) -> None:
-    """TERM every process of the session, then KILL what is left after the grace period."""
+def kill_instance_processes(instance_id: str, session_id: int | None, grace_seconds: float) -> None:
+    """TERM every process of the instance, then KILL what is left after the grace period."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in session_members(session_id):
+        for pid in instance_processes(instance_id, session_id):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
         if sig == signal.SIGKILL:
             return
         deadline = time.monotonic() + grace_seconds
-        while time.monotonic() < deadline and session_members(session_id):
+        while time.monotonic() < deadline and instance_processes(instance_id, session_id):
             time.sleep(0.05)
 
 
@@ -86,6 +92,7 @@ class Ec2Driver:
         instance_env: dict[str, str],
         poll_interval_seconds: float = 1.0,
         kill_grace_seconds: float = 5.0,
+        boot_seconds: float = 0.0,
     ) -> None:
         self._ec2 = ec2
         self._dir = state_dir / "instances"
@@ -93,6 +100,8 @@ class Ec2Driver:
         self._env = instance_env
         self._poll_interval = poll_interval_seconds
         self._grace = kill_grace_seconds
+        self._boot_seconds = boot_seconds
+        self._boot_due: dict[str, float] = {}  # instances seen, still booting
         self._instances: dict[str, LocalInstance] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -127,7 +136,7 @@ class Ec2Driver:
         with self._lock:
             instances = list(self._instances.values())
         return {
-            i.instance_id: session_members(i.session_id) if i.session_id is not None else []
+            i.instance_id: instance_processes(i.instance_id, i.session_id) if i.process else []
             for i in instances
         }
 
@@ -139,14 +148,23 @@ class Ec2Driver:
                 self.reconcile()
             except Exception:  # moto restarting or a transient error: look again next round
                 logger.exception("EC2 driver round failed")
-            self._wake.wait(self._poll_interval)
+            wait = self._poll_interval
+            if self._boot_due:
+                wait = max(0.0, min(wait, min(self._boot_due.values()) - time.monotonic()))
+            self._wake.wait(wait)
             self._wake.clear()
 
     def reconcile(self) -> None:
         states = self._instance_states()
+        now = time.monotonic()
         for instance_id, state in states.items():
-            if state in RUNNING_STATES and instance_id not in self._instances:
+            if state not in RUNNING_STATES or instance_id in self._instances:
+                continue
+            if self._boot_due.setdefault(instance_id, now + self._boot_seconds) <= now:
+                del self._boot_due[instance_id]
                 self._boot(instance_id)
+        for instance_id in [i for i in self._boot_due if states.get(i) not in RUNNING_STATES]:
+            del self._boot_due[instance_id]  # terminated before its user-data ran
         with self._lock:
             known = list(self._instances.values())
         for instance in known:
@@ -189,6 +207,7 @@ class Ec2Driver:
             script.chmod(0o700)
             env = {name: value.replace(INSTANCE_DIR, str(directory)) for name, value in self._env.items()}
             env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = metadata.endpoint
+            env[INSTANCE_MARKER] = instance_id
             with (directory / "console.log").open("ab") as console:
                 process = subprocess.Popen(
                     ["bash", str(script)],
@@ -209,7 +228,7 @@ class Ec2Driver:
 
         def kill() -> None:
             if process is not None:
-                kill_session(process.pid, self._grace)
+                kill_instance_processes(instance.instance_id, process.pid, self._grace)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     instance.exit_code = process.wait(timeout=self._grace)
             instance.metadata.stop()

@@ -65,6 +65,8 @@ class StackOptions:
     stream_idle_wait: float = 0.5
     ec2_poll_interval: float = 1.0
     kill_grace_seconds: float = 5.0
+    # How long an instance boots before its user-data runs (EC2 takes tens of seconds).
+    instance_boot_seconds: float = 0.0
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -194,6 +196,7 @@ class LocalStack:
             instance_env=instance_environment(options, endpoint),
             poll_interval_seconds=options.ec2_poll_interval,
             kill_grace_seconds=options.kill_grace_seconds,
+            boot_seconds=options.instance_boot_seconds,
         )
         self.poller = StreamPoller(
             session.client("dynamodbstreams"),

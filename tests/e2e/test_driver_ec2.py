@@ -15,12 +15,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from local_cloud.ec2_driver import Ec2Driver, session_members
+from local_cloud.ec2_driver import Ec2Driver
 from local_cloud.imds import MetadataServer
 
-# Starts a background child (a tree, not one process), writes what it learned from IMDSv2.
+# Starts background children (one in a session of its own, as the worker starts its
+# engine), then writes what it learned from IMDSv2.
 SLEEPER = """#!/bin/bash
 sleep 300 &
+setsid sleep 301 &
 python3 - <<'PY'
 import os, urllib.request
 base = os.environ["AWS_EC2_METADATA_SERVICE_ENDPOINT"].rstrip("/")
@@ -77,13 +79,19 @@ def test_runs_user_data_with_imds_and_kills_the_tree_on_terminate(
     marker = tmp_path / "instances" / instance_id / "instance-id"
     assert wait_for(lambda: marker.exists() and marker.read_text()) == f"{instance_id} from-driver"
     pids = driver.processes()[instance_id]
-    assert len(pids) >= 2  # bash and its sleeping child
+    commands = {Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").strip() for pid in pids}
+    assert {b"sleep 300", b"sleep 301"} <= commands
     client.terminate_instances(InstanceIds=[instance_id])
     driver.reconcile()
-    wait_for(lambda: not any(session_members(pid) for pid in pids))
-    for pid in pids:
-        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
     wait_for(lambda: instance_id not in driver.processes())
+    assert [pid for pid in pids if _alive(pid)] == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_a_process_that_exits_by_itself_is_reaped(ec2: tuple[Any, Ec2Driver], tmp_path: Path) -> None:
