@@ -115,8 +115,8 @@ data "aws_iam_policy_document" "launch_workers" {
 
     condition {
       test     = "StringEquals"
-      variable = "aws:RequestTag/${local.project_tag_key}"
-      values   = [var.project_name]
+      variable = "aws:RequestTag/${local.owner_tag_key}"
+      values   = [var.dynamodb_table_name]
     }
   }
 
@@ -171,8 +171,8 @@ data "aws_iam_policy_document" "launch_workers" {
 
     condition {
       test     = "StringEquals"
-      variable = "ec2:ResourceTag/${local.project_tag_key}"
-      values   = [var.project_name]
+      variable = "ec2:ResourceTag/${local.owner_tag_key}"
+      values   = [var.dynamodb_table_name]
     }
   }
 
@@ -211,9 +211,9 @@ data "aws_iam_policy_document" "launcher" {
   ]
 
   statement {
-    sid       = "JobsReadWrite"
+    sid       = "JobsAndSlotLedgerReadWrite"
     effect    = "Allow"
-    actions   = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"]
+    actions   = ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"]
     resources = local.jobs_table_arns
   }
 
@@ -252,9 +252,9 @@ data "aws_iam_policy_document" "reaper" {
   ]
 
   statement {
-    sid       = "JobsReadWriteExpire"
+    sid       = "JobsAndSlotLedgerReadWriteExpire"
     effect    = "Allow"
-    actions   = ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"]
+    actions   = ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"]
     resources = local.jobs_table_arns
   }
 }
@@ -339,8 +339,8 @@ data "aws_iam_policy_document" "worker" {
 
     condition {
       test     = "StringEquals"
-      variable = "ec2:ResourceTag/${local.project_tag_key}"
-      values   = [var.project_name]
+      variable = "ec2:ResourceTag/${local.owner_tag_key}"
+      values   = [var.dynamodb_table_name]
     }
   }
 
@@ -352,7 +352,7 @@ data "aws_iam_policy_document" "worker" {
   }
 
   statement {
-    sid       = "PlatformCloudWatchAgentMetrics"
+    sid       = "PutJobMetrics"
     effect    = "Allow"
     actions   = ["cloudwatch:PutMetricData"]
     resources = ["*"] # PutMetricData has no resource-level permissions; the namespace is the limit
@@ -360,7 +360,7 @@ data "aws_iam_policy_document" "worker" {
     condition {
       test     = "StringEquals"
       variable = "cloudwatch:namespace"
-      values   = ["${var.metrics_namespace}/Workers"]
+      values   = [var.metrics_namespace]
     }
   }
 }

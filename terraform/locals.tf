@@ -18,7 +18,9 @@ locals {
   launcher_filter_patterns = jsondecode(file("${path.module}/generated/launcher_filters.json"))
   api_route_keys           = toset(jsondecode(file("${path.module}/generated/api_routes.json")))
 
-  # The instance tag that marks workers as ours: RunInstances must set it, and the
+  # The instance tag that marks workers as this deployment's (jobs/instances.py: ManagedBy =
+  # the jobs table name, unique per account and region): RunInstances must set it, and the
   # launcher, reaper and workers may terminate only instances that carry it.
+  owner_tag_key   = "ManagedBy"
   project_tag_key = "Project"
 }

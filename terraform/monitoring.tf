@@ -3,18 +3,33 @@
 # their names are the ones the code emits (tests/infra checks each name used here).
 
 locals {
+  # Names the code emits (tests/infra checks each one against the code):
+  # launcher/reaper/api: Powertools EMF, dimension service = the function's service name;
+  # worker: PutMetricData at the end of a job, no service dimension.
   service_metrics = {
-    jobs_finished    = "JobsFinished"
-    jobs_failed      = "JobsFailed"
-    active_jobs      = "ActiveJobs"
-    queued_jobs      = "QueuedJobs"
-    launch_latency   = "LaunchLatency"
-    job_duration     = "JobDuration"
-    running_workers  = "RunningWorkers"
+    job_outcome      = "JobOutcome"  # worker, dimension Outcome
+    job_duration     = "JobDuration" # worker, dimensions Command, Engine
+    active_jobs      = "ActiveJobs"  # reaper, each run
+    queued_jobs      = "QueuedJobs"  # reaper, each run
+    running_workers  = "RunningInstances"
+    launch_latency   = "LaunchLatency"  # launcher: job created -> instance requested
+    launch_failures  = "LaunchFailures" # launcher, dimension ErrorCode
     stale_jobs       = "StaleJobsReaped"
-    orphan_instances = "OrphanInstancesFound"
+    timed_out        = "JobsTimedOut"
+    start_failures   = "WorkerStartFailures"
+    orphan_instances = "OrphansTerminated"
   }
-  reaper_action_metrics = ["StaleJobsReaped", "OrphanInstancesFound"]
+  reaper_action_metrics = [
+    "StaleJobsReaped",
+    "JobsTimedOut",
+    "CancelsCompleted",
+    "Relaunches",
+    "WorkerStartFailures",
+    "OrphansTerminated",
+    "ExpiredDeleted",
+    "SlotsReconciled",
+    "ReaperErrors",
+  ]
 
   ns        = var.metrics_namespace
   period    = 300
@@ -30,7 +45,7 @@ locals {
         region  = var.aws_region
         view    = "timeSeries"
         stacked = true
-        metrics = [[{ expression = "SEARCH('{${local.ns},outcome,service} MetricName=\"${local.service_metrics.jobs_finished}\"', 'Sum', ${local.period})", id = "outcomes", label = "" }]]
+        metrics = [[{ expression = "SEARCH('{${local.ns},Outcome} MetricName=\"${local.service_metrics.job_outcome}\"', 'Sum', ${local.period})", id = "outcomes", label = "" }]]
       }
     },
     {
@@ -50,7 +65,7 @@ locals {
     {
       type = "metric", x = 0, y = 6, width = 8, height = 6
       properties = {
-        title  = "Launch latency (job created to instance requested)"
+        title  = "Launch latency (job created to instance requested, seconds)"
         region = var.aws_region
         view   = "timeSeries"
         period = local.period
@@ -64,10 +79,10 @@ locals {
     {
       type = "metric", x = 8, y = 6, width = 8, height = 6
       properties = {
-        title   = "Job duration"
+        title   = "Job duration (p90, seconds)"
         region  = var.aws_region
         view    = "timeSeries"
-        metrics = [[{ expression = "SEARCH('{${local.ns},command,service} MetricName=\"${local.service_metrics.job_duration}\"', 'p90', ${local.period})", id = "duration", label = "" }]]
+        metrics = [[{ expression = "SEARCH('{${local.ns},Command,Engine} MetricName=\"${local.service_metrics.job_duration}\"', 'p90', ${local.period})", id = "duration", label = "" }]]
       }
     },
     {
@@ -77,7 +92,16 @@ locals {
         region  = var.aws_region
         view    = "timeSeries"
         stacked = true
-        metrics = [[{ expression = "SEARCH('{${local.ns},reason,service} MetricName=\"${local.service_metrics.jobs_failed}\"', 'Sum', ${local.period})", id = "reasons", label = "" }]]
+        stat    = "Sum"
+        period  = local.period
+        metrics = [
+          [local.ns, local.service_metrics.job_outcome, "Outcome", "failed", { label = "worker: failed" }],
+          [local.ns, local.service_metrics.job_outcome, "Outcome", "timeout", { label = "worker: timeout" }],
+          [local.ns, local.service_metrics.stale_jobs, "service", "reaper", { label = "reaper: lost worker" }],
+          [local.ns, local.service_metrics.timed_out, "service", "reaper", { label = "reaper: deadline" }],
+          [local.ns, local.service_metrics.start_failures, "service", "reaper", { label = "reaper: worker never started" }],
+          [{ expression = "SEARCH('{${local.ns},ErrorCode,service} MetricName=\"${local.service_metrics.launch_failures}\"', 'Sum', ${local.period})", id = "launch", label = "launch: " }],
+        ]
       }
     },
     {
@@ -237,7 +261,7 @@ resource "aws_cloudwatch_metric_alarm" "stale_jobs_reaped" {
 
 resource "aws_cloudwatch_metric_alarm" "orphans_found" {
   alarm_name          = "${var.project_name}-orphan-instances"
-  alarm_description   = "The reaper found (and terminated) worker instances without a live job."
+  alarm_description   = "The reaper terminated worker instances that had no live job (orphans)."
   namespace           = local.ns
   metric_name         = local.service_metrics.orphan_instances
   dimensions          = { service = "reaper" }

@@ -223,7 +223,7 @@ variable "heartbeat_timeout_seconds" {
 variable "provisioning_grace_seconds" {
   description = "How long a launched instance may take to start its worker before the reaper relaunches or fails the job."
   type        = number
-  default     = 600
+  default     = 900
 
   validation {
     condition     = var.provisioning_grace_seconds >= 60
@@ -401,5 +401,33 @@ variable "launch_lease_seconds" {
   validation {
     condition     = var.launch_lease_seconds >= 180
     error_message = "launch_lease_seconds must be at least 180 (above the launcher's timeout)."
+  }
+}
+
+variable "reaper_grace_seconds" {
+  description = "The reaper's other thresholds: how long past its deadline a job may run (deadline), how long a cancel may take (cancel), how old a pending job may get before it is relaunched (pending), how long a pending/queued job may hold a slot unlaunched (slot_hold), and how young an untracked instance may be before it counts as an orphan (orphan)."
+  type = object({
+    deadline  = optional(number, 600)
+    cancel    = optional(number, 300)
+    pending   = optional(number, 180)
+    slot_hold = optional(number, 900)
+    orphan    = optional(number, 600)
+  })
+  default = {}
+
+  validation {
+    condition     = var.reaper_grace_seconds.deadline >= 0 && var.reaper_grace_seconds.cancel >= 30 && var.reaper_grace_seconds.pending >= 30 && var.reaper_grace_seconds.slot_hold >= 60 && var.reaper_grace_seconds.orphan >= 60
+    error_message = "reaper_grace_seconds: deadline >= 0, cancel and pending >= 30, slot_hold and orphan >= 60."
+  }
+}
+
+variable "max_launch_attempts" {
+  description = "Instances launched for one job (the first and the reaper's relaunches) before it fails."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.max_launch_attempts >= 1 && var.max_launch_attempts <= 10
+    error_message = "max_launch_attempts must be between 1 and 10."
   }
 }

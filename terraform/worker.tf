@@ -75,6 +75,7 @@ resource "aws_launch_template" "worker" {
     resource_type = "instance"
     tags = {
       (local.project_tag_key) = var.project_name
+      (local.owner_tag_key)   = var.dynamodb_table_name
       Role                    = "replication-worker"
     }
   }
@@ -83,6 +84,7 @@ resource "aws_launch_template" "worker" {
     resource_type = "volume"
     tags = {
       (local.project_tag_key) = var.project_name
+      (local.owner_tag_key)   = var.dynamodb_table_name
       Role                    = "replication-worker"
     }
   }
