@@ -332,3 +332,19 @@ def test_terraform_fmt_is_clean() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout
+
+
+def test_readme_documents_the_commands_and_every_output(tf: TerraformConfig) -> None:
+    readme = (TERRAFORM_DIR / "README.md").read_text()
+    for command in (
+        "terraform apply -target=aws_lambda_function.coordinator",
+        "make package",
+        "seren-remote admin create-key",
+        "prepare-worker-image.sh",
+        "Idempotency-Key",
+    ):
+        assert command in readme, command
+    for name in tf.outputs:
+        assert f"`{name}`" in readme, name
+    for name in SEED_VARIABLE_DEFAULTS:
+        assert name in readme, name
