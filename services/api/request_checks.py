@@ -18,12 +18,18 @@ _LOCATIONS = ("body", "query", "path", "header", "cookie")
 
 
 def body_rejection(event: dict[str, Any]) -> ApiError | None:
-    """A body too large (413) or not UTF-8 text (400); None when the body may be parsed."""
+    """A body too large (413), not UTF-8 or not JSON by its content type (400); None when
+    the body may be parsed. The event handler would also parse form and multipart bodies,
+    which this API never takes."""
     body = event.get("body")
     if not body:
         return None
     if not isinstance(body, str):
         return bad_request("Request body must be JSON text")
+    headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
+    content_type = str(headers.get("content-type") or "").strip().lower()
+    if content_type and not content_type.startswith("application/json"):
+        return bad_request("Content-Type must be application/json")
     if event.get("isBase64Encoded"):
         if len(body) > (MAX_BODY_BYTES + 2) * 4 // 3 + 4:
             return _too_large()
