@@ -60,6 +60,13 @@ resource "aws_lambda_function" "coordinator" {
   }
 
   depends_on = [aws_cloudwatch_log_group.functions, aws_iam_role_policy.api]
+
+  lifecycle {
+    precondition {
+      condition     = local.package_manifest.architecture == var.lambda_architecture && "python${local.package_manifest.python_version}" == var.lambda_runtime
+      error_message = "The zips in the package directory were built for another architecture or Python: run `make package ARCH=<lambda_architecture>`."
+    }
+  }
 }
 
 resource "aws_lambda_function" "launcher" {
@@ -88,6 +95,13 @@ resource "aws_lambda_function" "launcher" {
   }
 
   depends_on = [aws_cloudwatch_log_group.functions, aws_iam_role_policy.launcher]
+
+  lifecycle {
+    precondition {
+      condition     = local.package_manifest.architecture == var.lambda_architecture && "python${local.package_manifest.python_version}" == var.lambda_runtime
+      error_message = "The zips in the package directory were built for another architecture or Python: run `make package ARCH=<lambda_architecture>`."
+    }
+  }
 }
 
 resource "aws_lambda_function" "reaper" {
@@ -116,6 +130,13 @@ resource "aws_lambda_function" "reaper" {
   }
 
   depends_on = [aws_cloudwatch_log_group.functions, aws_iam_role_policy.reaper]
+
+  lifecycle {
+    precondition {
+      condition     = local.package_manifest.architecture == var.lambda_architecture && "python${local.package_manifest.python_version}" == var.lambda_runtime
+      error_message = "The zips in the package directory were built for another architecture or Python: run `make package ARCH=<lambda_architecture>`."
+    }
+  }
 }
 
 # ---- the jobs stream drives the launcher ------------------------------------------------------

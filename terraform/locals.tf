@@ -12,6 +12,8 @@ locals {
   worker_log_group_name  = "/${var.project_name}/workers"
 
   package_dir = coalesce(var.lambda_package_dir, "${path.module}/../build")
+  # Written by `make package`: the architecture and Python the zips were built for.
+  package_manifest = jsondecode(file("${local.package_dir}/package-manifest.json"))
 
   # Written by `python -m build_tools.generate` from the code, so that Terraform and the
   # local cloud cannot drift apart (tests/infra checks the files are current).
