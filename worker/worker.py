@@ -2,9 +2,8 @@
 
 read the job -> ours and provisioning? -> decrypt, re-check resolved hosts -> running ->
 run the engine (heartbeats, progress, cancel, deadline, SIGTERM) -> outcome -> wipe the
-credentials -> metrics -> flush logs -> terminate this instance.
-
-Whatever happens, the last step runs: no path leaves the instance running.
+credentials -> metrics -> flush logs. Then worker.sh terminates the instance
+(`python -m worker.terminate`), whatever this process did or how it ended.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from types import FrameType
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from jobs import clock, instances
+from jobs import clock
 from jobs.crypto import CredentialCipher, Credentials
 from jobs.job_logs import LogWriter
 from jobs.policy import ConnectionPolicy, HostNotAllowed
@@ -41,11 +40,9 @@ from worker.settings import Settings
 logger = Logger(service="replication-worker")
 
 EXIT_OK = 0
+EXIT_FAILED = 1
 EXIT_USAGE = 64
-# The worker could not make sure its instance is terminated (worker.sh may power off).
-EXIT_NOT_TERMINATED = 3
 TICK_SECONDS = 0.2
-TERMINATE_ATTEMPTS = 5
 INTERRUPTED = "the instance was interrupted (SIGTERM to the worker) before the job finished"
 
 
@@ -312,18 +309,6 @@ class Worker:
         return redact(f"worker error: {type(exc).__name__}: {exc}", self.secrets)[:1000]
 
 
-def terminate_self(instance_id: str) -> bool:
-    for attempt in range(TERMINATE_ATTEMPTS):
-        try:
-            instances.terminate(instance_id)
-            logger.info("instance terminated")
-            return True
-        except (BotoCoreError, ClientError) as exc:
-            logger.warning("terminate failed", extra={"attempt": attempt + 1, "reason": str(exc)})
-            time.sleep(2**attempt)
-    return False
-
-
 def _install_signal_handlers(interrupted: threading.Event) -> None:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         interrupted.set()
@@ -343,13 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     _install_signal_handlers(interrupted)
     try:
         instance_id = metadata.instance_id()
-    except metadata.MetadataUnavailable:
-        logger.exception("no instance id: cannot check the job or terminate this instance")
-        return EXIT_NOT_TERMINATED
-    logger.append_keys(instance_id=instance_id)
-    try:
+        logger.append_keys(instance_id=instance_id)
         Worker(Settings(), job_id, instance_id, interrupted).run()
     except Exception:
-        # Settings, the first read or the failure write itself: nothing more can be written.
+        # No instance id, no settings, or the first read or the failure write itself
+        # failed: nothing more can be written. worker.sh terminates the instance next.
         logger.exception("worker failed before it could record an outcome")
-    return EXIT_OK if terminate_self(instance_id) else EXIT_NOT_TERMINATED
+        return EXIT_FAILED
+    return EXIT_OK

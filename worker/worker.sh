@@ -3,9 +3,10 @@
 #
 # Installed as /opt/seren-replicator/worker.sh on the worker image; the instance's
 # user-data exports the non-secret settings (JOBS_TABLE_NAME, AWS_REGION, ...) and runs it.
-# The worker terminates its own instance when the job ends. If it exits without having
-# done so and SHUTDOWN_IF_NOT_TERMINATED=true, the instance is powered off instead (the
-# launch template's shutdown behaviour turns that into termination).
+# When the worker has ended, however it ended, the instance terminates itself
+# (python -m worker.terminate). If that fails and SHUTDOWN_IF_NOT_TERMINATED=true, the
+# instance is powered off instead (the launch template's shutdown behaviour then
+# terminates it).
 set -uo pipefail
 
 if [[ $# -ne 1 || -z "$1" ]]; then
@@ -41,8 +42,14 @@ while true; do
     kill -0 "$worker_pid" 2>/dev/null || break
 done
 
-if [[ $status -ne 0 && "${SHUTDOWN_IF_NOT_TERMINATED:-false}" == "true" ]]; then
-    echo "worker exited with status $status without terminating the instance; powering off" >&2
+if [[ $status -ne 0 ]]; then
+    echo "worker exited with status $status" >&2
+fi
+
+terminated=0
+"$python" -m worker.terminate || terminated=$?
+if [[ $terminated -ne 0 && "${SHUTDOWN_IF_NOT_TERMINATED:-false}" == "true" ]]; then
+    echo "the instance could not terminate itself; powering off" >&2
     shutdown -h now
 fi
-exit "$status"
+exit "$terminated"

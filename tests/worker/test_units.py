@@ -173,14 +173,45 @@ def test_worker_sh_passes_shellcheck() -> None:
     subprocess.run([shellcheck, str(WORKER_SH)], check=True)
 
 
-def test_worker_sh_runs_the_worker_with_the_job_id_only(tmp_path: Path) -> None:
-    fake_python = tmp_path / "python"
-    record = tmp_path / "argv"
-    fake_python.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {record}\nexit 7\n')
-    fake_python.chmod(0o755)
-    env = {"PATH": os.environ["PATH"], "WORKER_PYTHON": str(fake_python)}
-    done = subprocess.run([str(WORKER_SH), "job-42"], env=env, capture_output=True, text=True, check=False)
-    assert done.returncode == 7  # the worker's status, passed on
-    assert record.read_text().split() == ["-m", "worker", "job-42"]
-    usage = subprocess.run([str(WORKER_SH)], env=env, capture_output=True, text=True, check=False)
+def fake_python(tmp_path: Path, worker_status: int, terminate_status: int) -> tuple[Path, Path]:
+    """Records each run's arguments; exits as told for the worker and for the terminate step."""
+    script, record = tmp_path / "python", tmp_path / "runs"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {record}\n'
+        f'if [ "$2" = worker.terminate ]; then exit {terminate_status}; fi\n'
+        f"exit {worker_status}\n"
+    )
+    script.chmod(0o755)
+    return script, record
+
+
+def run_worker_sh(python: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": os.environ["PATH"], "WORKER_PYTHON": str(python)}
+    return subprocess.run([str(WORKER_SH), *args], env=env, capture_output=True, text=True, check=False)
+
+
+def test_worker_sh_runs_the_worker_with_the_job_id_then_terminates_the_instance(tmp_path: Path) -> None:
+    python, record = fake_python(tmp_path, worker_status=0, terminate_status=0)
+    assert run_worker_sh(python, "job-42").returncode == 0
+    assert record.read_text().splitlines() == ["-m worker job-42", "-m worker.terminate"]
+
+
+def test_worker_sh_terminates_even_when_the_worker_crashed(tmp_path: Path) -> None:
+    python, record = fake_python(tmp_path, worker_status=1, terminate_status=0)
+    done = run_worker_sh(python, "job-42")
+    assert done.returncode == 0
+    assert "worker exited with status 1" in done.stderr
+    assert record.read_text().splitlines()[-1] == "-m worker.terminate"
+
+
+def test_worker_sh_reports_an_instance_it_could_not_terminate(tmp_path: Path) -> None:
+    python, _ = fake_python(tmp_path, worker_status=0, terminate_status=3)
+    assert run_worker_sh(python, "job-42").returncode == 3
+
+
+def test_worker_sh_needs_exactly_a_job_id(tmp_path: Path) -> None:
+    python, record = fake_python(tmp_path, worker_status=0, terminate_status=0)
+    usage = run_worker_sh(python)
     assert usage.returncode == 64 and "usage" in usage.stderr
+    assert not record.exists()

@@ -219,19 +219,21 @@ def test_throttled_heartbeats_are_retried_and_the_job_completes(
     throttle = Fault(
         "UpdateItem", body_contains=('"heartbeat_at"', job_id), body_lacks=('"started_at"',), times=5
     )
-    with locked_orders(source, release_after=4):
+    with locked_orders(source):
         run = start_worker(cloud, job_id, instance_id, tmp_path)
-        seen = []
-        for job in watch(cloud.store, job_id, lambda job: job.status is JobStatus.RUNNING):
-            seen.append(job)
+        wait_running_with_engine(cloud, job_id, run)
         cloud.faults().append(throttle)
-        seen += list(watch(cloud.store, job_id, lambda job: job.status.is_terminal, timeout=90))
-        assert run.wait() == 0, run.output()
-    assert throttle.hits == 5
+        deadline = time.monotonic() + 30
+        while throttle.hits < throttle.times and time.monotonic() < deadline:  # type: ignore[operator]
+            time.sleep(0.05)
+        assert throttle.hits == 5
+        throttled_beat = cloud.store.get(job_id).heartbeat_at  # type: ignore[union-attr]
+        for _ in watch(cloud.store, job_id, lambda job: job.heartbeat_at != throttled_beat):
+            pass  # heartbeats land again once DynamoDB answers
+    seen = list(watch(cloud.store, job_id, lambda job: job.status.is_terminal, timeout=90))
+    assert run.wait() == 0, run.output()
     final = seen[-1]
     assert final.status is JobStatus.COMPLETED, (final.error, run.output())
-    beats = {job.heartbeat_at for job in seen if job.status is JobStatus.RUNNING}
-    assert len(beats) >= 2, "no heartbeat landed after the throttling"
     assert "heartbeat failed" in run.output()
     assert_cleaned_up(cloud, job_id, instance_id)
 
