@@ -1,0 +1,217 @@
+"""API Lambda figures: cold import time and warm per-request latency (in-process, moto).
+
+    .venv/bin/python bench/api_bench.py [--import-runs 9] [--requests 200]
+
+Cold import: `import services.api.handler` against a bare `import boto3`, each in fresh
+interpreters, alternated, median of the runs. Also the first request after import (what
+else a cold start pays: clients, validation models) in the same fresh interpreters.
+Warm latency: POST /jobs and GET /jobs/{id} through `lambda_handler` against the bare
+moto calls each performs (API-key read, unfinished-job count, KMS encrypt, conditional put;
+API-key read, job read), alternated so both see the same table, median per request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "api")]
+
+ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "JOBS_TABLE_NAME": "bench-jobs",
+    "API_KEYS_TABLE_NAME": "bench-keys",
+    "KMS_KEY_ID": "set-at-run-time",
+    "WORKER_LOG_GROUP": "/bench/workers",
+    "MAX_UNFINISHED_JOBS_PER_OWNER": "10000",
+    "POWERTOOLS_SERVICE_NAME": "api",
+    "POWERTOOLS_METRICS_NAMESPACE": "Bench",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+}
+
+IMPORT_PROBE = (
+    "import time; t = time.perf_counter(); import {module}; print((time.perf_counter() - t) * 1000)"
+)
+
+# Import the handler, then time its first request against moto (moto is imported and the
+# tables made before the clock starts, with boto3 hidden so the handler still imports it).
+FIRST_REQUEST_PROBE = """
+import json, sys, time
+from moto import mock_aws
+with mock_aws():
+    import boto3
+    from jobs.tables import create_tables
+    create_tables(boto3.client("dynamodb"), jobs_table="bench-jobs", api_keys_table="bench-keys")
+    import os
+    os.environ["KMS_KEY_ID"] = boto3.client("kms").create_key()["KeyMetadata"]["KeyId"]
+    from jobs.api_keys import ApiKeyStore
+    key = ApiKeyStore("bench-keys", boto3.resource("dynamodb").Table("bench-keys")).create("bench").key
+    from api_helpers import V1_BODY, http_event
+    event = http_event("POST", "/jobs", body=json.dumps(V1_BODY), headers={"x-api-key": key})
+    from api_helpers import FakeContext
+    t = time.perf_counter()
+    from services.api.handler import lambda_handler
+    t_import = time.perf_counter()
+    answer = lambda_handler(event, FakeContext())
+    t_first = time.perf_counter()
+    assert answer["statusCode"] == 201, answer
+    print(json.dumps({"import_ms": (t_import - t) * 1000, "first_ms": (t_first - t_import) * 1000}))
+"""
+
+
+def _fresh(code: str) -> str:
+    env = {
+        **os.environ,
+        **ENVIRONMENT,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "api")]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, env=env
+    )
+    return result.stdout.strip().splitlines()[-1]
+
+
+def cold_import(runs: int) -> dict[str, float]:
+    boto3_ms, handler_ms, first_ms = [], [], []
+    for _ in range(runs):
+        boto3_ms.append(float(_fresh(IMPORT_PROBE.format(module="boto3"))))
+        handler_ms.append(float(_fresh(IMPORT_PROBE.format(module="services.api.handler"))))
+        first_ms.append(json.loads(_fresh(FIRST_REQUEST_PROBE))["first_ms"])
+    return {
+        "boto3": statistics.median(boto3_ms),
+        "handler": statistics.median(handler_ms),
+        "first_request": statistics.median(first_ms),
+    }
+
+
+def _median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+def warm_latency(requests: int) -> dict[str, float]:
+    os.environ.update(ENVIRONMENT)
+    from moto import mock_aws
+
+    with mock_aws():
+        import boto3
+        from boto3.dynamodb.conditions import Key
+
+        from jobs import aws
+        from jobs.tables import create_tables
+
+        create_tables(boto3.client("dynamodb"), jobs_table="bench-jobs", api_keys_table="bench-keys")
+        os.environ["KMS_KEY_ID"] = boto3.client("kms").create_key()["KeyMetadata"]["KeyId"]
+        from api_helpers import V1_BODY, FakeContext, http_event
+
+        from jobs.api_keys import ApiKeyStore, hash_key
+        from services.api.handler import lambda_handler
+
+        key = ApiKeyStore("bench-keys").create("bench").key
+        body = json.dumps(V1_BODY)
+        context = FakeContext()
+        jobs_table, keys_table, kms = aws.table("bench-jobs"), aws.table("bench-keys"), aws.client("kms")
+        job_ids: list[str] = []
+
+        def api_post() -> None:
+            answer = lambda_handler(
+                http_event("POST", "/jobs", body=body, headers={"x-api-key": key}), context
+            )  # type: ignore[arg-type]
+            job_ids.append(json.loads(answer["body"])["job_id"])
+
+        def bare_post() -> None:
+            # The same calls on an item of the same shape as the API writes (moto's cost
+            # grows with item size), for another owner so both counts see as many items.
+            keys_table.get_item(Key={"key_hash": hash_key(key)}, ConsistentRead=True)
+            jobs_table.query(
+                IndexName="owner-active-jobs",
+                KeyConditionExpression=Key("active_owner").eq("bench-bare"),
+                Select="COUNT",
+            )
+            job_id = str(uuid.uuid4())
+            blob = kms.encrypt(
+                KeyId=os.environ["KMS_KEY_ID"],
+                Plaintext=json.dumps(
+                    {"source_url": V1_BODY["source_url"], "target_url": V1_BODY["target_url"]}
+                ).encode(),
+                EncryptionContext={"job_id": job_id, "purpose": "replication-job-credentials"},
+            )["CiphertextBlob"]
+            item = {**template[0], "job_id": job_id, "owner": "bench-bare", "active_owner": "bench-bare"}
+            jobs_table.put_item(
+                Item={**item, "credentials": blob},
+                ConditionExpression="attribute_not_exists(job_id)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+
+        def api_get() -> None:
+            job_id = job_ids[len(job_ids) // 2]
+            lambda_handler(http_event("GET", f"/jobs/{job_id}", headers={"x-api-key": key}), context)  # type: ignore[arg-type]
+
+        def bare_get() -> None:
+            keys_table.get_item(Key={"key_hash": hash_key(key)}, ConsistentRead=True)
+            jobs_table.get_item(Key={"job_id": job_ids[len(job_ids) // 2]}, ConsistentRead=True)
+
+        api_post()
+        template = [jobs_table.get_item(Key={"job_id": job_ids[0]})["Item"]]
+        figures: dict[str, float] = {}
+        for name, api, bare in (("post", api_post, bare_post), ("get", api_get, bare_get)):
+            for _ in range(10):  # warm both paths
+                api()
+                bare()
+            api_times, bare_times = _alternate(api, bare, requests)
+            figures[f"{name}_api"] = _median_ms(api_times)
+            figures[f"{name}_bare"] = _median_ms(bare_times)
+        return figures
+
+
+def _alternate(
+    first: Callable[[], Any], second: Callable[[], Any], rounds: int
+) -> tuple[list[float], list[float]]:
+    first_times, second_times = [], []
+    for _ in range(rounds):
+        for call, times in ((first, first_times), (second, second_times)):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+    return first_times, second_times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--import-runs", type=int, default=9)
+    parser.add_argument("--requests", type=int, default=200)
+    args = parser.parse_args()
+    cold = cold_import(args.import_runs)
+    warm = warm_latency(args.requests)
+    rows = [
+        ("cold import services.api.handler", cold["handler"], cold["boto3"], "bare import boto3", 1.5),
+        ("first POST /jobs after import", cold["first_request"], None, "", None),
+        ("warm POST /jobs", warm["post_api"], warm["post_bare"], "its bare moto calls", 2.0),
+        ("warm GET /jobs/{id}", warm["get_api"], warm["get_bare"], "its bare moto calls", None),
+    ]
+    runs = f"{args.import_runs} fresh interpreters, {args.requests} requests each"
+    print(f"python {sys.version.split()[0]}, {runs}")
+    print(f"{'measure':<36}{'ms':>9}{'baseline ms':>13}  {'ratio':>6}  {'target':>7}  baseline")
+    for name, value, base, base_name, target in rows:
+        ratio = f"{value / base:.2f}x" if base else ""
+        print(
+            f"{name:<36}{value:>9.1f}{(f'{base:.1f}' if base else ''):>13}  {ratio:>6}  "
+            f"{(f'<{target}x' if target else ''):>7}  {base_name}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
