@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from cli.client import ApiClient, TransientError
+from cli.client import ApiClient, ApiError, TransientError
 
 TERMINAL = ("completed", "failed", "timeout", "cancelled")
 EXIT_CODES = {"completed": 0, "failed": 1, "timeout": 3, "cancelled": 4}
 LOG_LINES_ON_FAILURE = 20
+LOG_ATTEMPTS = 5
 
 
 def exit_code_for(status: str) -> int:
@@ -90,19 +91,25 @@ class Watcher:
         self._last_line = line
 
 
-def report_outcome(client: ApiClient, job: dict[str, Any], out: TextIO) -> int:
+def report_outcome(
+    client: ApiClient, job: dict[str, Any], out: TextIO, sleep: Callable[[float], None] = time.sleep
+) -> int:
     """Print how the job ended (with the error and the last log lines on failure)."""
     status = str(job.get("status"))
     if status == "completed":
         out.write(f"job {job.get('job_id')} completed\n")
         return 0
     out.write(f"job {job.get('job_id')} {status}: {job.get('error') or 'no error message'}\n")
-    lines = job.get("logs")
-    if lines is None:
+    lines = job.get("logs") or []
+    # The worker's last lines can reach the log a moment after its outcome: ask again briefly.
+    for _ in range(LOG_ATTEMPTS):
+        if lines:
+            break
+        sleep(1.0)
         try:
             lines = client.logs(str(job["job_id"]), limit=LOG_LINES_ON_FAILURE)
-        except Exception:  # the logs are a courtesy; the outcome is already known
-            lines = []
+        except (ApiError, TransientError):  # the logs are a courtesy; the outcome is known
+            break
     if lines:
         out.write(f"last {min(len(lines), LOG_LINES_ON_FAILURE)} log lines:\n")
         for line in lines[-LOG_LINES_ON_FAILURE:]:
