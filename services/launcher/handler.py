@@ -25,16 +25,20 @@ def launch_context() -> LaunchContext:
     return LaunchContext.from_settings(Settings())
 
 
-def record_handler(record: DynamoDBRecord) -> None:
+def handle_record(record: DynamoDBRecord, ctx: LaunchContext) -> None:
     stream = record.dynamodb
     if stream is None or record.event_name is None:
         return
     change = StreamChange.from_images(record.event_name.name, stream.keys, stream.old_image, stream.new_image)
     logger.append_keys(job_id=change.job_id)
     try:
-        handle_change(launch_context(), change)
+        handle_change(ctx, change)
     finally:
         logger.remove_keys(["job_id"])
+
+
+def record_handler(record: DynamoDBRecord) -> None:
+    handle_record(record, launch_context())
 
 
 @logger.inject_lambda_context

@@ -183,6 +183,24 @@ def build_world(cloud: Cloud) -> World:
     )
 
 
+def _make_moto_item_writes_atomic(patch: pytest.MonkeyPatch) -> None:
+    """DynamoDB applies each conditional write atomically; in-process moto reads, checks and
+    writes without a lock, so concurrent tests would see lost updates DynamoDB never has."""
+    from functools import wraps
+
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    for name in ("put_item", "update_item", "delete_item", "get_item", "transact_write_items"):
+        original = getattr(DynamoDBBackend, name)
+
+        def locked(*args: Any, __original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return __original(*args, **kwargs)
+
+        patch.setattr(DynamoDBBackend, name, wraps(original)(locked))
+
+
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[Cloud]:
     with pytest.MonkeyPatch.context() as patch:
@@ -192,6 +210,7 @@ def cloud() -> Iterator[Cloud]:
             patch.delenv(name, raising=False)
         # botocore's retries stay on; only their waits are cut so the tests stay fast.
         patch.setattr("botocore.retries.standard.ExponentialBackoff.delay_amount", lambda self, ctx: 0)
+        _make_moto_item_writes_atomic(patch)
         with mock_aws():
             yield build_cloud()
 

@@ -7,6 +7,7 @@ from functools import partial
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from control_plane import FakeLambdaContext, World
 
 from services.launcher import handler
@@ -16,7 +17,11 @@ from services.launcher.logic import LaunchContext
 def invoke(event: dict[str, Any]) -> list[str]:
     """The launcher Lambda on one batch; returns the sequence numbers reported failed."""
     handler.launch_context.cache_clear()  # settings come from this test's environment
-    answer = handler.lambda_handler(event, FakeLambdaContext())  # type: ignore[arg-type]
+    try:
+        answer = handler.lambda_handler(event, FakeLambdaContext())  # type: ignore[arg-type]
+    except BatchProcessingError:
+        # Every record failed: the invocation fails and Lambda retries the whole batch.
+        return [record["dynamodb"]["SequenceNumber"] for record in event["Records"]]
     return [failure["itemIdentifier"] for failure in answer["batchItemFailures"]]
 
 
