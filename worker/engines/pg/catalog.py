@@ -28,6 +28,7 @@ class Table:
     name: str
     kind: str  # 'r' plain or partition, 'p' partitioned parent (no rows of its own)
     size: int
+    oid: int = 0
 
     @property
     def ident(self) -> sql.Identifier:
@@ -79,7 +80,7 @@ def list_tables(conn: psycopg.Connection) -> list[Table]:
     """User tables (not system, not owned by an extension), largest first."""
     rows = conn.execute(
         """
-        SELECT n.nspname, c.relname, c.relkind::text, pg_total_relation_size(c.oid)
+        SELECT n.nspname, c.relname, c.relkind::text, pg_total_relation_size(c.oid), c.oid::int8
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relkind IN ('r', 'p')
           AND n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -89,7 +90,7 @@ def list_tables(conn: psycopg.Connection) -> list[Table]:
         ORDER BY pg_total_relation_size(c.oid) DESC, n.nspname, c.relname
         """
     ).fetchall()
-    return [Table(r[0], r[1], r[2], int(r[3])) for r in rows]
+    return [Table(r[0], r[1], r[2], int(r[3]), int(r[4])) for r in rows]
 
 
 def select_tables(tables: list[Table], database: str, job_filter: JobFilter) -> tuple[list[Table], bool]:

@@ -6,11 +6,9 @@ credential (the emitter redacts as a second line of defence).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
-import subprocess
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +25,7 @@ from worker.engines.pg import catalog
 from worker.engines.pg.catalog import Table
 from worker.engines.pg.copy import copy_tables
 from worker.engines.pg.events import Emitter
+from worker.engines.pg.postdata import PostData
 from worker.engines.pg.tools import (
     EngineError,
     Tools,
@@ -35,6 +34,7 @@ from worker.engines.pg.tools import (
     find_tools,
     quote_pattern,
     replication_connection,
+    run_pipeline,
     server_major,
     tool_env,
 )
@@ -101,37 +101,6 @@ def _tables(ctx: Context, database: str) -> tuple[list[Table], list[Table]]:
 
 def _has_include_rules(ctx: Context, database: str) -> bool:
     return any(entry.split(".")[0] == database for entry in ctx.job_filter.include_tables)
-
-
-def _run_pipeline(steps: list[tuple[list[str], dict[str, str]]], what: str, emit: Emitter) -> None:
-    """Run tools connected stdout -> stdin; any failure raises with the tools' last error lines."""
-    with contextlib.ExitStack() as stack:
-        procs: list[subprocess.Popen[bytes]] = []
-        errs = [stack.enter_context(tempfile.TemporaryFile()) for _ in steps]
-        previous = None
-        for index, (argv, env) in enumerate(steps):
-            last = index == len(steps) - 1
-            proc = subprocess.Popen(
-                argv,
-                stdin=previous if previous is not None else subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL if last else subprocess.PIPE,
-                stderr=errs[index],
-                env=env,
-            )
-            if previous is not None:
-                previous.close()
-            previous = proc.stdout
-            procs.append(proc)
-        codes = [proc.wait() for proc in procs]
-        messages = []
-        for err in errs:
-            err.seek(0)
-            messages += [line for line in err.read().decode(errors="replace").splitlines() if line.strip()]
-    for line in messages:
-        emit.log("warn" if all(c == 0 for c in codes) else "error", line)
-    if any(codes):
-        detail = "; ".join(messages[-3:]) or f"exit codes {codes}"
-        raise EngineError(f"{what} failed: {detail}")
 
 
 def _dump_args(ctx: Context, database: str, chosen: list[Table], excluded: list[Table]) -> list[str]:
@@ -352,7 +321,7 @@ def _init_database(
             with connect(ctx.target, database) as dst:
                 for schema in sorted({t.schema for t in chosen}):
                     dst.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-        _run_pipeline(
+        run_pipeline(
             [
                 ([*dump, "--section=pre-data", "--no-publications", "--no-subscriptions"], source_env),
                 (restore, target_env),
@@ -360,50 +329,53 @@ def _init_database(
             f"schema of {database}",
             emit,
         )
-        emit.progress(phase="copy", message=f"copying {len(chosen)} tables of {database}")
-
-        def on_bytes(count: int) -> None:
-            emit.add_bytes(count)
-            fraction = min(0.99, (emit.state["bytes_copied"] - start_bytes) / total_bytes)
-            emit.progress(force=False, percent=round(100 * (done_before + fraction) / databases_total, 1))
-
-        def on_table_done(table: Table) -> None:
-            emit.progress(
-                tables_completed=emit.state["tables_completed"] + 1,
-                message=f"copied {database}.{table.label}",
-            )
-
-        copy_tables(
-            tools,
-            ctx.source,
-            ctx.target,
-            database,
-            snapshot,
-            chosen,
-            workers=ctx.workers,
-            binary=binary,
-            on_bytes=on_bytes,
-            on_table_done=on_table_done,
-        )
-        emit.progress(phase="indexes", message=f"building indexes and constraints of {database}")
         with tempfile.TemporaryDirectory(prefix="pg-engine-") as tmp:
-            post = str(Path(tmp) / "post-data.dump")
-            _run_pipeline(
-                [
-                    (
-                        [*dump, "--section=post-data", "--no-publications", "--no-subscriptions", "-f", post],
-                        source_env,
-                    )
-                ],
-                f"dumping indexes and constraints of {database}",
-                emit,
-            )
+            archive = Path(tmp) / "post-data.dump"
+            post_dump = [
+                *dump,
+                "--section=post-data",
+                "--no-publications",
+                "--no-subscriptions",
+                "-f",
+                str(archive),
+            ]
+            run_pipeline([(post_dump, source_env)], f"dumping indexes and constraints of {database}", emit)
+            post = PostData(archive, restore, target_env, ctx.workers, emit)
+            with connect(ctx.source, database) as src:
+                post.plan(src, chosen)
+            emit.progress(phase="copy", message=f"copying {len(chosen)} tables of {database}")
+
+            def on_bytes(count: int) -> None:
+                emit.add_bytes(count)
+                fraction = min(0.99, (emit.state["bytes_copied"] - start_bytes) / total_bytes)
+                emit.progress(force=False, percent=round(100 * (done_before + fraction) / databases_total, 1))
+
+            def on_table_done(table: Table) -> None:
+                post.table_done(table)
+                emit.progress(
+                    tables_completed=emit.state["tables_completed"] + 1,
+                    message=f"copied {database}.{table.label}",
+                )
+
+            try:
+                copy_tables(
+                    tools,
+                    ctx.source,
+                    ctx.target,
+                    database,
+                    snapshot,
+                    chosen,
+                    workers=ctx.workers,
+                    binary=binary,
+                    on_bytes=on_bytes,
+                    on_table_done=on_table_done,
+                )
+            except BaseException:
+                post.abandon()
+                raise
             holder.close()
-            _run_pipeline(
-                [([*restore, f"--jobs={max(1, ctx.workers)}", "--section=post-data", post], target_env)],
-                f"indexes and constraints of {database}",
-                emit,
-            )
+            emit.progress(phase="indexes", message=f"building indexes and constraints of {database}")
+            post.finish()
     finally:
         holder.close()
     sequences = _copy_sequences(ctx, database)

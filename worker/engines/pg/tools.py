@@ -7,17 +7,20 @@ process. Nothing with a password is ever put on a command line.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
 from jobs.urls import ConnectionUrl
+from worker.engines.pg.events import Emitter
 
 BIN_DIR_ENV = "PG_ENGINE_BIN_DIR"
 # Environment variables the engine itself receives that no child tool may inherit.
@@ -140,3 +143,34 @@ def quote_pattern(schema: str, table: str) -> str:
         return '"' + name.replace('"', '""') + '"'
 
     return f"{q(schema)}.{q(table)}"
+
+
+def run_pipeline(steps: list[tuple[list[str], dict[str, str]]], what: str, emit: Emitter) -> None:
+    """Run tools connected stdout -> stdin; any failure raises with the tools' last error lines."""
+    with contextlib.ExitStack() as stack:
+        procs: list[subprocess.Popen[bytes]] = []
+        errs = [stack.enter_context(tempfile.TemporaryFile()) for _ in steps]
+        previous = None
+        for index, (argv, env) in enumerate(steps):
+            last = index == len(steps) - 1
+            proc = subprocess.Popen(
+                argv,
+                stdin=previous if previous is not None else subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL if last else subprocess.PIPE,
+                stderr=errs[index],
+                env=env,
+            )
+            if previous is not None:
+                previous.close()
+            previous = proc.stdout
+            procs.append(proc)
+        codes = [proc.wait() for proc in procs]
+        messages = []
+        for err in errs:
+            err.seek(0)
+            messages += [line for line in err.read().decode(errors="replace").splitlines() if line.strip()]
+    for line in messages:
+        emit.log("warn" if all(c == 0 for c in codes) else "error", line)
+    if any(codes):
+        detail = "; ".join(messages[-3:]) or f"exit codes {codes}"
+        raise EngineError(f"{what} failed: {detail}")
