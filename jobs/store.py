@@ -139,13 +139,18 @@ class JobStore:
         fields = {"updated_at": clock.now_iso(), **set_fields}
         return self._update(job_id, fields, set(), condition)
 
-    def wipe_credentials(self, job_id: str) -> None:
-        """Remove the ciphertext whatever the status (idempotent; used after a job ends)."""
+    def wipe_credentials(self, job_id: str, *, only_if: dict[str, Any] | None = None) -> None:
+        """Remove the ciphertext whatever the status (idempotent; used after a job ends).
+
+        `only_if` adds equality conditions (a worker wipes only a job still assigned to it)."""
+        condition: Any = Attr("job_id").exists()
+        for name, value in (only_if or {}).items():
+            condition = condition & Attr(name).eq(value)
         try:
             self._table.update_item(
                 Key={"job_id": job_id},
                 UpdateExpression="REMOVE #c",
-                ConditionExpression="attribute_exists(job_id)",
+                ConditionExpression=condition,
                 ExpressionAttributeNames={"#c": CREDENTIALS_ATTRIBUTE},
             )
         except ClientError as exc:

@@ -114,4 +114,5 @@ class JobItem:
         )
 
     def wipe_credentials(self) -> None:
-        self.reader.wipe_credentials(self.job_id)
+        """Also after an outcome that could not be written; never for a job relaunched elsewhere."""
+        self.reader.wipe_credentials(self.job_id, only_if=self._ours)

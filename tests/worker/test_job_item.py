@@ -1,0 +1,87 @@
+"""The worker's writes to its job's item act only on a job still assigned to its instance."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from moto import mock_aws
+
+from jobs import aws, clock
+from jobs.progress import Progress
+from jobs.record import CREDENTIALS_ATTRIBUTE, Job
+from jobs.states import JobStatus
+from jobs.store import JobStore
+from jobs.tables import create_tables
+from worker import job_item
+from worker.job_item import JobItem, Outcome
+
+TABLE = "jobs-item-test"
+
+
+@pytest.fixture
+def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[JobStore]:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        aws.reset_clients()
+        job_item._session.cache_clear()
+        create_tables(aws.client("dynamodb"), jobs_table=TABLE, api_keys_table="keys-item-test")
+        yield JobStore(TABLE)
+    aws.reset_clients()
+    job_item._session.cache_clear()
+
+
+def provisioned(store: JobStore, instance_id: str) -> str:
+    now = clock.now()
+    job = Job(
+        job_id="job-1",
+        owner="owner-1",
+        trace_id="trace-1",
+        command="init",
+        status=JobStatus.PENDING,
+        source="postgresql://db:5432/a",
+        target="postgresql://db:5432/b",
+        created_at=clock.iso(now),
+        updated_at=clock.iso(now),
+        expires_at=clock.epoch(now) + 3600,
+    )
+    store.create(job, b"ciphertext")
+    store.transition(
+        "job-1", [JobStatus.PENDING], JobStatus.PROVISIONING, set_fields={"instance_id": instance_id}
+    )
+    return "job-1"
+
+
+def item(store: JobStore, instance_id: str) -> JobItem:
+    return JobItem("job-1", instance_id, table_name=TABLE, heartbeat_attempts=2, status_attempts=2)
+
+
+def test_a_job_relaunched_on_another_instance_is_not_touched(store: JobStore) -> None:
+    provisioned(store, "i-other")
+    mine = item(store, "i-mine")
+    assert not mine.start(log_group="/g", progress=Progress(), now_iso=clock.now_iso()).ok
+    assert not mine.finish(Outcome(JobStatus.FAILED, "boom"), None).ok
+    mine.wipe_credentials()
+    assert store.get_credentials("job-1") == b"ciphertext"
+    assert store.get("job-1").status is JobStatus.PROVISIONING  # type: ignore[union-attr]
+
+
+def test_own_job_runs_beats_and_ends_without_credentials(store: JobStore) -> None:
+    provisioned(store, "i-mine")
+    mine = item(store, "i-mine")
+    started = mine.start(log_group="/g", progress=Progress.message_only("starting"), now_iso=clock.now_iso())
+    assert started.ok and started.job is not None and started.job.log_stream == "job-1"
+    beat = mine.beat(clock.now_iso(), Progress.message_only("copying"))
+    assert beat.ok and beat.job is not None and beat.job.progress.message == "copying"
+    store.transition("job-1", [JobStatus.RUNNING], JobStatus.CANCELLING)
+    seen = mine.beat(clock.now_iso(), None)
+    assert seen.ok and seen.job is not None and seen.job.status is JobStatus.CANCELLING
+    ended = mine.finish(Outcome(JobStatus.CANCELLED, "cancelled on request", 143), None)
+    assert ended.ok and ended.job is not None and ended.job.exit_code == 143
+    raw = aws.table(TABLE).get_item(Key={"job_id": "job-1"})["Item"]
+    assert CREDENTIALS_ATTRIBUTE not in raw
+    assert not mine.beat(clock.now_iso(), None).ok  # terminal: no more heartbeats
