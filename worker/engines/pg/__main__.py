@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 
 import psycopg
@@ -23,9 +24,16 @@ from worker.engines.pg.tools import EngineError
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_TERMINATED = 143
+
+
+def _terminate(signum: int, frame: object) -> None:
+    # Unwind instead of dying on the spot, so a failed init still drops its replication slots.
+    raise SystemExit(EXIT_TERMINATED)
 
 
 def main() -> int:
+    signal.signal(signal.SIGTERM, _terminate)
     # Read and forget the private inputs so no child process inherits them.
     raw_source = os.environ.pop("SOURCE_URL", "")
     raw_target = os.environ.pop("TARGET_URL", "")
