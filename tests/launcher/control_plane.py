@@ -18,9 +18,7 @@ from typing import Any
 import boto3
 import pytest
 from boto3.dynamodb.types import TypeSerializer
-from botocore.awsrequest import AWSResponse
 from moto import mock_aws
-from moto.core.botocore_stubber import MockRawResponse
 
 from jobs import aws, clock, instances
 from jobs.record import Job
@@ -73,7 +71,9 @@ class World:
 
     # -- arranging state ------------------------------------------------------------
 
-    def put_job(self, status: JobStatus = JobStatus.PENDING, *, age: timedelta = timedelta(0), **fields: Any) -> Job:
+    def put_job(
+        self, status: JobStatus = JobStatus.PENDING, *, age: timedelta = timedelta(0), **fields: Any
+    ) -> Job:
         """Store a job in `status`, created `age` ago, with any other fields given."""
         with self._lock:
             self.jobs_created += 1
@@ -147,9 +147,7 @@ def build_cloud() -> Cloud:
     aws.reset_clients()
     ec2 = boto3.client("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{n}.0/24")["Subnet"]["SubnetId"] for n in (1, 2)
-    ]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{n}.0/24")["Subnet"]["SubnetId"] for n in (1, 2)]
     image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     template = ec2.create_launch_template(
         LaunchTemplateName="test-worker", LaunchTemplateData={"ImageId": image}
@@ -164,7 +162,9 @@ def build_world(cloud: Cloud) -> World:
 
     suffix = uuid.uuid4().hex[:10]
     jobs_table = f"{JOBS_TABLE}-{suffix}"
-    create_tables(boto3.client("dynamodb"), jobs_table=jobs_table, api_keys_table=f"{API_KEYS_TABLE}-{suffix}")
+    create_tables(
+        boto3.client("dynamodb"), jobs_table=jobs_table, api_keys_table=f"{API_KEYS_TABLE}-{suffix}"
+    )
     settings = Settings(
         jobs_table_name=jobs_table,
         launch_template_id=cloud.launch_template_id,
@@ -302,14 +302,14 @@ class FakeLambdaContext:
 # -- EC2 faults -------------------------------------------------------------------------
 
 
-def _error_response(code: str, status: int) -> AWSResponse:
-    body = (
+def _error_body(code: str) -> str:
+    return (
         f"<Response><Errors><Error><Code>{code}</Code><Message>injected {code}</Message></Error>"
         f"</Errors><RequestID>{uuid.uuid4()}</RequestID></Response>"
     )
-    return AWSResponse("https://ec2.us-east-1.amazonaws.com/", status, {}, MockRawResponse(body))  # type: ignore[arg-type]
 
 
+# EC2 answers capacity shortages and internal errors as server errors.
 STATUS_OF = {
     "RequestLimitExceeded": 503,
     "InternalError": 500,
@@ -319,30 +319,27 @@ STATUS_OF = {
 
 
 @contextmanager
-def ec2_faults(
-    plan: Callable[[dict[str, Any]], str | None], operation: str = "RunInstances"
-) -> Iterator[list[tuple[str, dict[str, Any]]]]:
-    """Answer `operation` with the error code `plan(params)` names (None: let moto answer).
-    Injected as the HTTP response, so botocore's retries see it as they would from AWS.
-    Yields the calls made: (answer, params)."""
-    from urllib.parse import parse_qs
+def ec2_faults(plan: Callable[[dict[str, Any]], str | None]) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """Make moto answer RunInstances with the error code `plan(params)` names (None: run it).
+    The error travels as an HTTP answer, so botocore's retries see it as they would from
+    AWS. Yields the calls that reached EC2: (answer, params)."""
+    from moto.ec2.responses.instances import InstanceResponse
 
     calls: list[tuple[str, dict[str, Any]]] = []
-    client = aws.client("ec2")
+    original = InstanceResponse.run_instances
 
-    def respond(request: Any, **_: Any) -> AWSResponse | None:
-        body = request.body.decode() if isinstance(request.body, bytes) else (request.body or "")
-        params = {k: v[0] for k, v in parse_qs(body).items()}
+    def run_instances(self: Any) -> Any:
+        params = {key: values[0] for key, values in self.querystring.items()}
         code = plan(params)
         calls.append((code or "ok", params))
-        return _error_response(code, STATUS_OF.get(code, 400)) if code else None
+        if code:
+            status = STATUS_OF.get(code, 400)
+            return status, {"status": status}, _error_body(code)
+        return original(self)
 
-    event = f"before-send.ec2.{operation}"
-    client.meta.events.register_first(event, respond)
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(InstanceResponse, "run_instances", run_instances)
         yield calls
-    finally:
-        client.meta.events.unregister(event, respond)
 
 
 def failing(*codes: str) -> Callable[[dict[str, Any]], str | None]:

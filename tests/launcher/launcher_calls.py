@@ -18,7 +18,7 @@ def invoke(event: dict[str, Any]) -> list[str]:
     """The launcher Lambda on one batch; returns the sequence numbers reported failed."""
     handler.launch_context.cache_clear()  # settings come from this test's environment
     try:
-        answer = handler.lambda_handler(event, FakeLambdaContext())  # type: ignore[arg-type]
+        answer = handler.lambda_handler(event, FakeLambdaContext())
     except BatchProcessingError:
         # Every record failed: the invocation fails and Lambda retries the whole batch.
         return [record["dynamodb"]["SequenceNumber"] for record in event["Records"]]
@@ -34,7 +34,7 @@ def invoke_as(ctx: LaunchContext, event: dict[str, Any]) -> list[str]:
         processor=processor,
         context=FakeLambdaContext(),  # type: ignore[arg-type]
     )
-    return [failure["itemIdentifier"] for failure in answer["batchItemFailures"]]
+    return [str(failure["itemIdentifier"]) for failure in answer["batchItemFailures"]]
 
 
 def new_launcher(world: World) -> LaunchContext:

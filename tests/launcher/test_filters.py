@@ -22,7 +22,9 @@ def _event_bridge_matches(record: dict[str, Any]) -> bool:
 def _cases(world: World) -> list[tuple[str, dict[str, Any], bool]]:
     pending = world.put_job(JobStatus.PENDING)
     queued = pending.model_copy(update={"status": JobStatus.QUEUED})
-    provisioning = pending.model_copy(update={"status": JobStatus.PROVISIONING, "instance_id": "i-1", "attempt": 1})
+    provisioning = pending.model_copy(
+        update={"status": JobStatus.PROVISIONING, "instance_id": "i-1", "attempt": 1}
+    )
     running = provisioning.model_copy(update={"status": JobStatus.RUNNING})
     completed = running.model_copy(update={"status": JobStatus.COMPLETED})
     wiped = completed.model_copy(update={"error": "x"})
@@ -34,13 +36,21 @@ def _cases(world: World) -> list[tuple[str, dict[str, Any], bool]]:
         ("queued -> provisioning", modified(queued, provisioning), False),
         ("provisioning -> running", modified(provisioning, running), False),
         ("running -> completed", modified(running, completed), True),
-        ("pending -> cancelled", modified(pending, pending.model_copy(update={"status": JobStatus.CANCELLED})), True),
+        (
+            "pending -> cancelled",
+            modified(pending, pending.model_copy(update={"status": JobStatus.CANCELLED})),
+            True,
+        ),
         ("provisioning -> cancelled", modified(provisioning, cancelled), True),
         ("write to an ended job", modified(completed, wiped), False),
         ("item inserted already running", inserted(running), False),
         ("ttl removal", stream_record("REMOVE", old=completed), False),
         ("slot ledger insert", stream_record("INSERT", new=ledger), False),
-        ("slot ledger change", stream_record("MODIFY", new=ledger, old={"job_id": SLOTS_ITEM_ID, "holders": {"a"}}), False),
+        (
+            "slot ledger change",
+            stream_record("MODIFY", new=ledger, old={"job_id": SLOTS_ITEM_ID, "holders": {"a"}}),
+            False,
+        ),
     ]
 
 

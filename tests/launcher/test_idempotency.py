@@ -34,7 +34,9 @@ def run_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-def test_the_same_record_twice_in_a_batch_and_again_later_launches_once(world: World, run_calls: list[str]) -> None:
+def test_the_same_record_twice_in_a_batch_and_again_later_launches_once(
+    world: World, run_calls: list[str]
+) -> None:
     job = world.put_job()
     assert invoke(batch(inserted(job), inserted(job))) == []
     assert invoke(batch(inserted(job))) == []
@@ -106,14 +108,18 @@ def test_launchers_racing_on_overlapping_batches_start_one_instance_per_job(
 
 def test_an_attempt_claimed_by_a_live_launcher_is_left_to_it(world: World, run_calls: list[str]) -> None:
     job = world.put_job()
-    assert world.claims.claim(job.job_id, 1, "other-launcher", now_epoch=clock.epoch(clock.now()), lease_seconds=300)
+    assert world.claims.claim(
+        job.job_id, 1, "other-launcher", now_epoch=clock.epoch(clock.now()), lease_seconds=300
+    )
 
     assert logic.admit(world.context(), job) is Outcome.IN_FLIGHT
     assert run_calls == []
     assert world.job(job.job_id).status is JobStatus.PENDING
 
 
-def test_the_instance_of_a_launcher_that_died_is_adopted_not_doubled(world: World, run_calls: list[str]) -> None:
+def test_the_instance_of_a_launcher_that_died_is_adopted_not_doubled(
+    world: World, run_calls: list[str]
+) -> None:
     job = world.put_job()
     long_ago = clock.epoch(clock.now()) - 3600
     world.claims.claim(job.job_id, 1, "dead-launcher", now_epoch=long_ago, lease_seconds=300)

@@ -48,7 +48,9 @@ def test_user_data_carries_the_job_id_and_non_secret_settings_only(world: World)
     assert f"JOBS_TABLE_NAME={world.settings.jobs_table_name}" in script
     assert "WORKER_LOG_GROUP=/test/workers" in script
     assert "HEARTBEAT_INTERVAL_SECONDS=30" in script
-    assert script.rstrip().endswith(f'exec "${{WORKER_SCRIPT:-/opt/seren-replicator/worker.sh}}" {job.job_id}')
+    assert script.rstrip().endswith(
+        f'exec "${{WORKER_SCRIPT:-/opt/seren-replicator/worker.sh}}" {job.job_id}'
+    )
     assert "postgresql://" not in script
     assert "credentials" not in script.lower()
 
@@ -70,7 +72,10 @@ def test_instance_type_follows_the_estimated_size(world: World, size: int | None
 
 def test_the_size_map_and_default_type_are_operator_settings(world: World) -> None:
     settings = world.settings.model_copy(
-        update={"instance_type_by_size": [(5, "t3.small"), (None, "r5.large")], "default_instance_type": "m5.xlarge"}
+        update={
+            "instance_type_by_size": [(5, "t3.small"), (None, "r5.large")],
+            "default_instance_type": "m5.xlarge",
+        }
     )
     assert settings.instance_types_for(4)[0] == "t3.small"
     assert settings.instance_types_for(5)[0] == "r5.large"
@@ -135,7 +140,9 @@ def test_cancelling_a_provisioning_job_terminates_its_instance_and_frees_the_slo
     assert world.slots.holders() == set()
 
 
-def test_a_job_cancelled_while_its_instance_starts_gets_no_worker(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_job_cancelled_while_its_instance_starts_gets_no_worker(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     job = world.put_job()
     started: list[str] = []
     real_run = instances.run

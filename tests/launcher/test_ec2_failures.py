@@ -1,0 +1,112 @@
+"""Injected EC2 errors (as HTTP answers, under botocore's retries): the right outcome for
+each, nothing stuck, no slot leaked."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from control_plane import World, batch, ec2_faults, failing, inserted
+from launcher_calls import invoke
+
+from jobs.states import JobStatus
+
+CAPACITY = "InsufficientInstanceCapacity"
+
+
+def test_no_capacity_in_the_first_subnet_tries_the_next(world: World) -> None:
+    job = world.put_job()
+    first = world.subnet_ids[0]
+    with ec2_faults(lambda params: CAPACITY if params.get("SubnetId") == first else None) as calls:
+        assert invoke(batch(inserted(job))) == []
+    # EC2 answers capacity shortages as server errors (500), so botocore retries them first.
+    assert [answer for answer, _ in calls] == [CAPACITY] * 6 + ["ok"]
+    [instance] = world.live_instances(job.job_id)
+    raw = world.ec2.describe_instances(InstanceIds=[instance.instance_id])["Reservations"][0]["Instances"][0]
+    assert raw["SubnetId"] == world.subnet_ids[1]
+    assert world.job(job.job_id).status is JobStatus.PROVISIONING
+
+
+def test_no_capacity_for_the_type_anywhere_falls_back_to_the_next_type(world: World) -> None:
+    job = world.put_job()
+    with ec2_faults(lambda params: CAPACITY if params.get("InstanceType") == "c5.large" else None) as calls:
+        invoke(batch(inserted(job)))
+    assert [params["InstanceType"] for _, params in calls] == ["c5.large"] * 12 + ["m5.large"]
+    assert {params["SubnetId"] for _, params in calls[:12]} == set(world.subnet_ids)
+    assert world.job(job.job_id).instance_type == "m5.large"
+
+
+def test_no_capacity_at_all_puts_the_job_back_in_line_without_a_slot(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = world.put_job()
+    with ec2_faults(lambda params: CAPACITY) as calls:
+        assert invoke(batch(inserted(job))) == []
+    assert len(calls) == 2 * 2 * 6  # two subnets x two types, each tried 6 times (botocore's 5 retries)
+    assert world.job(job.job_id).status is JobStatus.QUEUED
+    assert world.slots.holders() == set()
+    assert world.live_instances() == []
+    assert _failure_codes(capsys.readouterr().out) == [CAPACITY]
+
+    # Capacity is back: the next freed slot (or the reaper) launches it.
+    from services.launcher import logic
+
+    logic.launch_queued(world.context())
+    assert world.job(job.job_id).status is JobStatus.PROVISIONING
+
+
+def test_throttling_is_retried_by_botocore(world: World) -> None:
+    job = world.put_job()
+    with ec2_faults(failing("RequestLimitExceeded", "RequestLimitExceeded")) as calls:
+        assert invoke(batch(inserted(job))) == []
+    assert [answer for answer, _ in calls] == ["RequestLimitExceeded", "RequestLimitExceeded", "ok"]
+    assert len(world.live_instances(job.job_id)) == 1
+
+
+@pytest.mark.parametrize("code", ["RequestLimitExceeded", "InternalError"])
+def test_throttling_or_5xx_beyond_the_retries_fails_the_record_for_redelivery(
+    world: World, code: str
+) -> None:
+    job = world.put_job()
+    other = world.put_job()
+    record = inserted(job)
+    with ec2_faults(
+        lambda params: code if params.get("TagSpecification.1.Tag.1.Value") == job.job_id else None
+    ):
+        assert invoke(batch(record, inserted(other))) == [record["dynamodb"]["SequenceNumber"]]
+    assert world.job(job.job_id).status is JobStatus.PENDING
+    assert world.job(other.job_id).status is JobStatus.PROVISIONING  # the rest of the batch went on
+
+    assert invoke(batch(record)) == []  # redelivered once EC2 answers again
+    assert world.job(job.job_id).status is JobStatus.PROVISIONING
+    assert len(world.live_instances(job.job_id)) == 1
+    assert world.slots.holders() == {job.job_id, other.job_id}
+
+
+@pytest.mark.parametrize("code", ["UnauthorizedOperation", "InvalidAMIID.NotFound", "InvalidParameterValue"])
+def test_a_permanent_error_fails_the_job_with_the_code_and_frees_the_slot(
+    world: World, code: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = world.put_job()
+    with ec2_faults(lambda params: code) as calls:
+        assert invoke(batch(inserted(job))) == []  # nothing to redeliver
+    assert len(calls) == 1  # neither retried nor tried elsewhere
+    failed = world.job(job.job_id)
+    assert failed.status is JobStatus.FAILED
+    assert failed.error is not None and code in failed.error
+    assert world.slots.holders() == set()
+    assert world.live_instances() == []
+    assert _failure_codes(capsys.readouterr().out) == [code]
+
+
+def _failure_codes(stdout: str) -> list[str]:
+    """ErrorCode dimensions of the LaunchFailures metrics in the EMF output."""
+    codes = []
+    for line in stdout.splitlines():
+        if not line.startswith("{"):
+            continue
+        blob: dict[str, Any] = json.loads(line)
+        if "LaunchFailures" in blob and "ErrorCode" in blob:
+            codes.append(blob["ErrorCode"])
+    return codes
