@@ -62,6 +62,14 @@ INSERT INTO events (kind, payload, at)
            '2024-01-01 00:00:00+00'::timestamptz + g * interval '1 minute'
     FROM generate_series(1, 5000) g;
 INSERT INTO audit_log (message) SELECT 'entry ' || g FROM generate_series(1, 500) g;
+CREATE TABLE metrics (id int, at date, value float8, doubled float8 GENERATED ALWAYS AS (value * 2) STORED,
+    PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+CREATE TABLE metrics_2024 PARTITION OF metrics FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+CREATE TABLE metrics_2025 PARTITION OF metrics FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE INDEX metrics_value_idx ON metrics (value);
+INSERT INTO metrics (id, at, value)
+    SELECT g, '2024-01-01'::date + (g % 700), g / 3.0 FROM generate_series(1, 3000) g;
+CREATE MATERIALIZED VIEW kinds AS SELECT kind, count(*) AS n FROM events GROUP BY kind;
 """
 
 SCRATCH_SQL = """

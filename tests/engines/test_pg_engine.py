@@ -82,6 +82,11 @@ def test_init_makes_target_equal_and_verify_catches_a_changed_row(
         conn.execute("DELETE FROM customers WHERE id = %s", [new_id[0]])
         conn.execute("DELETE FROM order_items WHERE sku = 's'")
 
+    with psycopg.connect(target.url("analytics"), autocommit=True) as conn:
+        # Materialized views are refreshed; rows landed in the right partitions.
+        assert conn.execute("SELECT sum(n) FROM kinds").fetchone() == (5000,)
+        assert conn.execute("SELECT count(*) FROM ONLY metrics_2025").fetchone() == (1336,)
+
     progress = run.progress
     assert progress[-1].databases_completed == progress[-1].databases_total == 3
     assert progress[-1].percent == 100.0
