@@ -251,3 +251,21 @@ def test_no_password_in_any_command_line(source: LocalPostgres, target: LocalPos
     for cmdline in seen:
         assert_no_password(cmdline)
     assert_no_password(output)
+
+
+def test_failed_init_leaves_no_replication_slot(source: LocalPostgres, target: LocalPostgres) -> None:
+    # Excluding a table that others reference makes the foreign keys fail at the very end,
+    # after the slot for sync was created: the engine must drop it again.
+    run = run_pg_engine(
+        engine_job(
+            Command.INIT,
+            source.url(),
+            target.url(),
+            {"include_databases": ["shop"], "exclude_tables": ["shop.customers"]},
+        )
+    )
+    assert run.returncode == 1
+    assert "customers" in summarize_failure(run.parsed)
+    assert_no_password(run.text)
+    with psycopg.connect(source.url(), autocommit=True) as conn:
+        assert conn.execute("SELECT slot_name FROM pg_replication_slots").fetchall() == []
