@@ -90,29 +90,36 @@ def test_the_reaper_after_the_worker_finished_changes_nothing(world: World) -> N
     assert world.job(job.job_id).status is JobStatus.COMPLETED
 
 
+def _worker_and_reaper_at_once(world: World, job: Job) -> WriteResult:
+    """The worker's final write and a reaper pass, released together; the worker's result."""
+    start = threading.Barrier(2)
+    worker_result: list[WriteResult] = []
+
+    def worker() -> None:
+        start.wait()
+        worker_result.append(world.store.transition(job.job_id, [JobStatus.RUNNING], JobStatus.COMPLETED))
+
+    def reaper() -> None:
+        start.wait()
+        run_reaper(world)
+
+    threads = [threading.Thread(target=worker), threading.Thread(target=reaper)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return worker_result[0]
+
+
 def test_worker_and_reaper_at_once_give_exactly_one_outcome(world: World) -> None:
     for _ in range(8):
         stale = ago(minutes=10)
         job = _running(world, heartbeat_at=stale, updated_at=stale)
-        start = threading.Barrier(2)
-        worker_result: list[WriteResult] = []
 
-        def worker(job_id: str = job.job_id) -> None:
-            start.wait()
-            worker_result.append(world.store.transition(job_id, [JobStatus.RUNNING], JobStatus.COMPLETED))
-
-        def reaper() -> None:
-            start.wait()
-            run_reaper(world)
-
-        threads = [threading.Thread(target=worker), threading.Thread(target=reaper)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        worker_result = _worker_and_reaper_at_once(world, job)
 
         final = world.job(job.job_id)
-        if worker_result[0].ok:  # the worker's outcome stands; its stream record frees the slot
+        if worker_result.ok:  # the worker's outcome stands; its stream record frees the slot
             assert final.status is JobStatus.COMPLETED and final.error is None
         else:  # the reaper's stands, and the reaper cleaned up
             assert final.status is JobStatus.FAILED and "heartbeat" in str(final.error)
