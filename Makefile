@@ -1,6 +1,9 @@
 # The two commands a newcomer needs: `make demo` and `make test`.
 SHELL := /bin/bash
-PYTHON ?= $(shell command -v python3.12 || command -v python3)
+# The Lambda runtime's Python (3.12) when this machine has it, else any Python >= 3.11. A pyenv
+# shim can exist without its version being active, so each candidate is run, not just found.
+PYTHON ?= $(shell for c in python3.12 $$(ls -d $$HOME/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null) python3; do \
+	if "$$c" -c 'import sys; assert sys.version_info >= (3, 11)' >/dev/null 2>&1; then echo "$$c"; break; fi; done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -17,7 +20,6 @@ $(STAMP): pyproject.toml constraints.txt
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check jobs services worker local_cloud cli tests bench 2>/dev/null || true
 
 typecheck: venv
 	$(BIN)/mypy jobs services worker local_cloud cli
