@@ -1,0 +1,209 @@
+"""Reaper run time and items read against the size of the jobs table's history.
+
+For each size: a fresh jobs table on in-process moto with N finished jobs (written with
+batch_writer) and A running jobs with their instances and fresh heartbeats, then R reaper
+passes; prints the median pass time, the items DynamoDB returned to reads (counted at the
+client), and the number of read calls, plus the same for a bare query of the active index
+(moto walks the whole table for a GSI query, DynamoDB does not: the pass
+time net of that walk is the reaper's own cost). Targets: items read <= active + 10 at every size;
+run time at the largest size within 1.2x of the smallest.
+
+    .venv/bin/python bench/reaper_bench.py --sizes 1000,10000,50000 --active 10 --runs 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+import uuid
+from decimal import Decimal
+from typing import Any
+
+ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "WORKER_LOG_GROUP": "/bench/workers",
+    "POWERTOOLS_SERVICE_NAME": "reaper-bench",
+    "POWERTOOLS_METRICS_NAMESPACE": "ReaperBench",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1000,10000,50000", help="finished jobs per table, comma list")
+    parser.add_argument("--active", type=int, default=10, help="running jobs per table")
+    parser.add_argument("--runs", type=int, default=7, help="reaper passes per size (median reported)")
+    args = parser.parse_args()
+    os.environ.update(ENVIRONMENT)
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_EC2", "AWS_PROFILE"):
+        os.environ.pop(name, None)
+
+    from moto import mock_aws
+
+    sizes = [int(size) for size in args.sizes.split(",")]
+    with mock_aws():
+        template, subnets = _ec2_setup()
+        rows = [_measure(size, args.active, args.runs, template, subnets) for size in sizes]
+    _print(rows, args.active)
+
+
+def _ec2_setup() -> tuple[str, list[str]]:
+    import boto3
+
+    ec2 = boto3.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    template = ec2.create_launch_template(
+        LaunchTemplateName="bench-worker", LaunchTemplateData={"ImageId": image}
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    return template, [subnet]
+
+
+def _measure(finished: int, active: int, runs: int, template: str, subnets: list[str]) -> dict[str, Any]:
+    import boto3
+    from boto3.dynamodb.conditions import Key
+
+    from jobs import aws, clock, instances
+    from jobs.record import ACTIVE_INDEX_KEY, Job
+    from jobs.states import JobStatus
+    from jobs.tables import ACTIVE_JOBS_INDEX, create_tables
+    from services.launcher.logic import LaunchContext, metrics
+    from services.reaper.logic import STATUS_ORDER, reap
+    from services.reaper.settings import Settings
+
+    table_name = f"bench-jobs-{uuid.uuid4().hex[:8]}"
+    create_tables(boto3.client("dynamodb"), jobs_table=table_name, api_keys_table=f"{table_name}-keys")
+    settings = Settings(jobs_table_name=table_name, launch_template_id=template, subnet_ids=",".join(subnets))
+    ctx = LaunchContext.from_settings(settings)
+    table = aws.table(table_name)
+    now = clock.now_iso()
+    expires = clock.epoch(clock.now()) + 30 * 86400
+
+    def job(status: JobStatus, **fields: Any) -> Job:
+        return Job(
+            job_id=str(uuid.uuid4()),
+            owner="bench",
+            trace_id=str(uuid.uuid4()),
+            command="init",
+            status=status,
+            source="postgresql://source.example.com:5432/app",
+            target="postgresql://target.example.com:5432/app",
+            created_at=now,
+            updated_at=now,
+            expires_at=expires,
+            attempt=1,
+            **fields,
+        )
+
+    started = time.perf_counter()
+    with table.batch_writer() as writer:
+        for n in range(finished):
+            ended = job(JobStatus.COMPLETED if n % 4 else JobStatus.FAILED, completed_at=now)
+            writer.put_item(Item=_dynamo(ended.to_item()))
+    load_seconds = time.perf_counter() - started
+    for _ in range(active):
+        job_id = str(uuid.uuid4())
+        request = instances.LaunchRequest(
+            job_id=job_id,
+            attempt=1,
+            managed_by=settings.managed_by,
+            project=settings.project_tag,
+            launch_template_id=template,
+            launch_template_version="$Latest",
+            instance_types=["t3.medium"],
+            subnet_ids=subnets,
+            user_data="#!/bin/bash\n",
+        )
+        instance_id = instances.run(request).instance_id
+        running = job(JobStatus.RUNNING, started_at=now, instance_id=instance_id).model_copy(
+            update={"job_id": job_id}
+        )
+        table.put_item(Item=_dynamo(running.to_item()))
+        ctx.slots.acquire(job_id, 100)
+
+    reads = {"items": 0, "calls": 0, "scans": 0}
+
+    def count(parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name in ("Query", "Scan", "GetItem", "BatchGetItem"):
+            reads["calls"] += 1
+        if model.name in ("Query", "Scan"):
+            reads["items"] += int(parsed.get("ScannedCount", parsed.get("Count", 0)))
+            reads["scans"] += model.name == "Scan"
+        elif model.name == "GetItem" and parsed.get("Item"):
+            reads["items"] += 1
+
+    events = table.meta.client.meta.events
+    events.register("after-call.dynamodb", count)
+    pass_times, query_times = [], []
+    try:
+        for _ in range(runs):
+            # Heartbeats stay fresh: the passes find nothing to do, as on a healthy system.
+            started = time.perf_counter()
+            report = reap(ctx, settings)
+            pass_times.append(time.perf_counter() - started)
+            metrics.clear_metrics()
+            assert report.actions == [], report.actions
+            # The same index queries, bare: in moto a GSI query walks every item of the table
+            # (DynamoDB reads only the matching ones), so this is moto's share of the pass.
+            started = time.perf_counter()
+            for status in STATUS_ORDER:
+                table.query(
+                    IndexName=ACTIVE_JOBS_INDEX, KeyConditionExpression=Key(ACTIVE_INDEX_KEY).eq(status.value)
+                )
+            query_times.append(time.perf_counter() - started)
+    finally:
+        events.unregister("after-call.dynamodb", count)
+    per_pass_items = (reads["items"] - active * runs) // runs  # minus the bare queries' items
+    bare_calls = len(STATUS_ORDER)
+    return {
+        "finished": finished,
+        "active": active,
+        "load_s": load_seconds,
+        "pass_ms": statistics.median(pass_times) * 1000,
+        "query_ms": statistics.median(query_times) * 1000,
+        "net_ms": statistics.median(p - q for p, q in zip(pass_times, query_times, strict=True)) * 1000,
+        "items_read": per_pass_items,
+        "report_items": report.items_read,
+        "read_calls": (reads["calls"] - bare_calls * runs) // runs,
+        "scans": reads["scans"],
+    }
+
+
+def _dynamo(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: Decimal(str(v)) if isinstance(v, float) else v for k, v in item.items()}
+
+
+def _print(rows: list[dict[str, Any]], active: int) -> None:
+    header = (
+        f"{'finished jobs':>13} | {'active':>6} | {'items read':>10} | {'read calls':>10} | {'scans':>5} | "
+        f"{'pass ms':>8} | {'moto index ms':>13} | {'pass - moto index ms':>20}"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(
+            f"{row['finished']:>13} | {row['active']:>6} | {row['items_read']:>10} | "
+            f"{row['read_calls']:>10} | {row['scans']:>5} | {row['pass_ms']:>8.1f} | "
+            f"{row['query_ms']:>13.1f} | {row['net_ms']:>20.1f}"
+        )
+    first, last = rows[0], rows[-1]
+    items_ok = all(row["items_read"] <= active + 10 for row in rows)
+    print(f"\nitems read <= active + 10 at every size: {'met' if items_ok else 'MISSED'}")
+    for label, key in (("pass time", "pass_ms"), ("pass time net of moto's index walk", "net_ms")):
+        ratio = last[key] / first[key]
+        verdict = "met" if ratio <= 1.2 else "MISSED"
+        print(
+            f"{label} at {last['finished']} vs {first['finished']}: {ratio:.2f}x (target <= 1.2x: {verdict})"
+        )
+
+
+if __name__ == "__main__":
+    main()
