@@ -198,6 +198,9 @@ class HttpFront:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             server_version = "local-apigateway"
+            # Headers and body leave in two writes: without TCP_NODELAY the second waits
+            # for the client's delayed ACK (40 ms) on every keep-alive request.
+            disable_nagle_algorithm = True
 
             def do_request(self) -> None:
                 front._serve(self)

@@ -110,6 +110,7 @@ class MetadataServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # see local_cloud.http_front
 
             def do_PUT(self) -> None:
                 length = int(self.headers.get("content-length") or 0)

@@ -177,25 +177,22 @@ class RunningStack:
         return self.process.wait(timeout=60)
 
 
-def start_stack(state_dir: Path, *extra: str) -> RunningStack:
-    argv = [
-        SEREN_REMOTE,
-        "local",
-        "up",
-        "--port",
-        "0",
-        "--state-dir",
-        str(state_dir),
-        "--max-concurrent-jobs",
-        "2",
-        "--reaper-interval",
-        "1",
-        "--heartbeat-interval",
-        "1",
-        "--heartbeat-timeout",
-        "30",
-        *extra,
-    ]
+# Short intervals keep the end-to-end tests within minutes (30 s is the reaper's shortest
+# heartbeat timeout).
+E2E_SETTINGS = (
+    "--max-concurrent-jobs",
+    "2",
+    "--reaper-interval",
+    "1",
+    "--heartbeat-interval",
+    "1",
+    "--heartbeat-timeout",
+    "30",
+)
+
+
+def start_stack(state_dir: Path, *extra: str, settings: tuple[str, ...] = E2E_SETTINGS) -> RunningStack:
+    argv = [SEREN_REMOTE, "local", "up", "--port", "0", "--state-dir", str(state_dir), *settings, *extra]
     console = (state_dir.parent / f"{state_dir.name}-console.log").open("wb")
     process = subprocess.Popen(
         argv, cwd=ROOT, stdout=console, stderr=subprocess.STDOUT, env=os.environ.copy()
@@ -212,8 +209,10 @@ def start_stack(state_dir: Path, *extra: str) -> RunningStack:
 
 
 @contextlib.contextmanager
-def running_stack(state_dir: Path, *extra: str) -> Iterator[RunningStack]:
-    stack = start_stack(state_dir, *extra)
+def running_stack(
+    state_dir: Path, *extra: str, settings: tuple[str, ...] = E2E_SETTINGS
+) -> Iterator[RunningStack]:
+    stack = start_stack(state_dir, *extra, settings=settings)
     try:
         yield stack
     finally:
