@@ -203,7 +203,7 @@ def _dynamo(item: dict[str, Any]) -> dict[str, Any]:
 def _print(rows: list[dict[str, Any]], active: int) -> None:
     header = (
         f"{'finished jobs':>13} | {'active':>6} | {'items read':>10} | {'read calls':>10} | {'scans':>5} | "
-        f"{'pass ms':>8} | {'in moto Query ms':>13} | {'reaper own ms':>20}"
+        f"{'pass ms':>8} | {'in moto Query ms':>16} | {'reaper own ms':>13}"
     )
     print(header)
     print("-" * len(header))
