@@ -227,6 +227,7 @@ def world(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> World:
 
     monkeypatch.setattr(metrics, "namespace", ENVIRONMENT["POWERTOOLS_METRICS_NAMESPACE"])
     monkeypatch.setattr(metrics, "service", ENVIRONMENT["POWERTOOLS_SERVICE_NAME"])
+    metrics.clear_metrics()  # what earlier tests added without a handler to flush it
     return made
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ from control_plane import World, batch, inserted, modified
 from launcher_calls import invoke
 
 from jobs import instances
+from jobs.slots import SlotLedger
 from jobs.states import JobStatus
 from services.launcher import logic
 from services.launcher.logic import Outcome
@@ -166,3 +168,43 @@ def test_records_without_work_change_nothing(world: World) -> None:
     assert invoke(batch(inserted(running))) == []  # an INSERT for a job already past pending
     assert world.live_instances() == []
     assert world.slots.holders() == set()
+
+
+def test_a_slot_freed_while_the_job_was_being_queued_is_not_missed(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = world.put_job()
+    real_acquire = SlotLedger.acquire
+    refusals = [True]
+
+    def full_once(self: SlotLedger, job_id: str, max_slots: int) -> bool:
+        if refusals:
+            refusals.clear()  # the ledger was full at that instant; a slot frees right after
+            return False
+        return real_acquire(self, job_id, max_slots)
+
+    monkeypatch.setattr(SlotLedger, "acquire", full_once)
+
+    assert logic.admit(world.context(), job) is Outcome.LAUNCHED
+    assert world.job(job.job_id).status is JobStatus.PROVISIONING
+
+
+def test_launches_and_queueing_are_measured_and_logged_with_the_job_id(
+    world: World, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    first = world.put_job()
+    invoke(batch(inserted(first)))
+    for _ in range(2):
+        world.slots.acquire(world.put_job(JobStatus.RUNNING).job_id, 3)
+    second = world.put_job()
+    invoke(batch(inserted(second)))
+
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    metrics = [blob for blob in emitted if "_aws" in blob]
+    assert any(blob.get("JobsLaunched") == [1.0] for blob in metrics)
+    assert any("LaunchLatency" in blob for blob in metrics)
+    assert any("JobsQueued" in blob for blob in metrics)
+    launched = [record for record in caplog.records if record.getMessage() == "worker instance launched"]
+    assert [getattr(record, "job_id", None) for record in launched] == [first.job_id]
+    queued = [record for record in caplog.records if record.getMessage().startswith("job queued")]
+    assert [getattr(record, "job_id", None) for record in queued] == [second.job_id]
