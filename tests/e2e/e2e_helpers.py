@@ -218,3 +218,7 @@ def running_stack(
     finally:
         if stack.process.poll() is None:
             assert stack.stop() == 0
+    # SIGTERM stops everything the stack started: moto and every instance's processes.
+    assert not Path(f"/proc/{stack.info['moto_pid']}").exists()
+    for instance_dir in (state_dir / "instances").glob("i-*"):
+        assert not instance_processes(instance_dir.name, None), instance_dir.name

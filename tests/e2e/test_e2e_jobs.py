@@ -252,3 +252,16 @@ def test_no_password_anywhere(stack: RunningStack) -> None:
     for path in stack.state_dir.rglob("*"):
         if path.is_file():
             assert PASSWORD.encode() not in path.read_bytes(), path
+
+
+def test_ctrl_c_with_a_job_running_leaves_no_process(
+    tmp_path: Path, source: LocalPostgres, target: LocalPostgres, held_lock: None
+) -> None:
+    with running_stack(tmp_path / "state") as local:
+        job_id = blocked_job(local, source, target)
+        instance_id = local.item(job_id)["instance_id"]
+        assert instance_processes(instance_id, None)
+        local.process.send_signal(signal.SIGINT)
+        assert local.process.wait(timeout=60) == 0
+    # running_stack checked on the way out that moto and the worker's tree are gone.
+    assert not instance_processes(instance_id, None)
