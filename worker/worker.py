@@ -1,8 +1,8 @@
 """The worker's main line: `python -m worker JOB_ID` (worker.sh runs it from user-data).
 
 read the job -> ours and provisioning? -> decrypt, re-check resolved hosts -> running ->
-run the engine (heartbeats, progress, cancel, deadline, SIGTERM) -> outcome -> wipe the
-credentials -> metrics -> flush logs. Then worker.sh terminates the instance
+run the engine (heartbeats, progress, cancel, deadline, SIGTERM) -> metrics -> flush logs
+-> outcome -> wipe the credentials. Then worker.sh terminates the instance
 (`python -m worker.terminate`), whatever this process did or how it ended.
 """
 
@@ -261,16 +261,34 @@ class Worker:
     def _end(
         self, job: Job, outcome: Outcome | None, *, duration: float | None = None, engine_name: str = ""
     ) -> None:
-        """Write the outcome (if the job is still ours), wipe the credentials, send the
-        metrics, flush the logs. Each step runs even if the one before failed."""
+        """Send the metrics, flush the logs, then write the outcome (if the job is still
+        ours) and wipe the credentials. Each step runs even if the one before failed.
+
+        The outcome is the last word: once it is written the launcher may terminate this
+        instance and hand its slot to the next job, and a client that sees `failed` can
+        read the complete log at once.
+        """
         output = self.output
-        if outcome is not None:
-            if output is not None:
+        progress = output.progress if output is not None else Progress()
+        if outcome is not None and duration is not None:
+            metrics.publish(
+                self.settings.metrics_namespace,
+                metrics.job_metrics(
+                    command=job.command,
+                    engine=engine_name,
+                    outcome=outcome.status.value,
+                    duration_seconds=duration,
+                    bytes_copied=progress.bytes_copied,
+                ),
+            )
+        if output is not None:
+            if outcome is not None:
                 output.note(f"job {outcome.status}" + (f": {outcome.error}" if outcome.error else ""))
+            output.close()
+        if outcome is not None:
             try:
-                progress = output.progress if output is not None else None
                 self.stats.item_writes += 1
-                result = self.item.finish(outcome, progress)
+                result = self.item.finish(outcome, progress if output is not None else None)
                 if not result.ok:
                     logger.info(
                         "outcome not written: the job was ended elsewhere",
@@ -283,20 +301,6 @@ class Worker:
             self.item.wipe_credentials()
         except (BotoCoreError, ClientError) as exc:
             logger.error("credentials not wiped", extra={"reason": str(exc)})
-        if outcome is not None and duration is not None:
-            progress = output.progress if output is not None else Progress()
-            metrics.publish(
-                self.settings.metrics_namespace,
-                metrics.job_metrics(
-                    command=job.command,
-                    engine=engine_name,
-                    outcome=outcome.status.value,
-                    duration_seconds=duration,
-                    bytes_copied=progress.bytes_copied,
-                ),
-            )
-        if output is not None:
-            output.close()
         logger.info(
             "job finished",
             extra={

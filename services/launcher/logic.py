@@ -103,10 +103,7 @@ def handle_change(ctx: LaunchContext, change: StreamChange) -> None:
         and change.new_status is not None
         and change.new_status.is_terminal
     ):
-        cancelled_launch = (
-            change.old_status is JobStatus.PROVISIONING and change.new_status is JobStatus.CANCELLED
-        )
-        job_ended(ctx, change.job_id, change.instance_id if cancelled_launch else None)
+        job_ended(ctx, change.job_id, change.instance_id)
 
 
 def admit(ctx: LaunchContext, job: Job) -> Outcome:
@@ -141,14 +138,18 @@ def launch_queued(ctx: LaunchContext, queued: Iterable[Job] | None = None) -> li
     return outcomes
 
 
-def job_ended(ctx: LaunchContext, job_id: str, cancelled_instance_id: str | None) -> None:
-    """A job reached a terminal status: end the instance of a cancelled launch, give the
-    slot back, and hand free slots to queued jobs."""
-    if cancelled_instance_id:
-        instances.terminate(cancelled_instance_id)
+def job_ended(ctx: LaunchContext, job_id: str, instance_id: str | None) -> None:
+    """A job reached a terminal status: terminate its instance, give the slot back, and
+    hand free slots to queued jobs.
+
+    The worker writes the outcome as its last act and then terminates itself; terminating
+    here as well (idempotent) means the freed slot never has two live instances on it, and
+    a cancelled launch's instance stops at once.
+    """
+    if instance_id:
+        instances.terminate(instance_id)
         logger.info(
-            "terminated the instance of a cancelled launch",
-            extra={"job_id": job_id, "instance_id": cancelled_instance_id},
+            "terminated the ended job's instance", extra={"job_id": job_id, "instance_id": instance_id}
         )
     ctx.slots.release(job_id)
     launch_queued(ctx)

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import BLOCKER_DATABASE
-from e2e_helpers import PASSWORD, TERMINAL, RunningStack, running_stack, wait_for
+from e2e_helpers import BLOCKER_DATABASE, PASSWORD, TERMINAL, RunningStack, running_stack, wait_for
 
 from local_cloud.ec2_driver import instance_processes
 from local_cloud.postgres import LocalPostgres
@@ -159,12 +158,6 @@ def test_cancel_while_provisioning(tmp_path: Path, source: LocalPostgres, target
         assert not (slow.state_dir / "instances" / instance_id / "user-data").exists()
 
 
-@pytest.mark.xfail(
-    reason="the launcher frees a job's slot when the job ends, before its worker has terminated its "
-    "instance (log flush and self-termination come after the outcome), so a queued job's instance "
-    "starts while the previous one is still running",
-    strict=False,
-)
 def test_burst_never_exceeds_the_slots(stack: RunningStack, source: LocalPostgres) -> None:
     stack.wait_idle()
     most = 0
