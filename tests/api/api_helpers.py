@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+from jobs.api_keys import ApiKeyStore
+from jobs.store import JobStore
+
 TEST_PASSWORD = "s3cret-test-pw"
 SOURCE_URL = f"postgresql://replicator:{TEST_PASSWORD}@source.example.com:5432/shop"
 TARGET_URL = f"postgresql://replicator:{TEST_PASSWORD}@db.serendb.com:5432/shop"
@@ -116,3 +119,20 @@ class ApiClient:
 
     def list(self, **query: str) -> Answer:
         return self.request("GET", "/jobs", query=query or None)
+
+
+JOBS_TABLE = "test-jobs"
+API_KEYS_TABLE = "test-api-keys"
+LOG_GROUP = "/test/workers"
+
+
+@dataclass
+class ApiWorld:
+    alice: ApiClient
+    bob: ApiClient
+    anonymous: ApiClient
+    store: JobStore
+    keys: ApiKeyStore
+    dynamodb: Any
+    logs: Any
+    log_group: str = LOG_GROUP

@@ -3,34 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import boto3
 import pytest
-from api_helpers import ApiClient
+from api_helpers import API_KEYS_TABLE, JOBS_TABLE, LOG_GROUP, ApiClient, ApiWorld
 from moto import mock_aws
 
 from jobs import aws
 from jobs.api_keys import ApiKeyStore
 from jobs.store import JobStore
 from jobs.tables import create_tables
-
-JOBS_TABLE = "test-jobs"
-API_KEYS_TABLE = "test-api-keys"
-LOG_GROUP = "/test/workers"
-
-
-@dataclass
-class ApiWorld:
-    alice: ApiClient
-    bob: ApiClient
-    anonymous: ApiClient
-    store: JobStore
-    keys: ApiKeyStore
-    dynamodb: Any
-    logs: Any
-    log_group: str = LOG_GROUP
 
 
 @pytest.fixture

@@ -6,8 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from api_helpers import V1_BODY, http_event, invoke
-from conftest import ApiWorld
+from api_helpers import V1_BODY, ApiWorld, http_event, invoke
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -8,8 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
-from api_helpers import TEST_PASSWORD, V1_BODY, ApiClient
-from conftest import API_KEYS_TABLE, JOBS_TABLE, ApiWorld
+from api_helpers import API_KEYS_TABLE, JOBS_TABLE, TEST_PASSWORD, V1_BODY, ApiClient, ApiWorld
 
 from jobs.job_logs import LogWriter
 from jobs.progress import Progress

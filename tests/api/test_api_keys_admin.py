@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import API_KEYS_TABLE, ApiWorld
+from api_helpers import API_KEYS_TABLE, ApiWorld
 
 from cli.admin import main
 from jobs.api_keys import ApiKeyStore, InvalidOwner, hash_key

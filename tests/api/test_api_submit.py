@@ -8,8 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
-from api_helpers import SOURCE_URL, TARGET_URL, V1_BODY, ApiClient
-from conftest import ApiWorld
+from api_helpers import SOURCE_URL, TARGET_URL, V1_BODY, ApiClient, ApiWorld
 
 from jobs.states import JobStatus
 

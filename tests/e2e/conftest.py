@@ -8,13 +8,11 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from e2e_helpers import PASSWORD, RunningStack, running_stack
+from e2e_helpers import BLOCKER_DATABASE, PASSWORD, RunningStack, running_stack
 
 from jobs import aws
 from local_cloud.postgres import LocalPostgres, start_postgres
 from local_cloud.sample_data import create_sample
-
-BLOCKER_DATABASE = "blocker"
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import SOURCE_DATABASE, SOURCE_PASSWORD, TARGET_PASSWORD, locked_orders
 from stack import (
     LOG_GROUP,
     METRICS_NAMESPACE,
@@ -22,6 +21,7 @@ from stack import (
     start_worker,
     watch,
 )
+from worker_helpers import SOURCE_DATABASE, SOURCE_PASSWORD, TARGET_PASSWORD, locked_orders
 
 from jobs import aws
 from jobs.record import CREDENTIALS_ATTRIBUTE
