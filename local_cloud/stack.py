@@ -53,7 +53,7 @@ class StackOptions:
     reaper_interval: float = 5.0
     # Seconds, for a laptop; the reaper's settings allow nothing shorter than these.
     heartbeat_interval: int = 2
-    heartbeat_timeout: int = 30
+    heartbeat_timeout: int = 10
     provisioning_grace: int = 60
     region: str = "us-east-1"
     prefix: str = "seren-local"
@@ -101,6 +101,8 @@ def handler_environment(options: StackOptions, resources: Resources) -> dict[str
         "DEADLINE_GRACE_SECONDS": "30",
         "POWERTOOLS_METRICS_NAMESPACE": "SerenReplication",
         "POWERTOOLS_LOG_LEVEL": options.log_level,
+        # The "instance" is this machine: a worker must never power it off.
+        "WORKER_SHUTDOWN_IF_NOT_TERMINATED": "false",
         # No X-Ray daemon here.
         "POWERTOOLS_TRACE_DISABLED": "true",
         **options.extra_env,

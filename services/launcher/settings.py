@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shlex
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GIB = 1024**3
@@ -51,6 +51,14 @@ class Settings(BaseSettings):
     allowed_target_suffixes: str = ""
     allow_loopback_hosts: bool = False
     allow_private_hosts: bool = False
+    # The worker publishes its job metrics here; the same namespace the functions use.
+    metrics_namespace: str = Field(
+        default="SerenReplication", validation_alias=AliasChoices("POWERTOOLS_METRICS_NAMESPACE")
+    )
+    # A worker that cannot terminate its instance powers it off (the launch template's
+    # shutdown behaviour terminates it). Off only where the "instance" is a developer's
+    # machine: the local cloud.
+    worker_shutdown_if_not_terminated: bool = True
 
     @property
     def subnets(self) -> tuple[str, ...]:
@@ -88,6 +96,8 @@ class Settings(BaseSettings):
             "ALLOWED_TARGET_SUFFIXES": self.allowed_target_suffixes,
             "ALLOW_LOOPBACK_HOSTS": str(self.allow_loopback_hosts).lower(),
             "ALLOW_PRIVATE_HOSTS": str(self.allow_private_hosts).lower(),
+            "METRICS_NAMESPACE": self.metrics_namespace,
+            "SHUTDOWN_IF_NOT_TERMINATED": str(self.worker_shutdown_if_not_terminated).lower(),
         }
 
     def user_data(self, job_id: str) -> str:

@@ -84,7 +84,10 @@ def test_user_data_carries_what_the_worker_settings_require() -> None:
                                 launch_template_id="lt-0", worker_log_group="/test/workers")  # fmt: skip
     passed = set(launcher.worker_environment())
     alternatives = environment_alternatives(WorkerSettings)
-    readable = set().union(*alternatives) | {"AWS_REGION", "AWS_DEFAULT_REGION"}
+    # worker.sh reads a few itself (${NAME:-default}) before the Python worker starts.
+    script = (ROOT / "worker" / "worker.sh").read_text()
+    read_by_script = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*):-", script))
+    readable = set().union(*alternatives) | read_by_script | {"AWS_REGION", "AWS_DEFAULT_REGION"}
     assert passed <= readable, "user-data exports variables the worker does not read"
     required = [
         names
