@@ -2,28 +2,22 @@
 
 Endpoints are not settings: boto3 reads AWS_REGION and AWS_ENDPOINT_URL[_<SERVICE>], the
 metadata client AWS_EC2_METADATA_SERVICE_ENDPOINT.
-
-A plain pydantic model reads the variables as pydantic-settings would (the field's name or
-its aliases, in any case; arguments win): importing pydantic-settings cost the worker about
-12 ms before its first write.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, Field
 
-from jobs.policy import ConnectionPolicy
+from jobs.settings import HostPolicySettings
 
 # Heartbeats every 30 s are 120 writes an hour; progress gets what is left of this budget.
 DEFAULT_ITEM_WRITES_PER_HOUR = 130
 
 
-class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", validate_default=True)
+class Settings(HostPolicySettings):
 
     jobs_table_name: str = Field(min_length=3)
     worker_log_group: str = Field(min_length=1)
@@ -32,10 +26,6 @@ class Settings(BaseModel):
     progress_min_interval_seconds: float = Field(default=5, ge=0, le=600)
     item_writes_per_hour: int = Field(default=DEFAULT_ITEM_WRITES_PER_HOUR, ge=1, le=100_000)
     engine: Literal["auto", "pg", "seren-replicator"] = "auto"
-    # Comma-separated host suffixes a target must end in; empty means any public host.
-    allowed_target_suffixes: str = ""
-    allow_loopback_hosts: bool = False
-    allow_private_hosts: bool = False
     # How long the engine may take to exit after SIGTERM before its process group is killed.
     engine_stop_grace_seconds: float = Field(default=20, ge=0, le=600)
     # The operator's cap on one job's run time, on top of the job's own job_timeout_seconds.
@@ -52,28 +42,6 @@ class Settings(BaseModel):
     # anyway, many for the writes that must land (running, the outcome).
     heartbeat_write_max_attempts: int = Field(default=3, ge=1, le=20)
     status_write_max_attempts: int = Field(default=10, ge=1, le=20)
-
-    def __init__(self, **values: Any) -> None:
-        environment = {name.lower(): value for name, value in os.environ.items()}
-        found: dict[str, Any] = {}
-        for name, info in type(self).model_fields.items():
-            alias = info.validation_alias
-            aliases = alias.choices if isinstance(alias, AliasChoices) else [name]
-            names = [each for each in aliases if isinstance(each, str)]
-            found.update((each, environment[each.lower()]) for each in names if each.lower() in environment)
-        super().__init__(**{**found, **values})
-
-    @property
-    def target_suffixes(self) -> tuple[str, ...]:
-        return tuple(s.strip() for s in self.allowed_target_suffixes.split(",") if s.strip())
-
-    @property
-    def connection_policy(self) -> ConnectionPolicy:
-        return ConnectionPolicy(
-            allowed_target_suffixes=self.target_suffixes,
-            allow_loopback=self.allow_loopback_hosts,
-            allow_private=self.allow_private_hosts,
-        )
 
 
 def environment_variables() -> frozenset[str]:

@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         instance_id = metadata.instance_id()
         logger.append_keys(instance_id=instance_id)
-        Worker(Settings(), job_id, instance_id, interrupted).run()
+        Worker(Settings.from_environment(), job_id, instance_id, interrupted).run()
     except Exception:
         # No instance id, no settings, or the first read or the failure write itself
         # failed: nothing more can be written. worker.sh terminates the instance next.

@@ -24,7 +24,7 @@ class Resources:
 
 @cache
 def resources() -> Resources:
-    settings = Settings()  # required fields come from the environment
+    settings = Settings.from_environment()  # required fields come from the environment
     # One boto3 session for the tables and KMS: each new session loads botocore's endpoint
     # data and the service model again, about 50 ms of CPU per client on the first request.
     session = boto3.session.Session()

@@ -36,7 +36,7 @@ def test_defaults_and_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("ALLOWED_TARGET_SUFFIXES", " serendb.com, .example.net ,")
     monkeypatch.setenv("ALLOW_LOOPBACK_HOSTS", "true")
-    settings = Settings()
+    settings = Settings.from_environment()
     assert settings.job_retention_days == 30 and settings.max_unfinished_jobs_per_owner == 20
     assert settings.target_suffixes == ("serendb.com", ".example.net")
     policy = settings.connection_policy
@@ -56,11 +56,11 @@ def test_bad_values_are_refused_at_cold_start(monkeypatch: pytest.MonkeyPatch, n
         monkeypatch.setenv(required, required_value)
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):
-        Settings()
+        Settings.from_environment()
 
 
 def test_required_variables_are_required(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in environment_variables():
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(ValidationError):
-        Settings()
+        Settings.from_environment()

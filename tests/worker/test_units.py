@@ -36,7 +36,7 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("ALLOWED_TARGET_SUFFIXES", "db.example.com, .rds.amazonaws.com")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Replication")
     monkeypatch.setenv("ENGINE", "pg")
-    settings = Settings()
+    settings = Settings.from_environment()
     assert settings.heartbeat_interval_seconds == 30
     assert settings.target_suffixes == ("db.example.com", ".rds.amazonaws.com")
     assert settings.metrics_namespace == "Replication"
@@ -48,11 +48,11 @@ def test_settings_refuse_a_missing_table_or_an_unknown_engine(monkeypatch: pytes
     monkeypatch.delenv("JOBS_TABLE_NAME", raising=False)
     monkeypatch.setenv("WORKER_LOG_GROUP", "/x/workers")
     with pytest.raises(ValidationError):
-        Settings()
+        Settings.from_environment()
     monkeypatch.setenv("JOBS_TABLE_NAME", "jobs-prod")
     monkeypatch.setenv("ENGINE", "rsync")
     with pytest.raises(ValidationError):
-        Settings()
+        Settings.from_environment()
 
 
 def test_the_deadline_is_the_jobs_own_limit_unless_the_operator_caps_it(
@@ -73,9 +73,9 @@ def test_the_deadline_is_the_jobs_own_limit_unless_the_operator_caps_it(
         updated_at="2024-01-01T00:00:00.000Z",
         expires_at=2_000_000_000,
     )
-    assert job_deadline_seconds(job, Settings()) == 600
+    assert job_deadline_seconds(job, Settings.from_environment()) == 600
     monkeypatch.setenv("MAX_JOB_RUNTIME_SECONDS", "120")
-    assert job_deadline_seconds(job, Settings()) == 120
+    assert job_deadline_seconds(job, Settings.from_environment()) == 120
 
 
 def test_exit_codes_follow_the_shell_convention_for_signals() -> None:
