@@ -241,7 +241,13 @@ def _record_launch(
         ctx.slots.release(job.job_id)
         logger.info("job ended during its launch: instance terminated, slot released", extra=log)
         return Outcome.ENDED
-    logger.warning("job changed during its launch: instance terminated", extra=log)
+    # What the job had become, so a lost race can be told apart from an impossible state.
+    found = {
+        "found_status": now.status.value,
+        "found_attempt": now.attempt,
+        "found_instance_id": now.instance_id,
+    }
+    logger.warning("job changed during its launch: instance terminated", extra={**log, **found})
     return Outcome.MOVED_ON
 
 

@@ -183,22 +183,26 @@ def build_world(cloud: Cloud) -> World:
     )
 
 
-def _make_moto_item_writes_atomic(patch: pytest.MonkeyPatch) -> None:
-    """DynamoDB applies each conditional write atomically; in-process moto reads, checks and
-    writes without a lock, so concurrent tests would see lost updates DynamoDB never has."""
+def _make_moto_dynamodb_requests_atomic(patch: pytest.MonkeyPatch) -> None:
+    """DynamoDB applies each request to an item atomically. In-process moto does not: a
+    write changes the stored item in place, and Query (like every response) turns items
+    into its answer outside any lock, so a thread could read an item half-updated by
+    another (a new `active_status` next to the old `status`) and act on a state that never
+    existed. One lock around each whole request, answer included, restores the atomicity
+    the control plane relies on."""
     from functools import wraps
 
-    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.responses import DynamoHandler
 
     lock = threading.RLock()
-    for name in ("put_item", "update_item", "delete_item", "get_item", "transact_write_items"):
-        original = getattr(DynamoDBBackend, name)
+    original = DynamoHandler.call_action
 
-        def locked(*args: Any, __original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return __original(*args, **kwargs)
+    @wraps(original)
+    def one_request_at_a_time(self: DynamoHandler) -> Any:
+        with lock:
+            return original(self)
 
-        patch.setattr(DynamoDBBackend, name, wraps(original)(locked))
+    patch.setattr(DynamoHandler, "call_action", one_request_at_a_time)
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +214,7 @@ def cloud() -> Iterator[Cloud]:
             patch.delenv(name, raising=False)
         # botocore's retries stay on; only their waits are cut so the tests stay fast.
         patch.setattr("botocore.retries.standard.ExponentialBackoff.delay_amount", lambda self, ctx: 0)
-        _make_moto_item_writes_atomic(patch)
+        _make_moto_dynamodb_requests_atomic(patch)
         with mock_aws():
             yield build_cloud()
 
