@@ -21,8 +21,13 @@ RETRY_CONFIG = Config(
 
 
 @cache
-def client(service: str) -> Any:
-    return boto3.session.Session().client(service, config=RETRY_CONFIG)  # type: ignore[call-overload]
+def client(service: str, *, total_attempts: int | None = None) -> Any:
+    """A client of `service`; `total_attempts` (the first call included) overrides the retry
+    budget for calls whose failures the caller handles better (the next subnet, the next type)."""
+    config = RETRY_CONFIG
+    if total_attempts is not None:
+        config = config.merge(Config(retries={"mode": "standard", "total_max_attempts": total_attempts}))
+    return boto3.session.Session().client(service, config=config)  # type: ignore[call-overload]
 
 
 @cache

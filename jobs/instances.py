@@ -22,6 +22,11 @@ TAG_MANAGED_BY = "ManagedBy"
 TAG_PROJECT = "Project"
 TAG_NAME = "Name"
 LIVE_STATES = ("pending", "running")
+# EC2 answers a capacity shortage with HTTP 500, which botocore retries like any 5xx: with
+# the default budget every subnet and type would cost six backed-off attempts before the
+# next one is tried. Three still absorb a burst of throttling; throttling that outlasts
+# them fails the stream record, which is delivered again.
+RUN_INSTANCES_ATTEMPTS = 3
 
 # No capacity for this type in this subnet's zone: another subnet or type may have it.
 CAPACITY_ERRORS = frozenset(
@@ -131,7 +136,7 @@ def _run_one(request: LaunchRequest, instance_type: str, subnet_id: str | None) 
     }
     if subnet_id:
         kwargs["SubnetId"] = subnet_id
-    answer = aws.client("ec2").run_instances(**kwargs)
+    answer = aws.client("ec2", total_attempts=RUN_INSTANCES_ATTEMPTS).run_instances(**kwargs)
     return _instance(answer["Instances"][0])
 
 

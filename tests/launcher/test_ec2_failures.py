@@ -10,6 +10,7 @@ import pytest
 from control_plane import World, batch, ec2_faults, failing, inserted
 from launcher_calls import invoke
 
+from jobs.instances import RUN_INSTANCES_ATTEMPTS
 from jobs.states import JobStatus
 
 CAPACITY = "InsufficientInstanceCapacity"
@@ -20,8 +21,9 @@ def test_no_capacity_in_the_first_subnet_tries_the_next(world: World) -> None:
     first = world.subnet_ids[0]
     with ec2_faults(lambda params: CAPACITY if params.get("SubnetId") == first else None) as calls:
         assert invoke(batch(inserted(job))) == []
-    # EC2 answers capacity shortages as server errors (500), so botocore retries them first.
-    assert [answer for answer, _ in calls] == [CAPACITY] * 6 + ["ok"]
+    # EC2 answers capacity shortages as server errors (500): botocore tries each subnet
+    # RUN_INSTANCES_ATTEMPTS times, then the next subnet is tried.
+    assert [answer for answer, _ in calls] == [CAPACITY] * RUN_INSTANCES_ATTEMPTS + ["ok"]
     [instance] = world.live_instances(job.job_id)
     raw = world.ec2.describe_instances(InstanceIds=[instance.instance_id])["Reservations"][0]["Instances"][0]
     assert raw["SubnetId"] == world.subnet_ids[1]
@@ -32,8 +34,9 @@ def test_no_capacity_for_the_type_anywhere_falls_back_to_the_next_type(world: Wo
     job = world.put_job()
     with ec2_faults(lambda params: CAPACITY if params.get("InstanceType") == "c5.large" else None) as calls:
         invoke(batch(inserted(job)))
-    assert [params["InstanceType"] for _, params in calls] == ["c5.large"] * 12 + ["m5.large"]
-    assert {params["SubnetId"] for _, params in calls[:12]} == set(world.subnet_ids)
+    tries = 2 * RUN_INSTANCES_ATTEMPTS  # two subnets
+    assert [params["InstanceType"] for _, params in calls] == ["c5.large"] * tries + ["m5.large"]
+    assert {params["SubnetId"] for _, params in calls[:tries]} == set(world.subnet_ids)
     assert world.job(job.job_id).instance_type == "m5.large"
 
 
@@ -43,7 +46,7 @@ def test_no_capacity_at_all_puts_the_job_back_in_line_without_a_slot(
     job = world.put_job()
     with ec2_faults(lambda params: CAPACITY) as calls:
         assert invoke(batch(inserted(job))) == []
-    assert len(calls) == 2 * 2 * 6  # two subnets x two types, each tried 6 times (botocore's 5 retries)
+    assert len(calls) == 2 * 2 * RUN_INSTANCES_ATTEMPTS  # two subnets x two types
     assert world.job(job.job_id).status is JobStatus.QUEUED
     assert world.slots.holders() == set()
     assert world.live_instances() == []
