@@ -27,6 +27,7 @@ from local_cloud.moto_server import MotoServer
 from local_cloud.resources import DEFAULT_INSTANCE_TYPE, Resources, create_resources
 from local_cloud.scheduler import Scheduler
 from local_cloud.stream_poller import StreamPoller
+from services.reaper import schedule as reaper_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -216,7 +217,7 @@ class LocalStack:
         self.scheduler = Scheduler(
             reaper.invoke,
             interval_seconds=options.reaper_interval,
-            rule_name=f"{options.prefix}-reaper-schedule",
+            rule_name=reaper_schedule.rule_name(options.prefix),
             region=options.region,
             after_run=self._wake_all,
         )

@@ -215,6 +215,25 @@ def test_tables_equal_the_code_definitions(tf: TerraformConfig) -> None:
     assert _tf_table(tf.resource("aws_dynamodb_table", "api_keys")) == _code_table(API_KEYS_TABLE)
 
 
+def test_the_reaper_schedule_follows_its_definition(tf: TerraformConfig) -> None:
+    from local_cloud.scheduler import scheduled_event
+    from services.reaper import schedule
+
+    rule = tf.resource("aws_cloudwatch_event_rule", "reaper")
+    assert attr(rule, "name") == schedule.rule_name("${var.project_name}")
+    expression = attr(rule, "schedule_expression")
+    assert schedule.rate_expression(1) in expression
+    assert schedule.rate_expression(7).replace("7", "${var.reaper_schedule_minutes}") in expression
+    variable = tf.variables["reaper_schedule_minutes"]
+    assert attr(variable, "default") == schedule.DEFAULT_INTERVAL_MINUTES
+    # No input on the target: the reaper gets EventBridge's own Scheduled Event, which is what
+    # the local cloud's scheduler sends it.
+    target = tf.resource("aws_cloudwatch_event_target", "reaper")
+    assert not {"input", "input_path", "input_transformer"} & set(target)
+    event = scheduled_event("arn:aws:events:us-east-1:123456789012:rule/x-reaper", "us-east-1")
+    assert (event["source"], event["detail-type"]) == ("aws.events", "Scheduled Event")
+
+
 def test_generated_files_are_current() -> None:
     """Filter criteria and routes: Terraform reads these files; run
     `python -m build_tools.generate` when this fails."""
