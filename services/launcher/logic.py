@@ -36,8 +36,8 @@ METRIC_LAUNCHED = "JobsLaunched"
 METRIC_QUEUED = "JobsQueued"
 METRIC_LAUNCH_FAILURES = "LaunchFailures"  # dimension ErrorCode
 METRIC_LAUNCH_LATENCY = "LaunchLatency"  # created -> provisioning, first attempt
-# Stream records the launcher gave up on, counted where the on-failure destination is read.
-METRIC_DEAD_LETTERS = "LauncherDeadLetters"
+# Stream records the launcher gave up on are counted by the DLQ's own depth metric
+# (ApproximateNumberOfMessagesVisible: dashboard and alarm), not by the launcher.
 
 WAITING = (JobStatus.PENDING, JobStatus.QUEUED)
 
