@@ -16,8 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 from jobs.urls import parse_url
 
-SCHEMA_VERSIONS = ("1.0", "1.1")
-CURRENT_SCHEMA_VERSION = "1.1"
 MAX_FILTER_ITEMS = 100
 DEFAULT_JOB_TIMEOUT_SECONDS = 8 * 3600
 MAX_JOB_TIMEOUT_SECONDS = 7 * 24 * 3600
@@ -58,11 +56,6 @@ class JobFilter(_Strict):
     exclude_databases: list[DatabaseName] = Field(default_factory=list, max_length=MAX_FILTER_ITEMS)
     include_tables: list[TableName] = Field(default_factory=list, max_length=MAX_FILTER_ITEMS)
     exclude_tables: list[TableName] = Field(default_factory=list, max_length=MAX_FILTER_ITEMS)
-
-    def is_empty(self) -> bool:
-        return not (
-            self.include_databases or self.exclude_databases or self.include_tables or self.exclude_tables
-        )
 
 
 class JobOptions(_Strict):

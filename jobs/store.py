@@ -198,15 +198,6 @@ class JobStore:
         ):
             yield from page
 
-    def oldest_active(self, status: JobStatus) -> Job | None:
-        answer = self._table.query(
-            IndexName=ACTIVE_JOBS_INDEX,
-            KeyConditionExpression=Key(ACTIVE_INDEX_KEY).eq(status.value),
-            Limit=1,
-        )
-        items = answer.get("Items", [])
-        return Job.from_item(items[0]) if items else None
-
     def count_unfinished(self, owner: str) -> int:
         answer = self._table.query(
             IndexName=OWNER_ACTIVE_INDEX,

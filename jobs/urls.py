@@ -50,24 +50,6 @@ class ConnectionUrl:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"postgresql://{host}:{self.port}/{self.database}"
 
-    def with_database(self, database: str) -> str:
-        """The same server and credentials, another database (as the original raw text form)."""
-        return _format(self, database)
-
-
-def _format(url: ConnectionUrl, database: str) -> str:
-    from urllib.parse import quote
-
-    userinfo = ""
-    if url.user is not None:
-        userinfo = quote(url.user, safe="")
-        if url.password is not None:
-            userinfo += ":" + quote(url.password, safe="")
-        userinfo += "@"
-    host = f"[{url.host}]" if ":" in url.host else url.host
-    query = "&".join(f"{k}={v}" for k, v in url.parameters)
-    return f"postgresql://{userinfo}{host}:{url.port}/{database}" + (f"?{query}" if query else "")
-
 
 def parse_url(raw: str, *, field: str = "url") -> ConnectionUrl:
     if not isinstance(raw, str) or not raw:

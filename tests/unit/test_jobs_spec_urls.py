@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from jobs.spec import MAX_FILTER_ITEMS, JobSpec
+from jobs.spec import MAX_FILTER_ITEMS, JobFilter, JobSpec
 from jobs.urls import MAX_URL_LENGTH, InvalidUrl, parse_url
 
 PASSWORD = "s3cret-test-pw"
@@ -25,7 +25,7 @@ def _spec(**changes: Any) -> dict[str, Any]:
 def test_missing_schema_version_means_1_0_and_commands_are_lowercased() -> None:
     spec = JobSpec.model_validate(_spec(command="SyNc"))
     assert spec.schema_version == "1.0" and spec.command == "sync"
-    assert spec.filter.is_empty() and spec.options.enable_sync is True
+    assert spec.filter == JobFilter() and spec.options.enable_sync is True
 
 
 def test_null_filter_and_options_are_empty() -> None:
