@@ -131,6 +131,15 @@ class Ec2Driver:
         for killer in self._killers:
             killer.join(timeout=self._grace + 5)
 
+    def processes(self) -> dict[str, list[int]]:
+        """Live process ids per instance (for tests and the status file)."""
+        with self._lock:
+            instances = list(self._instances.values())
+        return {
+            i.instance_id: instance_processes(i.instance_id, i.session_id) if i.process else []
+            for i in instances
+        }
+
     # -- the loop ---------------------------------------------------------------------
 
     def _run(self) -> None:
