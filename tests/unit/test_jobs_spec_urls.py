@@ -30,7 +30,7 @@ def test_missing_schema_version_means_1_0_and_commands_are_lowercased() -> None:
 
 def test_null_filter_and_options_are_empty() -> None:
     spec = JobSpec.model_validate(_spec(filter=None, options=None))
-    assert spec.filter.is_empty()
+    assert spec.filter == JobFilter()
 
 
 @pytest.mark.parametrize(
