@@ -13,6 +13,7 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from types import FrameType
 
@@ -122,7 +123,8 @@ class Worker:
         try:
             self._run_provisioned(job)
         except Exception as exc:
-            logger.exception("worker failed")
+            # Not logger.exception: a traceback may quote a decrypted URL.
+            logger.error("worker failed", extra={"reason": self._reason(exc), "traceback": self.traceback()})
             self._end(job, Outcome(JobStatus.FAILED, self._reason(exc)))
 
     def _run_provisioned(self, job: Job) -> None:
@@ -313,6 +315,10 @@ class Worker:
     def _reason(self, exc: BaseException) -> str:
         return redact(f"worker error: {type(exc).__name__}: {exc}", self.secrets)[:1000]
 
+    def traceback(self) -> str:
+        """The exception being handled, redacted."""
+        return redact(traceback.format_exc(), self.secrets)
+
 
 def _install_signal_handlers(interrupted: threading.Event) -> None:
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -331,13 +337,18 @@ def main(argv: list[str] | None = None) -> int:
     logger.append_keys(job_id=job_id)
     interrupted = threading.Event()
     _install_signal_handlers(interrupted)
+    worker: Worker | None = None
     try:
         instance_id = metadata.instance_id()
         logger.append_keys(instance_id=instance_id)
-        Worker(Settings.from_environment(), job_id, instance_id, interrupted).run()
+        worker = Worker(Settings.from_environment(), job_id, instance_id, interrupted)
+        worker.run()
     except Exception:
         # No instance id, no settings, or the first read or the failure write itself
         # failed: nothing more can be written. worker.sh terminates the instance next.
-        logger.exception("worker failed before it could record an outcome")
+        logger.error(
+            "worker failed before it could record an outcome",
+            extra={"traceback": worker.traceback() if worker else traceback.format_exc()},
+        )
         return EXIT_FAILED
     return EXIT_OK

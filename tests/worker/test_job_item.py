@@ -1,4 +1,5 @@
-"""The worker's writes to its job's item act only on a job still assigned to its instance."""
+"""The worker's writes to its job's item: only on a job still assigned to its instance, and
+redacted when the worker fails unexpectedly."""
 
 from __future__ import annotations
 
@@ -85,3 +86,31 @@ def test_own_job_runs_beats_and_ends_without_credentials(store: JobStore) -> Non
     raw = aws.table(TABLE).get_item(Key={"job_id": "job-1"})["Item"]
     assert CREDENTIALS_ATTRIBUTE not in raw
     assert not mine.beat(clock.now_iso(), None).ok  # terminal: no more heartbeats
+
+
+def test_an_unexpected_error_fails_the_job_without_logging_the_password(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import threading
+
+    from worker import worker as worker_main
+
+    password = "s3cret-test-pw-unexpected"
+    monkeypatch.setenv("JOBS_TABLE_NAME", TABLE)
+    monkeypatch.setenv("WORKER_LOG_GROUP", "/test/workers")
+    job_id = provisioned(store, "i-ours")
+    worker = worker_main.Worker(worker_main.Settings.from_environment(), job_id, "i-ours", threading.Event())
+
+    def explode(job: Job) -> None:
+        worker.secrets = [f"postgresql://u:{password}@db:5432/a", password]
+        raise RuntimeError(f"could not use postgresql://u:{password}@db:5432/a ({password})")
+
+    monkeypatch.setattr(worker, "_run_provisioned", explode)
+    worker.run()
+
+    ended = store.get(job_id)
+    assert ended is not None and ended.status is JobStatus.FAILED
+    assert ended.error is not None and "RuntimeError" in ended.error and password not in ended.error
+    logged = capsys.readouterr()
+    assert "worker failed" in logged.out + logged.err
+    assert password not in logged.out + logged.err
