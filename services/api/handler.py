@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import traceback
 from collections.abc import Callable
 from functools import cache
 from http import HTTPStatus
@@ -25,6 +26,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from jobs.redact import redact
 from jobs.spec import JobSpec
 from jobs.states import JobStatus
 from services.api import cancel, queries, submit
@@ -218,7 +220,14 @@ def handle_not_found(_: Exception) -> JsonResponse:
 
 @app.exception_handler(Exception)
 def handle_internal_error(error: Exception) -> JsonResponse:
-    logger.exception("internal error", extra={"request_id": app.current_event.request_context.request_id})
+    # Not logger.exception: the request carries database URLs, and an exception may quote one.
+    logger.error(
+        "internal error",
+        extra={
+            "request_id": app.current_event.request_context.request_id,
+            "traceback": redact(traceback.format_exc()),
+        },
+    )
     return _json_response(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "Internal server error"})
 
 
