@@ -38,6 +38,8 @@ class ShardState:
     closed: bool = False  # the shard has no more records (its iterator ran out)
     buffer: list[dict[str, Any]] = field(default_factory=list)
     attempts: int = 0
+    # Halved on each function error (bisect on error); None: the configured batch size.
+    batch_limit: int | None = None
 
 
 @dataclass
@@ -46,6 +48,7 @@ class PollerStats:
     records_filtered_out: int = 0
     batches: int = 0
     retries: int = 0
+    bisections: int = 0
     records_to_dlq: int = 0
 
 
@@ -99,6 +102,7 @@ class StreamPoller:
         dlq_url: str,
         batch_size: int = 10,
         maximum_retry_attempts: int = 3,
+        bisect_batch_on_function_error: bool = True,
         idle_wait_seconds: float = 0.5,
         retry_delay_seconds: float = 0.2,
         starting_position: str = "TRIM_HORIZON",
@@ -113,6 +117,7 @@ class StreamPoller:
         self._dlq_url = dlq_url
         self._batch_size = batch_size
         self._max_retries = maximum_retry_attempts
+        self._bisect = bisect_batch_on_function_error
         self._idle_wait = idle_wait_seconds
         self._retry_delay = retry_delay_seconds
         self._starting_position = starting_position
@@ -221,12 +226,14 @@ class StreamPoller:
         return True
 
     def _deliver(self, shard: ShardState) -> None:
-        batch = shard.buffer[: self._batch_size]
+        batch = shard.buffer[: shard.batch_limit or self._batch_size]
         self.stats.batches += 1
+        function_error = False
         try:
             response = self._invoke({"Records": batch})
             first_failed = failed_from(batch, response)
         except Exception:  # a function error: the whole batch is retried
+            function_error = True
             first_failed = 0
         finally:
             if self._on_batch is not None:
@@ -234,6 +241,12 @@ class StreamPoller:
         if first_failed is None:
             del shard.buffer[: len(batch)]
             shard.attempts = 0
+            shard.batch_limit = None
+            return
+        if function_error and self._bisect and len(batch) > 1:
+            # As Lambda's BisectBatchOnFunctionError: retry each half; a split is not a retry.
+            shard.batch_limit = len(batch) // 2
+            self.stats.bisections += 1
             return
         # Records before the first failure are done; the retry starts at the failure.
         del shard.buffer[:first_failed]
@@ -246,6 +259,7 @@ class StreamPoller:
         self._send_to_dlq(shard, failed)
         del shard.buffer[: len(failed)]
         shard.attempts = 0
+        shard.batch_limit = None
 
     def _send_to_dlq(self, shard: ShardState, failed: list[dict[str, Any]]) -> None:
         """The on-failure destination gets the batch's coordinates, as Lambda sends them."""

@@ -136,6 +136,29 @@ def test_exhausted_retries_go_to_the_dlq_and_reading_moves_on(aws: dict[str, Any
     assert message["requestContext"]["approximateInvokeCount"] == 3
 
 
+def test_a_function_error_bisects_the_batch_so_only_the_poison_record_is_dead_lettered(
+    aws: dict[str, Any],
+) -> None:
+    delivered: list[str] = []
+
+    def invoke(event: dict[str, Any]) -> dict[str, Any]:
+        ids = [r["dynamodb"]["Keys"]["job_id"]["S"] for r in event["Records"]]
+        if "job-2" in ids:
+            raise RuntimeError("launcher crashed on job-2")
+        delivered.extend(ids)
+        return {"batchItemFailures": []}
+
+    poller = make_poller(aws, invoke, batch_size=4, maximum_retry_attempts=1)
+    for index in range(6):
+        put_job(aws["dynamodb"], f"job-{index}", "pending")
+    drain(poller, rounds=40)
+    assert delivered == ["job-0", "job-1", "job-3", "job-4", "job-5"]
+    assert poller.stats.records_to_dlq == 1
+    assert poller.stats.bisections >= 2
+    [message] = aws["sqs"].receive_message(QueueUrl=aws["queue"], MaxNumberOfMessages=10)["Messages"]
+    assert json.loads(message["Body"])["DDBStreamBatchInfo"]["batchSize"] == 1
+
+
 def test_unknown_failure_identifier_fails_the_whole_batch() -> None:
     batch = [{"dynamodb": {"SequenceNumber": "10"}}, {"dynamodb": {"SequenceNumber": "11"}}]
     assert failed_from(batch, {"batchItemFailures": []}) is None

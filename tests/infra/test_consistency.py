@@ -234,6 +234,20 @@ def test_the_reaper_schedule_follows_its_definition(tf: TerraformConfig) -> None
     assert (event["source"], event["detail-type"]) == ("aws.events", "Scheduled Event")
 
 
+def test_the_local_stream_poller_delivers_as_the_event_source_mapping(tf: TerraformConfig) -> None:
+    import inspect
+
+    from local_cloud.stack import StackOptions
+    from local_cloud.stream_poller import StreamPoller
+
+    mapping = tf.resource("aws_lambda_event_source_mapping", "jobs_stream")
+    bisect = inspect.signature(StreamPoller).parameters["bisect_batch_on_function_error"].default
+    assert attr(mapping, "bisect_batch_on_function_error") is bisect is True
+    options = StackOptions()
+    assert attr(tf.variables["launcher_batch_size"], "default") == options.batch_size
+    assert attr(tf.variables["launcher_maximum_retry_attempts"], "default") == options.maximum_retry_attempts
+
+
 def test_generated_files_are_current() -> None:
     """Filter criteria and routes: Terraform reads these files; run
     `python -m build_tools.generate` when this fails."""
