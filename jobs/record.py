@@ -43,6 +43,8 @@ class Job(BaseModel):
     instance_id: str | None = None
     instance_type: str | None = None
     attempt: int = 0
+    # Launches that found no EC2 capacity anywhere; the launcher fails the job at its limit.
+    capacity_failures: int = 0
     log_group: str | None = None
     log_stream: str | None = None
     log_url: str | None = None

@@ -29,6 +29,7 @@ locals {
     FALLBACK_INSTANCE_TYPES           = join(",", var.worker_fallback_instance_types)
     PROJECT_TAG                       = var.project_name
     LAUNCH_LEASE_SECONDS              = tostring(var.launch_lease_seconds)
+    MAX_CAPACITY_FAILURES             = tostring(var.max_capacity_failures)
     WORKER_LOG_GROUP                  = aws_cloudwatch_log_group.workers.name
     HEARTBEAT_INTERVAL_SECONDS        = tostring(var.heartbeat_interval_seconds)
     ALLOWED_TARGET_SUFFIXES           = join(",", var.allowed_target_suffixes)
@@ -51,6 +52,7 @@ locals {
     FALLBACK_INSTANCE_TYPES           = join(",", var.worker_fallback_instance_types)
     PROJECT_TAG                       = var.project_name
     LAUNCH_LEASE_SECONDS              = tostring(var.launch_lease_seconds)
+    MAX_CAPACITY_FAILURES             = tostring(var.max_capacity_failures)
     WORKER_LOG_GROUP                  = aws_cloudwatch_log_group.workers.name
     HEARTBEAT_INTERVAL_SECONDS        = tostring(var.heartbeat_interval_seconds)
     ALLOWED_TARGET_SUFFIXES           = join(",", var.allowed_target_suffixes)

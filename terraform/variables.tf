@@ -404,6 +404,17 @@ variable "launch_lease_seconds" {
   }
 }
 
+variable "max_capacity_failures" {
+  description = "Launches of one job that may find no EC2 capacity in any subnet or instance type (retried on each slot release and reaper pass) before the job fails."
+  type        = number
+  default     = 12
+
+  validation {
+    condition     = var.max_capacity_failures >= 1 && var.max_capacity_failures <= 1000 && floor(var.max_capacity_failures) == var.max_capacity_failures
+    error_message = "max_capacity_failures must be a whole number between 1 and 1000."
+  }
+}
+
 variable "reaper_grace_seconds" {
   description = "The reaper's other thresholds: how long past its deadline a job may run (deadline), how long a cancel may take (cancel), how old a pending job may get before it is relaunched (pending), how long a pending/queued job may hold a slot unlaunched (slot_hold), and how young an untracked instance may be before it counts as an orphan (orphan)."
   type = object({

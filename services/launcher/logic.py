@@ -40,6 +40,8 @@ METRIC_LAUNCH_LATENCY = "LaunchLatency"  # created -> provisioning, first attemp
 # (ApproximateNumberOfMessagesVisible: dashboard and alarm), not by the launcher.
 
 WAITING = (JobStatus.PENDING, JobStatus.QUEUED)
+# A job in these statuses has (or is being given) an instance and keeps its slot.
+HOLDS_INSTANCE = (JobStatus.PROVISIONING, JobStatus.RUNNING, JobStatus.CANCELLING)
 
 
 class Outcome(StrEnum):
@@ -48,8 +50,8 @@ class Outcome(StrEnum):
     IN_FLIGHT = "in_flight"  # another launcher holds this attempt
     MOVED_ON = "moved_on"  # the job is no longer where the caller saw it
     ENDED = "ended"  # the job ended while it was being launched; its instance is terminated
-    FAILED = "failed"  # a permanent EC2 error; the job failed with its code
-    NO_CAPACITY = "no_capacity"  # no subnet or type had capacity; tried again later
+    FAILED = "failed"  # a permanent EC2 error, or no capacity too often; the job failed with its code
+    NO_CAPACITY = "no_capacity"  # no subnet or type had capacity; counted, tried again later
 
 
 @dataclass(frozen=True)
@@ -277,18 +279,57 @@ def _launch_failed(
         logger.error("launch failed permanently: job failed", extra={**log, "error": error.message})
         return Outcome.FAILED
     if error.no_capacity:
-        ctx.claims.release(job.job_id, attempt, ctx.holder)
-        if job.status in WAITING:
-            # Back in line without a slot; slot frees and the reaper try it again.
-            if job.status is JobStatus.PENDING:
-                ctx.store.transition(
-                    job.job_id, [JobStatus.PENDING], JobStatus.QUEUED, only_if={"attempt": job.attempt}
-                )
-            ctx.slots.release(job.job_id)
-        logger.warning("no EC2 capacity in any subnet or type: will try again", extra=log)
-        return Outcome.NO_CAPACITY
+        return _no_capacity(ctx, job, attempt, error, log)
     logger.warning("launch failed, will be retried", extra={**log, "error": error.message})
     raise error
+
+
+def _no_capacity(
+    ctx: LaunchContext, job: Job, attempt: int, error: LaunchError, log: dict[str, Any]
+) -> Outcome:
+    """No subnet or type had capacity: count it on the job, and fail the job at the limit.
+
+    The count goes with the write that puts a waiting job back in line (a slot release or
+    the reaper tries it again) or keeps a relaunched one `provisioning` (the reaper's next
+    pass tries again). Each write is conditional on the job as read (status, attempt, last
+    write) and the claim is given back only after it, so no failure is counted twice.
+    """
+    failures = job.capacity_failures + 1
+    fields: dict[str, Any] = {"capacity_failures": failures}
+    guard = {"attempt": job.attempt, "updated_at": job.updated_at}
+    exhausted = failures >= ctx.settings.max_capacity_failures
+    if exhausted:
+        fields["error"] = _no_capacity_error(ctx.settings, job, failures, error)
+        result = ctx.store.transition(
+            job.job_id, [job.status], JobStatus.FAILED, set_fields=fields, only_if=guard
+        )
+    elif job.status is JobStatus.PENDING:
+        result = ctx.store.transition(
+            job.job_id, [JobStatus.PENDING], JobStatus.QUEUED, set_fields=fields, only_if=guard
+        )
+    else:
+        result = ctx.store.update_active(job.job_id, fields, statuses=[job.status], only_if=guard)
+    ctx.claims.release(job.job_id, attempt, ctx.holder)
+    now = result.job
+    # Only a job with an instance (a relaunch in progress) keeps its slot; a waiting or
+    # ended one gives it back.
+    if now is None or now.status not in HOLDS_INSTANCE:
+        ctx.slots.release(job.job_id)
+    log = {**log, "capacity_failures": failures}
+    if not result.ok:
+        logger.info("no EC2 capacity, and the job changed meanwhile: not counted", extra=log)
+        return Outcome.MOVED_ON
+    if exhausted:
+        logger.error("no EC2 capacity, too many times: job failed", extra=log)
+        return Outcome.FAILED
+    logger.warning("no EC2 capacity in any subnet or type: will try again", extra=log)
+    return Outcome.NO_CAPACITY
+
+
+def _no_capacity_error(settings: Settings, job: Job, failures: int, error: LaunchError) -> str:
+    types = ", ".join(settings.instance_types_for(job.options.estimated_size_bytes))
+    subnets = ", ".join(settings.subnets) or "the launch template's subnet"
+    return f"No EC2 capacity for {types} in {subnets} after {failures} attempts: EC2 error {error.code}"
 
 
 def _status(image: dict[str, Any]) -> JobStatus | None:

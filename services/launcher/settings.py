@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     # A launcher that claimed an attempt and went silent this long is presumed dead; keep it
     # well above the launcher's Lambda timeout.
     launch_lease_seconds: int = Field(default=300, ge=30)
+    # Launches of one job that may find no capacity in any subnet or type before it fails;
+    # each slot release and reaper pass retries it, so without a bound it could wait forever.
+    max_capacity_failures: int = Field(default=12, ge=1, le=1000)
     # Handed to the worker through user-data (all non-secret).
     worker_log_group: str = Field(min_length=1)
     heartbeat_interval_seconds: int = Field(default=30, ge=1)

@@ -7,11 +7,13 @@ import json
 from typing import Any
 
 import pytest
-from control_plane import World, batch, ec2_faults, failing, inserted
+from control_plane import World, ago, batch, ec2_faults, failing, inserted
 from launcher_calls import invoke
 
 from jobs.instances import RUN_INSTANCES_ATTEMPTS
 from jobs.states import JobStatus
+from services.launcher import logic
+from services.reaper.logic import reap
 
 CAPACITY = "InsufficientInstanceCapacity"
 
@@ -52,11 +54,87 @@ def test_no_capacity_at_all_puts_the_job_back_in_line_without_a_slot(
     assert world.live_instances() == []
     assert _failure_codes(capsys.readouterr().out) == [CAPACITY]
 
-    # Capacity is back: the next freed slot (or the reaper) launches it.
-    from services.launcher import logic
+    assert world.job(job.job_id).capacity_failures == 1
 
+    # Capacity is back: the next freed slot (or the reaper) launches it.
     logic.launch_queued(world.context())
     assert world.job(job.job_id).status is JobStatus.PROVISIONING
+
+
+def test_a_job_fails_after_exactly_max_capacity_failures_and_lets_go_of_its_slot(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    limit = 3
+    monkeypatch.setenv("MAX_CAPACITY_FAILURES", str(limit))
+    ctx = world.context(max_capacity_failures=limit)
+    job = world.put_job()
+    with ec2_faults(lambda params: CAPACITY) as calls:
+        assert invoke(batch(inserted(job))) == []
+        for failures in range(1, limit):
+            waiting = world.job(job.job_id)
+            assert (waiting.status, waiting.capacity_failures) == (JobStatus.QUEUED, failures)
+            assert world.slots.holders() == set()
+            # What a freed slot or the reaper does with a queued job.
+            outcomes = logic.launch_queued(ctx)
+        assert outcomes == [logic.Outcome.FAILED]
+    assert len(calls) == limit * 2 * 2 * RUN_INSTANCES_ATTEMPTS  # each try: two subnets x two types
+
+    failed = world.job(job.job_id)
+    assert failed.status is JobStatus.FAILED
+    assert failed.capacity_failures == limit
+    assert failed.error == (
+        f"No EC2 capacity for c5.large, m5.large in {', '.join(world.subnet_ids)} "
+        f"after {limit} attempts: EC2 error {CAPACITY}"
+    )
+    assert world.slots.holders() == set()
+    assert world.live_instances() == []
+    assert _failure_codes(capsys.readouterr().out) == [CAPACITY] * limit
+    assert logic.launch_queued(ctx) == []  # nothing left to try
+
+
+def test_a_job_that_finds_capacity_after_a_few_failures_launches_normally(world: World) -> None:
+    ctx = world.context(max_capacity_failures=3)
+    job = world.put_job()
+    capacity = False
+    with ec2_faults(lambda params: None if capacity else CAPACITY):
+        logic.admit(ctx, world.job(job.job_id))
+        logic.launch_queued(ctx)
+        assert world.job(job.job_id).capacity_failures == 2  # one short of the limit
+        capacity = True
+        assert logic.launch_queued(ctx) == [logic.Outcome.LAUNCHED]
+    launched = world.job(job.job_id)
+    assert launched.status is JobStatus.PROVISIONING
+    assert launched.attempt == 1
+    [instance] = world.live_instances(job.job_id)
+    assert launched.instance_id == instance.instance_id
+    assert world.slots.holders() == {job.job_id}
+
+
+def test_a_relaunch_without_capacity_keeps_its_slot_until_the_limit_then_fails(world: World) -> None:
+    settings = world.settings.model_copy(update={"max_capacity_failures": 2})
+    ctx = world.context(max_capacity_failures=2)
+    job = world.put_job(
+        JobStatus.PROVISIONING, attempt=1, instance_id="i-0123456789abcdef0", launched_at=ago(minutes=20)
+    )
+    world.slots.acquire(job.job_id, 100)
+    with ec2_faults(lambda params: CAPACITY):
+        reap(ctx, settings)
+        retrying = world.job(job.job_id)
+        assert (retrying.status, retrying.attempt, retrying.capacity_failures) == (
+            JobStatus.PROVISIONING,
+            1,
+            1,
+        )
+        assert retrying.instance_id is None
+        assert world.slots.holders() == {job.job_id}  # the reaper's next pass tries again
+
+        reap(ctx, settings)
+    failed = world.job(job.job_id)
+    assert failed.status is JobStatus.FAILED
+    assert failed.error is not None and failed.error.startswith("No EC2 capacity for c5.large, m5.large")
+    assert f"after 2 attempts: EC2 error {CAPACITY}" in failed.error
+    assert world.slots.holders() == set()
+    assert world.live_instances() == []
 
 
 def test_throttling_is_retried_by_botocore(world: World) -> None:
