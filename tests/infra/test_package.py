@@ -3,7 +3,9 @@ the same inputs give the same bytes."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -11,7 +13,20 @@ import pytest
 
 from build_tools import package
 
-RUNTIME_PYTHON = Path("/root/.pyenv/versions/3.12.1/bin/python3.12")
+
+def _runtime_python() -> Path | None:
+    """A python3.12 that runs (a pyenv shim may exist without its version being active)."""
+    if sys.version_info[:2] == (3, 12):
+        return Path(sys.executable)
+    installed = sorted(Path.home().glob(".pyenv/versions/3.12*/bin/python3.12"))
+    candidates = [shutil.which("python3.12"), *installed]
+    for candidate in filter(None, candidates):
+        if subprocess.run([str(candidate), "-c", ""], capture_output=True, check=False).returncode == 0:
+            return Path(candidate)
+    return None
+
+
+RUNTIME_PYTHON = _runtime_python()
 FAKE_ENVIRONMENT = {
     "AWS_REGION": "us-east-1",
     "AWS_DEFAULT_REGION": "us-east-1",
@@ -30,7 +45,7 @@ FAKE_ENVIRONMENT = {
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not RUNTIME_PYTHON.exists(), reason="python3.12 of the Lambda runtime not installed"),
+    pytest.mark.skipif(RUNTIME_PYTHON is None, reason="python3.12 of the Lambda runtime not installed"),
 ]
 
 
