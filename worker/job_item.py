@@ -8,12 +8,8 @@ comes anyway), the writes that must land (running, the outcome) retry longer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 from urllib.parse import quote
-
-import boto3
-from botocore.config import Config
 
 from jobs import aws
 from jobs.progress import Progress
@@ -28,36 +24,13 @@ class Outcome:
     exit_code: int | None = None
 
 
-@cache
-def _session() -> boto3.session.Session:
-    return boto3.session.Session()
-
-
-def client(service: str) -> Any:
-    """A client with the service's retry policy, from the worker's one session: each new
-    session loads botocore's endpoint data and the service model again, about 40 ms of
-    CPU per client before the job can be marked running."""
-    return _session().client(service, config=aws.RETRY_CONFIG)  # type: ignore[call-overload]
-
-
-def region() -> str:
-    return _session().region_name or "us-east-1"
-
-
-def _table(name: str, max_attempts: int) -> Any:
-    config = Config(
-        retries={"mode": "standard", "max_attempts": max_attempts}, connect_timeout=3, read_timeout=10
-    )
-    return _session().resource("dynamodb", config=config).Table(name)
-
-
 def console_log_url(group: str, stream: str) -> str:
     """The CloudWatch console page of one log stream (the console double-encodes names, '%' as '$')."""
 
     def encode(name: str) -> str:
         return quote(quote(name, safe=""), safe="").replace("%", "$")
 
-    where = region()
+    where = aws.region()
     return (
         f"https://{where}.console.aws.amazon.com/cloudwatch/home?region={where}"
         f"#logsV2:log-groups/log-group/{encode(group)}/log-events/{encode(stream)}"
@@ -76,8 +49,10 @@ class JobItem:
     ) -> None:
         self.job_id = job_id
         self.instance_id = instance_id
-        self.reader = JobStore(table_name, table=_table(table_name, status_attempts))
-        self._heartbeats = JobStore(table_name, table=_table(table_name, heartbeat_attempts))
+        self.reader = JobStore(table_name, table=aws.table(table_name, total_attempts=status_attempts))
+        self._heartbeats = JobStore(
+            table_name, table=aws.table(table_name, total_attempts=heartbeat_attempts)
+        )
         self._ours = {"instance_id": instance_id}
 
     def start(self, *, log_group: str, progress: Progress, now_iso: str) -> WriteResult:

@@ -8,7 +8,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from worker.job_item import client
+from jobs import aws
 
 logger = Logger(child=True)
 
@@ -36,6 +36,6 @@ def job_metrics(
 def publish(namespace: str, metrics: list[dict[str, Any]]) -> None:
     """Best effort: a lost data point must not change the job's outcome."""
     try:
-        client("cloudwatch").put_metric_data(Namespace=namespace, MetricData=metrics)
+        aws.client("cloudwatch").put_metric_data(Namespace=namespace, MetricData=metrics)
     except (BotoCoreError, ClientError) as exc:
         logger.warning("metrics not sent", extra={"reason": type(exc).__name__})

@@ -32,7 +32,7 @@ from jobs.states import JobStatus
 from jobs.urls import parse_url
 from worker import metadata, metrics
 from worker.engines import Engine, EngineJob, Invocation, select_engine
-from worker.job_item import JobItem, Outcome, client
+from worker.job_item import JobItem, Outcome
 from worker.output import EngineOutput, open_local_log
 from worker.process import EngineProcess
 from worker.schedule import WriteSchedule
@@ -133,7 +133,7 @@ class Worker:
         if ciphertext is None:
             self._end(job, Outcome(JobStatus.FAILED, "the job's credentials are gone"))
             return
-        credentials = CredentialCipher(kms=client("kms")).decrypt(self.job_id, ciphertext)
+        credentials = CredentialCipher().decrypt(self.job_id, ciphertext)
         engine = select_engine(self.settings.engine)
         invocation = engine.invocation(
             EngineJob(
@@ -157,7 +157,6 @@ class Worker:
                 self.job_id,
                 secrets=self.secrets,
                 flush_interval_seconds=self.settings.log_flush_interval_seconds,
-                client=client("logs"),
             ),
             open_local_log(self.settings.local_log_dir, self.job_id),
             self.secrets,

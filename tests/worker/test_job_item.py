@@ -14,7 +14,6 @@ from jobs.record import CREDENTIALS_ATTRIBUTE, Job
 from jobs.states import JobStatus
 from jobs.store import JobStore
 from jobs.tables import create_tables
-from worker import job_item
 from worker.job_item import JobItem, Outcome
 
 TABLE = "jobs-item-test"
@@ -29,11 +28,9 @@ def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[JobStore]:
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
         aws.reset_clients()
-        job_item._session.cache_clear()
         create_tables(aws.client("dynamodb"), jobs_table=TABLE, api_keys_table="keys-item-test")
         yield JobStore(TABLE)
     aws.reset_clients()
-    job_item._session.cache_clear()
 
 
 def provisioned(store: JobStore, instance_id: str) -> str:
