@@ -15,7 +15,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from jobs.states import JobStatus
 from jobs.store import JobStore
 from jobs.tables import create_tables
 from jobs.urls import parse_url
+from local_cloud.imds import MetadataServer
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER_SH = REPO / "worker" / "worker.sh"
@@ -111,47 +111,11 @@ class MotoWithFaults:
         self._thread.join(5)
 
 
-class Imds:
-    """IMDSv2 for one instance: a token first, then the instance id (token required)."""
-
-    def __init__(self, instance_id: str) -> None:
-        token = uuid.uuid4().hex
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_PUT(self) -> None:
-                ok = self.path == "/latest/api/token" and self.headers.get(
-                    "X-aws-ec2-metadata-token-ttl-seconds"
-                )
-                self._answer(200 if ok else 400, token if ok else "")
-
-            def do_GET(self) -> None:
-                if self.headers.get("X-aws-ec2-metadata-token") != token:
-                    self._answer(401, "")
-                elif self.path == "/latest/meta-data/instance-id":
-                    self._answer(200, instance_id)
-                else:
-                    self._answer(404, "")
-
-            def _answer(self, status: int, text: str) -> None:
-                data = text.encode()
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+def metadata_server(instance_id: str) -> MetadataServer:
+    """The local cloud's IMDSv2 for one instance, started."""
+    return MetadataServer(
+        instance_id=instance_id, region="us-east-1", instance_type="c5.large", availability_zone="us-east-1a"
+    ).start()
 
 
 @dataclass
@@ -267,7 +231,7 @@ class WorkerRun:
     """`worker.sh JOB_ID` as user-data runs it, with this instance's IMDS."""
 
     process: subprocess.Popen[str]
-    imds: Imds
+    imds: MetadataServer
     log_path: Path
 
     @property
@@ -290,7 +254,7 @@ class WorkerRun:
         self.process.send_signal(signum)
 
 
-def worker_env(cloud: Cloud, imds: Imds, local_log_dir: Path, **overrides: str) -> dict[str, str]:
+def worker_env(cloud: Cloud, imds: MetadataServer, local_log_dir: Path, **overrides: str) -> dict[str, str]:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", "/root"),
@@ -322,7 +286,7 @@ def worker_env(cloud: Cloud, imds: Imds, local_log_dir: Path, **overrides: str) 
 
 
 def start_worker(cloud: Cloud, job_id: str, instance_id: str, tmp: Path, **overrides: str) -> WorkerRun:
-    imds = Imds(instance_id)
+    imds = metadata_server(instance_id)
     log_path = tmp / f"worker-{job_id}.out"
     with log_path.open("w") as log:
         process = subprocess.Popen(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from stack import WORKER_SH, Imds
+from stack import WORKER_SH, metadata_server
 
 from jobs.progress import Progress
 from jobs.record import Job
@@ -95,7 +95,7 @@ def test_the_log_url_points_at_the_stream_in_the_console(monkeypatch: pytest.Mon
 
 
 def test_the_instance_id_comes_from_imdsv2_with_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
-    imds = Imds("i-0123456789abcdef0")
+    imds = metadata_server("i-0123456789abcdef0")
     try:
         monkeypatch.setenv(metadata.ENDPOINT_ENV, imds.endpoint)
         assert metadata.instance_id() == "i-0123456789abcdef0"
