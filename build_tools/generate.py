@@ -4,6 +4,8 @@
   patterns (services/launcher/filters.py, the same ones the local cloud's poller applies).
 - `terraform/generated/api_routes.json`: the HTTP API route keys ("POST /jobs", ...), read
   from the route decorators of services/api/handler.py.
+- `terraform/generated/public_ipv4_cidrs.json`: the workers' default database egress: all of
+  IPv4 but the ranges a VPC may use for itself (jobs/policy.py `VPC_ASSIGNABLE_NETWORKS`).
 
 Run `python -m build_tools.generate` after changing either; tests/infra fails until then.
 """
@@ -11,6 +13,7 @@ Run `python -m build_tools.generate` after changing either; tests/infra fails un
 from __future__ import annotations
 
 import ast
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -49,11 +52,31 @@ def api_route_keys(handler_source: Path = API_HANDLER) -> list[str]:
     return sorted(keys)
 
 
+def public_ipv4_cidrs() -> list[str]:
+    from jobs.policy import VPC_ASSIGNABLE_NETWORKS
+
+    remaining = [ipaddress.IPv4Network("0.0.0.0/0")]
+    for excluded in VPC_ASSIGNABLE_NETWORKS:
+        if not isinstance(excluded, ipaddress.IPv4Network):
+            continue
+        remaining = [part for network in remaining for part in _without(network, excluded)]
+    return [str(network) for network in sorted(remaining)]
+
+
+def _without(network: ipaddress.IPv4Network, excluded: ipaddress.IPv4Network) -> list[ipaddress.IPv4Network]:
+    if network.subnet_of(excluded):
+        return []
+    if excluded.subnet_of(network):
+        return list(network.address_exclude(excluded))
+    return [network]
+
+
 def generated_files() -> dict[str, str]:
     """File name -> content, as `main` writes them."""
     return {
         "launcher_filters.json": _dump(launcher_filter_patterns()),
         "api_routes.json": _dump(api_route_keys()),
+        "public_ipv4_cidrs.json": _dump(public_ipv4_cidrs()),
     }
 
 

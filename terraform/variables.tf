@@ -88,12 +88,12 @@ variable "subnet_ids" {
 }
 
 variable "database_egress_cidrs" {
-  description = "Where workers may open PostgreSQL connections (sources and targets)."
+  description = "Where workers may open PostgreSQL connections (sources and targets). null: every public IPv4 range, none a VPC can number itself from (generated/public_ipv4_cidrs.json)."
   type        = list(string)
-  default     = ["0.0.0.0/0"]
+  default     = null
 
   validation {
-    condition     = alltrue([for c in var.database_egress_cidrs : can(cidrhost(c, 0))])
+    condition     = var.database_egress_cidrs == null || alltrue([for c in coalesce(var.database_egress_cidrs, []) : can(cidrhost(c, 0))])
     error_message = "database_egress_cidrs must be CIDR blocks."
   }
 }

@@ -24,8 +24,12 @@ resource "aws_vpc_security_group_egress_rule" "worker_https" {
   cidr_ipv4         = "0.0.0.0/0"
 }
 
+locals {
+  database_egress_cidrs = var.database_egress_cidrs != null ? var.database_egress_cidrs : jsondecode(file("${path.module}/generated/public_ipv4_cidrs.json"))
+}
+
 resource "aws_vpc_security_group_egress_rule" "worker_postgresql" {
-  for_each = { for pair in setproduct(var.database_egress_cidrs, var.database_ports) : "${pair[0]}:${pair[1]}" => pair }
+  for_each = { for pair in setproduct(local.database_egress_cidrs, var.database_ports) : "${pair[0]}:${pair[1]}" => pair }
 
   security_group_id = aws_security_group.worker.id
   description       = "PostgreSQL sources and targets"
