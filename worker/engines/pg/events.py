@@ -6,12 +6,13 @@ worker redacts again, but the engine must not rely on it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TextIO, TypedDict, Unpack
 
 from jobs.redact import redact
 
@@ -20,24 +21,38 @@ PROGRESS_EVENT = "progress"
 PROGRESS_INTERVAL = 1.0
 
 
+@dataclass(frozen=True)
+class EngineProgress:
+    """The progress event's fields (`jobs.progress.Progress` is what the worker reads back)."""
+
+    phase: str = "starting"
+    message: str = ""
+    current_database: str | None = None
+    databases_completed: int = 0
+    databases_total: int = 0
+    tables_completed: int = 0
+    tables_total: int = 0
+    bytes_copied: int = 0
+    percent: float | None = None
+
+
+class ProgressUpdate(TypedDict, total=False):
+    phase: str
+    message: str
+    current_database: str | None
+    databases_completed: int
+    databases_total: int
+    tables_completed: int
+    tables_total: int
+    percent: float | None
+
+
 @dataclass
 class Emitter:
     secrets: list[str] = field(repr=False, default_factory=list)
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
-    state: dict[str, Any] = field(
-        default_factory=lambda: {
-            "phase": "starting",
-            "message": "",
-            "current_database": None,
-            "databases_completed": 0,
-            "databases_total": 0,
-            "tables_completed": 0,
-            "tables_total": 0,
-            "bytes_copied": 0,
-            "percent": None,
-        }
-    )
+    state: EngineProgress = field(default_factory=EngineProgress)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _last: float = 0.0
 
@@ -60,19 +75,19 @@ class Emitter:
     def error(self, message: str) -> None:
         self.log("error", message)
 
-    def progress(self, *, force: bool = True, **fields: Any) -> None:
+    def progress(self, *, force: bool = True, **fields: Unpack[ProgressUpdate]) -> None:
         """Update the progress state; print it unless throttled (`force=False` during copies)."""
         with self._lock:
-            self.state.update(fields)
+            self.state = dataclasses.replace(self.state, **fields)
             now = time.monotonic()
             if not force and now - self._last < PROGRESS_INTERVAL:
                 return
             self._last = now
-            event = {"event": PROGRESS_EVENT, **self.state}
-            event["message"] = self._clean(str(event["message"]))[:500]
+            event = {"event": PROGRESS_EVENT, **dataclasses.asdict(self.state)}
+            event["message"] = self._clean(self.state.message)[:500]
             self.out.write(json.dumps(event, ensure_ascii=False) + "\n")
             self.out.flush()
 
     def add_bytes(self, count: int) -> None:
         with self._lock:
-            self.state["bytes_copied"] += count
+            self.state = dataclasses.replace(self.state, bytes_copied=self.state.bytes_copied + count)

@@ -1,0 +1,58 @@
+"""What every command works with: the job's inputs, and the databases and tables it covers."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import psycopg
+
+from jobs.spec import JobFilter, JobOptions
+from jobs.urls import ConnectionUrl
+from worker.engines.pg import catalog
+from worker.engines.pg.catalog import Table
+from worker.engines.pg.events import Emitter
+from worker.engines.pg.tools import EngineError, connect
+
+WORKERS_ENV = "PG_ENGINE_JOBS"
+
+
+def default_workers() -> int:
+    if os.environ.get(WORKERS_ENV):
+        return max(1, int(os.environ[WORKERS_ENV]))
+    # Copies wait on I/O at both ends: twice the cores keeps both servers busy.
+    return min(8, max(2, 2 * (os.cpu_count() or 1)))
+
+
+@dataclass
+class Context:
+    source: ConnectionUrl
+    target: ConnectionUrl
+    job_filter: JobFilter
+    options: JobOptions
+    emit: Emitter
+    workers: int = field(default_factory=default_workers)
+
+    def selected_databases(self, src: psycopg.Connection) -> list[str]:
+        missing = catalog.missing_databases(src, self.job_filter)
+        if missing:
+            raise EngineError(f"the source has no database named {', '.join(missing)}")
+        databases = catalog.select_databases(src, self.job_filter)
+        if not databases:
+            raise EngineError("no source database matches the job's filter")
+        return databases
+
+    def tables(self, database: str) -> tuple[list[Table], list[Table]]:
+        """(chosen, excluded) tables of `database` on the source."""
+        with connect(self.source, database) as conn:
+            every = catalog.list_tables(conn)
+        chosen, _ = catalog.select_tables(every, database, self.job_filter)
+        return chosen, [t for t in every if t not in chosen]
+
+    def has_include_rules(self, database: str) -> bool:
+        return any(entry.split(".")[0] == database for entry in self.job_filter.include_tables)
+
+    def has_table_rules(self, database: str) -> bool:
+        return self.has_include_rules(database) or any(
+            entry.split(".")[0] == database for entry in self.job_filter.exclude_tables
+        )

@@ -1,0 +1,216 @@
+"""One database's copy, as named steps run in order by `DatabaseCopy.run`.
+
+snapshot -> schemas -> pre_data -> plan_post_data -> copy_data -> post_data -> sequences.
+Every read uses the snapshot taken first (with sync, the replication slot's own), so the
+tables, indexes and sequences are one consistent point in time.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from worker.engines.pg.catalog import Table
+from worker.engines.pg.context import Context
+from worker.engines.pg.copy import copy_tables
+from worker.engines.pg.postdata import PostData
+from worker.engines.pg.replication import ensure_publication, replication_name, wait_and_drop_slot
+from worker.engines.pg.tools import (
+    EngineError,
+    Tools,
+    connect,
+    quote_pattern,
+    replication_connection,
+    run_pipeline,
+    tool_env,
+)
+
+
+class DatabaseCopy:
+    def __init__(
+        self,
+        ctx: Context,
+        tools: Tools,
+        database: str,
+        *,
+        with_sync: bool,
+        binary: bool,
+        created_slots: list[tuple[str, str]],
+    ) -> None:
+        self.ctx = ctx
+        self.emit = ctx.emit
+        self.tools = tools
+        self.database = database
+        self.with_sync = with_sync
+        self.binary = binary
+        self.created_slots = created_slots
+        self.chosen, self.excluded = ctx.tables(database)
+        self.source_env = tool_env(ctx.source, database)
+        self.target_env = tool_env(ctx.target, database)
+        self.snapshot = ""
+        self._holder: psycopg.Connection | None = None
+        self._post: PostData | None = None
+
+    @property
+    def leaves(self) -> list[Table]:
+        """Tables that hold rows (a partitioned parent holds none of its own)."""
+        return [t for t in self.chosen if t.kind == "r"]
+
+    def run(self) -> None:
+        emit = self.emit
+        emit.progress(
+            phase="schema",
+            current_database=self.database,
+            tables_completed=0,
+            tables_total=len(self.leaves),
+            message=f"creating schema of {self.database}",
+        )
+        with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="pg-engine-") as tmp:
+            self.take_snapshot()
+            stack.callback(self.release_snapshot)
+            self.create_schemas()
+            self.restore_pre_data()
+            self.plan_post_data(Path(tmp) / "post-data.dump")
+            self.copy_data()
+            self.release_snapshot()
+            self.restore_post_data()
+        sequences = self.copy_sequences()
+        emit.info(f"database {self.database}: {len(self.chosen)} tables, {sequences} sequences copied")
+
+    # ---- steps ----------------------------------------------------------------------
+
+    def take_snapshot(self) -> None:
+        """Export the snapshot every later read uses, held open until the data is copied."""
+        if not self.with_sync:
+            holder = connect(self.ctx.source, self.database, autocommit=False)
+            holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            self.snapshot = str(holder.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+            self._holder = holder
+            return
+        name = replication_name(self.database, self.ctx.target)
+        with connect(self.ctx.source, self.database) as src:
+            ensure_publication(src, self.ctx, self.database, self.chosen)
+            wait_and_drop_slot(src, name)
+        # The slot's exported snapshot is the copy's point in time: sync resumes exactly after it.
+        holder = replication_connection(self.ctx.source, self.database)
+        result = holder.pgconn.exec_(
+            f"CREATE_REPLICATION_SLOT \"{name}\" LOGICAL pgoutput (SNAPSHOT 'export')".encode()
+        )
+        if result.status != psycopg.pq.ExecStatus.TUPLES_OK:
+            holder.close()
+            raise EngineError(f"creating replication slot failed: {result.error_message.decode().strip()}")
+        self.created_slots.append((self.database, name))
+        self.snapshot = (result.get_value(0, 2) or b"").decode()
+        self._holder = holder
+
+    def release_snapshot(self) -> None:
+        if self._holder is not None:
+            self._holder.close()
+            self._holder = None
+
+    def create_schemas(self) -> None:
+        """pg_dump -t leaves out the schemas of the tables it dumps: create them first."""
+        if not self.ctx.has_include_rules(self.database):
+            return
+        with connect(self.ctx.target, self.database) as dst:
+            for schema in sorted({t.schema for t in self.chosen}):
+                dst.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+
+    def restore_pre_data(self) -> None:
+        dump = [*self._dump(), "--section=pre-data", "--no-publications", "--no-subscriptions"]
+        run_pipeline(
+            [(dump, self.source_env), (self._restore(), self.target_env)],
+            f"schema of {self.database}",
+            self.emit,
+        )
+
+    def plan_post_data(self, archive: Path) -> None:
+        """Dump indexes and constraints; split them into per-table ones and the rest."""
+        dump = [*self._dump(), "--section=post-data", "--no-publications", "--no-subscriptions"]
+        run_pipeline(
+            [([*dump, "-f", str(archive)], self.source_env)],
+            f"dumping indexes and constraints of {self.database}",
+            self.emit,
+        )
+        self._post = PostData(archive, self._restore(), self.target_env, self.ctx.workers, self.emit)
+        with connect(self.ctx.source, self.database) as src:
+            self._post.plan(src, self.chosen)
+
+    def copy_data(self) -> None:
+        emit, post = self.emit, self._post
+        assert post is not None
+        emit.progress(phase="copy", message=f"copying {len(self.chosen)} tables of {self.database}")
+        total_bytes = sum(t.size for t in self.chosen) or 1
+        done_before = emit.state.databases_completed
+        databases_total = emit.state.databases_total or 1
+        start_bytes = emit.state.bytes_copied
+
+        def on_bytes(count: int) -> None:
+            emit.add_bytes(count)
+            fraction = min(0.99, (emit.state.bytes_copied - start_bytes) / total_bytes)
+            emit.progress(force=False, percent=round(100 * (done_before + fraction) / databases_total, 1))
+
+        def on_table_done(table: Table) -> None:
+            post.table_done(table)
+            emit.progress(
+                tables_completed=emit.state.tables_completed + 1,
+                message=f"copied {self.database}.{table.label}",
+            )
+
+        try:
+            copy_tables(
+                self.tools,
+                self.ctx.source,
+                self.ctx.target,
+                self.database,
+                self.snapshot,
+                self.chosen,
+                workers=self.ctx.workers,
+                binary=self.binary,
+                on_bytes=on_bytes,
+                on_table_done=on_table_done,
+            )
+        except BaseException:
+            post.abandon()
+            raise
+
+    def restore_post_data(self) -> None:
+        assert self._post is not None
+        self.emit.progress(phase="indexes", message=f"building indexes and constraints of {self.database}")
+        self._post.finish()
+
+    def copy_sequences(self) -> int:
+        query = "SELECT schemaname, sequencename, last_value FROM pg_sequences"
+        with connect(self.ctx.source, self.database) as src, connect(self.ctx.target, self.database) as dst:
+            values = {(r[0], r[1]): r[2] for r in src.execute(query).fetchall()}
+            present = [(r[0], r[1]) for r in dst.execute(query).fetchall()]
+            count = 0
+            for key in present:
+                if values.get(key) is not None:
+                    name = f"{sql.Identifier(*key).as_string(dst)}"
+                    dst.execute("SELECT setval(%s::regclass, %s, true)", [name, values[key]])
+                    count += 1
+        return count
+
+    # ---- tool command lines ---------------------------------------------------------
+
+    def _dump(self) -> list[str]:
+        if self.ctx.has_include_rules(self.database):
+            filters = [arg for t in self.chosen for arg in ("-t", quote_pattern(t.schema, t.name))]
+        else:
+            filters = [arg for t in self.excluded for arg in ("-T", quote_pattern(t.schema, t.name))]
+        return [self.tools.path("pg_dump"), f"--snapshot={self.snapshot}", "-Fc", *filters]
+
+    def _restore(self) -> list[str]:
+        return [
+            self.tools.path("pg_restore"),
+            "--no-owner",
+            "--no-acl",
+            "--exit-on-error",
+            "-d",
+            self.database,
+        ]
