@@ -2,6 +2,11 @@
 # the same Lambda integration with payload format 2.0. Callers authenticate with the
 # x-api-key header, checked by the function against the API-keys table.
 
+locals {
+  # Under the 30 s that deployed clients wait, with the function's own timeout below it.
+  api_integration_timeout_seconds = 20
+}
+
 resource "aws_apigatewayv2_api" "http" {
   name          = "${var.project_name}-api"
   protocol_type = "HTTP"
@@ -11,9 +16,9 @@ resource "aws_apigatewayv2_api" "http" {
 resource "aws_apigatewayv2_integration" "api" {
   api_id                 = aws_apigatewayv2_api.http.id
   integration_type       = "AWS_PROXY"
-  integration_uri        = aws_lambda_function.coordinator.invoke_arn
+  integration_uri        = aws_lambda_alias.live["api"].invoke_arn
   payload_format_version = "2.0"
-  timeout_milliseconds   = 15000
+  timeout_milliseconds   = local.api_integration_timeout_seconds * 1000
 }
 
 resource "aws_apigatewayv2_route" "api" {
@@ -66,7 +71,8 @@ resource "aws_apigatewayv2_stage" "default" {
 resource "aws_lambda_permission" "api_gateway" {
   statement_id  = "AllowHttpApi"
   action        = "lambda:InvokeFunction"
-  function_name = aws_lambda_function.coordinator.function_name
+  function_name = aws_lambda_function.service["api"].function_name
+  qualifier     = aws_lambda_alias.live["api"].name
   principal     = "apigateway.amazonaws.com"
   source_arn    = "${aws_apigatewayv2_api.http.execution_arn}/*/*"
 }

@@ -70,7 +70,7 @@ resource "aws_dynamodb_table" "jobs" {
     kms_key_arn = aws_kms_key.data.arn
   }
 
-  deletion_protection_enabled = true
+  deletion_protection_enabled = var.table_deletion_protection
 }
 
 resource "aws_dynamodb_table" "api_keys" {
@@ -92,5 +92,5 @@ resource "aws_dynamodb_table" "api_keys" {
     kms_key_arn = aws_kms_key.data.arn
   }
 
-  deletion_protection_enabled = true
+  deletion_protection_enabled = var.table_deletion_protection
 }

@@ -10,7 +10,7 @@ locals {
     JOB_RETENTION_DAYS            = tostring(var.job_retention_days)
     MAX_UNFINISHED_JOBS_PER_OWNER = tostring(var.max_unfinished_jobs_per_owner)
     ALLOWED_TARGET_SUFFIXES       = join(",", var.allowed_target_suffixes)
-    ALLOW_LOOPBACK_HOSTS          = "false"
+    ALLOW_LOOPBACK_HOSTS          = tostring(var.allow_loopback_hosts)
     ALLOW_PRIVATE_HOSTS           = tostring(var.allow_private_hosts)
     WORKER_LOG_GROUP              = aws_cloudwatch_log_group.workers.name
     POWERTOOLS_SERVICE_NAME       = "api"
@@ -33,9 +33,9 @@ locals {
     WORKER_LOG_GROUP                  = aws_cloudwatch_log_group.workers.name
     HEARTBEAT_INTERVAL_SECONDS        = tostring(var.heartbeat_interval_seconds)
     ALLOWED_TARGET_SUFFIXES           = join(",", var.allowed_target_suffixes)
-    ALLOW_LOOPBACK_HOSTS              = "false"
+    ALLOW_LOOPBACK_HOSTS              = tostring(var.allow_loopback_hosts)
     ALLOW_PRIVATE_HOSTS               = tostring(var.allow_private_hosts)
-    WORKER_SHUTDOWN_IF_NOT_TERMINATED = "true"
+    WORKER_SHUTDOWN_IF_NOT_TERMINATED = tostring(var.worker_shutdown_if_not_terminated)
     POWERTOOLS_SERVICE_NAME           = "launcher"
     POWERTOOLS_METRICS_NAMESPACE      = var.metrics_namespace
     POWERTOOLS_LOG_LEVEL              = var.log_level
@@ -56,7 +56,7 @@ locals {
     WORKER_LOG_GROUP                  = aws_cloudwatch_log_group.workers.name
     HEARTBEAT_INTERVAL_SECONDS        = tostring(var.heartbeat_interval_seconds)
     ALLOWED_TARGET_SUFFIXES           = join(",", var.allowed_target_suffixes)
-    ALLOW_LOOPBACK_HOSTS              = "false"
+    ALLOW_LOOPBACK_HOSTS              = tostring(var.allow_loopback_hosts)
     ALLOW_PRIVATE_HOSTS               = tostring(var.allow_private_hosts)
     HEARTBEAT_TIMEOUT_SECONDS         = tostring(var.heartbeat_timeout_seconds)
     PROVISIONING_GRACE_SECONDS        = tostring(var.provisioning_grace_seconds)
@@ -66,7 +66,7 @@ locals {
     SLOT_HOLD_GRACE_SECONDS           = tostring(var.reaper_grace_seconds.slot_hold)
     ORPHAN_GRACE_SECONDS              = tostring(var.reaper_grace_seconds.orphan)
     MAX_LAUNCH_ATTEMPTS               = tostring(var.max_launch_attempts)
-    WORKER_SHUTDOWN_IF_NOT_TERMINATED = "true"
+    WORKER_SHUTDOWN_IF_NOT_TERMINATED = tostring(var.worker_shutdown_if_not_terminated)
     POWERTOOLS_SERVICE_NAME           = "reaper"
     POWERTOOLS_METRICS_NAMESPACE      = var.metrics_namespace
     POWERTOOLS_LOG_LEVEL              = var.log_level

@@ -137,7 +137,7 @@ data "aws_iam_policy_document" "launch_workers" {
   }
 
   statement {
-    sid     = "RunInstancesInOurNetworkFromOurImage"
+    sid     = "RunInstancesInOurNetwork"
     effect  = "Allow"
     actions = ["ec2:RunInstances"]
     resources = concat(
@@ -145,9 +145,29 @@ data "aws_iam_policy_document" "launch_workers" {
       [
         aws_security_group.worker.arn,
         aws_launch_template.worker.arn,
-        "arn:${local.partition}:ec2:${var.aws_region}::image/${var.worker_ami_id}",
       ],
     )
+  }
+
+  # The image is whatever the template's version names, not one AMI id: while a new image
+  # rolls out, jobs launched from an older template version still start.
+  statement {
+    sid       = "RunInstancesFromTheTemplatesImage"
+    effect    = "Allow"
+    actions   = ["ec2:RunInstances"]
+    resources = ["arn:${local.partition}:ec2:${var.aws_region}::image/*"]
+
+    condition {
+      test     = "ArnEquals"
+      variable = "ec2:LaunchTemplate"
+      values   = [aws_launch_template.worker.arn]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "ec2:IsLaunchTemplateResource"
+      values   = ["true"]
+    }
   }
 
   statement {

@@ -1,27 +1,52 @@
-# The three functions. Code comes from `make package` (build/<name>.zip); each zip holds
-# the project's code and its locked dependencies built for var.lambda_architecture.
+# The three functions, one resource for all (for_each over local.functions). Code comes from
+# `make package` (build/<key>.zip); each zip holds the project's code and its locked
+# dependencies built for var.lambda_architecture. Every change publishes a version, and the
+# `live` alias, which the API integration, the stream mapping and the schedule invoke,
+# points at it: rolling back is moving the alias to an earlier version.
 
 locals {
   functions = {
     api = {
       name        = local.api_function_name
+      description = "Replication jobs HTTP API"
+      handler     = "services.api.handler.lambda_handler"
       memory_size = 512
-      timeout     = 15
-      reserved    = var.api_reserved_concurrency
+      # Below the integration's timeout (api_gateway.tf), so that a slow request ends as the
+      # function's own error, not as the gateway's 503 while the function still runs.
+      timeout  = local.api_integration_timeout_seconds - 5
+      reserved = var.api_reserved_concurrency
     }
     launcher = {
       name        = local.launcher_function_name
+      description = "Launches workers for new jobs from the jobs stream"
+      handler     = "services.launcher.handler.lambda_handler"
       memory_size = 512
       timeout     = 120
       reserved    = var.launcher_reserved_concurrency
     }
     reaper = {
       name        = local.reaper_function_name
+      description = "Safety net: stale heartbeats, deadlines, stuck launches, orphan instances, queued jobs"
+      handler     = "services.reaper.handler.lambda_handler"
       memory_size = 512
       timeout     = 300
-      # One reaper at a time: overlapping runs would only repeat each other's work.
-      reserved = 1
+      # One reaper at a time is enough (overlapping runs only repeat each other's work), but
+      # an account with a low concurrency limit cannot reserve any: -1 leaves it unreserved.
+      reserved = var.reaper_reserved_concurrency
     }
+  }
+
+  # Kept apart from local.functions so that the log groups, which the roles' policies name,
+  # do not depend on the roles.
+  function_roles = {
+    api      = aws_iam_role.api.arn
+    launcher = aws_iam_role.launcher.arn
+    reaper   = aws_iam_role.reaper.arn
+  }
+  function_environments = {
+    api      = local.api_environment
+    launcher = local.launcher_environment
+    reaper   = local.reaper_environment
   }
 }
 
@@ -34,109 +59,76 @@ resource "aws_cloudwatch_log_group" "functions" {
   kms_key_id        = aws_kms_key.data.arn
 }
 
-resource "aws_lambda_function" "coordinator" {
-  # checkov:skip=CKV_AWS_117:The function calls only AWS APIs; a VPC would add NAT or endpoints and protect nothing.
+resource "aws_lambda_function" "service" {
+  for_each = local.functions
+
+  # checkov:skip=CKV_AWS_117:The functions call only AWS APIs; a VPC would add NAT or endpoints and protect nothing.
   # checkov:skip=CKV_AWS_272:Code signing needs a signing profile outside this module; the zip is built reproducibly and its sha256 is pinned by source_code_hash.
-  # checkov:skip=CKV_AWS_116:Invoked synchronously by API Gateway; the client gets the error, there is nothing to dead-letter.
-  # checkov:skip=CKV_AWS_173:The environment holds names and ARNs only, no secrets; Lambda encrypts it at rest with its service key.
-  function_name                  = local.functions.api.name
-  description                    = "Replication jobs HTTP API"
-  role                           = aws_iam_role.api.arn
-  handler                        = "services.api.handler.lambda_handler"
+  # checkov:skip=CKV_AWS_116:No function is invoked asynchronously with events worth keeping: the api synchronously by API Gateway (the client gets the error), the launcher by the stream mapping (whose on-failure destination is the DLQ), the reaper by a schedule whose next run redoes a failed one.
+  # checkov:skip=CKV_AWS_173:The environments hold names, ids and ARNs only, no secrets; Lambda encrypts them at rest with its service key.
+  function_name                  = each.value.name
+  description                    = each.value.description
+  role                           = local.function_roles[each.key]
+  handler                        = each.value.handler
   runtime                        = var.lambda_runtime
   architectures                  = [var.lambda_architecture]
-  memory_size                    = local.functions.api.memory_size
-  timeout                        = local.functions.api.timeout
-  reserved_concurrent_executions = local.functions.api.reserved
-  filename                       = "${local.package_dir}/api.zip"
-  source_code_hash               = filebase64sha256("${local.package_dir}/api.zip")
+  memory_size                    = each.value.memory_size
+  timeout                        = each.value.timeout
+  reserved_concurrent_executions = each.value.reserved
+  filename                       = "${local.package_dir}/${each.key}.zip"
+  source_code_hash               = filebase64sha256("${local.package_dir}/${each.key}.zip")
+  publish                        = true
 
   environment {
-    variables = local.api_environment
+    variables = local.function_environments[each.key]
   }
 
   tracing_config {
     mode = "Active"
   }
 
-  depends_on = [aws_cloudwatch_log_group.functions, aws_iam_role_policy.api]
+  dynamic "snap_start" {
+    for_each = var.lambda_snap_start ? ["PublishedVersions"] : []
+    content {
+      apply_on = snap_start.value
+    }
+  }
+
+  depends_on = [
+    aws_cloudwatch_log_group.functions,
+    aws_iam_role_policy.api,
+    aws_iam_role_policy.launcher,
+    aws_iam_role_policy.reaper,
+  ]
 
   lifecycle {
     precondition {
       condition     = local.package_manifest.architecture == var.lambda_architecture && "python${local.package_manifest.python_version}" == var.lambda_runtime
       error_message = "The zips in the package directory were built for another architecture or Python: run `make package ARCH=<lambda_architecture>`."
+    }
+    precondition {
+      condition     = var.heartbeat_timeout_seconds >= 2 * var.heartbeat_interval_seconds
+      error_message = "heartbeat_timeout_seconds must be at least twice heartbeat_interval_seconds: a single late beat must not fail a job."
     }
   }
 }
 
-resource "aws_lambda_function" "launcher" {
-  # checkov:skip=CKV_AWS_117:The function calls only AWS APIs; a VPC would add NAT or endpoints and protect nothing.
-  # checkov:skip=CKV_AWS_272:Code signing needs a signing profile outside this module; the zip is built reproducibly and its sha256 is pinned by source_code_hash.
-  # checkov:skip=CKV_AWS_116:Invoked by the stream event source mapping, whose on-failure destination is the DLQ; a function DLQ applies to asynchronous invocations only.
-  # checkov:skip=CKV_AWS_173:The environment holds names and ids only, no secrets; Lambda encrypts it at rest with its service key.
-  function_name                  = local.functions.launcher.name
-  description                    = "Launches workers for new jobs from the jobs stream"
-  role                           = aws_iam_role.launcher.arn
-  handler                        = "services.launcher.handler.lambda_handler"
-  runtime                        = var.lambda_runtime
-  architectures                  = [var.lambda_architecture]
-  memory_size                    = local.functions.launcher.memory_size
-  timeout                        = local.functions.launcher.timeout
-  reserved_concurrent_executions = local.functions.launcher.reserved
-  filename                       = "${local.package_dir}/launcher.zip"
-  source_code_hash               = filebase64sha256("${local.package_dir}/launcher.zip")
+resource "aws_lambda_alias" "live" {
+  for_each = local.functions
 
-  environment {
-    variables = local.launcher_environment
-  }
-
-  tracing_config {
-    mode = "Active"
-  }
-
-  depends_on = [aws_cloudwatch_log_group.functions, aws_iam_role_policy.launcher]
-
-  lifecycle {
-    precondition {
-      condition     = local.package_manifest.architecture == var.lambda_architecture && "python${local.package_manifest.python_version}" == var.lambda_runtime
-      error_message = "The zips in the package directory were built for another architecture or Python: run `make package ARCH=<lambda_architecture>`."
-    }
-  }
+  name             = "live"
+  description      = "The version the API, the stream mapping and the schedule invoke"
+  function_name    = aws_lambda_function.service[each.key].function_name
+  function_version = aws_lambda_function.service[each.key].version
 }
 
-resource "aws_lambda_function" "reaper" {
-  # checkov:skip=CKV_AWS_117:The function calls only AWS APIs; a VPC would add NAT or endpoints and protect nothing.
-  # checkov:skip=CKV_AWS_272:Code signing needs a signing profile outside this module; the zip is built reproducibly and its sha256 is pinned by source_code_hash.
-  # checkov:skip=CKV_AWS_116:Run by a schedule; a failed run is redone in full by the next one minutes later, so a dead-letter queue would hold nothing useful.
-  # checkov:skip=CKV_AWS_173:The environment holds names and ids only, no secrets; Lambda encrypts it at rest with its service key.
-  function_name                  = local.functions.reaper.name
-  description                    = "Safety net: stale heartbeats, deadlines, stuck launches, orphan instances, queued jobs"
-  role                           = aws_iam_role.reaper.arn
-  handler                        = "services.reaper.handler.lambda_handler"
-  runtime                        = var.lambda_runtime
-  architectures                  = [var.lambda_architecture]
-  memory_size                    = local.functions.reaper.memory_size
-  timeout                        = local.functions.reaper.timeout
-  reserved_concurrent_executions = local.functions.reaper.reserved
-  filename                       = "${local.package_dir}/reaper.zip"
-  source_code_hash               = filebase64sha256("${local.package_dir}/reaper.zip")
-
-  environment {
-    variables = local.reaper_environment
-  }
-
-  tracing_config {
-    mode = "Active"
-  }
-
-  depends_on = [aws_cloudwatch_log_group.functions, aws_iam_role_policy.reaper]
-
-  lifecycle {
-    precondition {
-      condition     = local.package_manifest.architecture == var.lambda_architecture && "python${local.package_manifest.python_version}" == var.lambda_runtime
-      error_message = "The zips in the package directory were built for another architecture or Python: run `make package ARCH=<lambda_architecture>`."
-    }
-  }
+# The reaper is invoked asynchronously by its schedule: Lambda's own retries (two by default)
+# would run it again late, overlapping the next scheduled run.
+resource "aws_lambda_function_event_invoke_config" "reaper" {
+  function_name                = aws_lambda_function.service["reaper"].function_name
+  qualifier                    = aws_lambda_alias.live["reaper"].name
+  maximum_retry_attempts       = 0
+  maximum_event_age_in_seconds = 60 * var.reaper_schedule_minutes
 }
 
 # ---- the jobs stream drives the launcher ------------------------------------------------------
@@ -152,7 +144,7 @@ resource "aws_sqs_queue" "launcher_dlq" {
 
 resource "aws_lambda_event_source_mapping" "jobs_stream" {
   event_source_arn                   = aws_dynamodb_table.jobs.stream_arn
-  function_name                      = aws_lambda_function.launcher.arn
+  function_name                      = aws_lambda_alias.live["launcher"].arn
   starting_position                  = "LATEST"
   batch_size                         = var.launcher_batch_size
   maximum_batching_window_in_seconds = 1
@@ -187,7 +179,7 @@ resource "aws_cloudwatch_event_rule" "reaper" {
 
 resource "aws_cloudwatch_event_target" "reaper" {
   rule = aws_cloudwatch_event_rule.reaper.name
-  arn  = aws_lambda_function.reaper.arn
+  arn  = aws_lambda_alias.live["reaper"].arn
 
   retry_policy {
     # A late run is pointless: the next one is minutes away.
@@ -199,7 +191,8 @@ resource "aws_cloudwatch_event_target" "reaper" {
 resource "aws_lambda_permission" "reaper_schedule" {
   statement_id  = "AllowEventBridgeSchedule"
   action        = "lambda:InvokeFunction"
-  function_name = aws_lambda_function.reaper.function_name
+  function_name = aws_lambda_function.service["reaper"].function_name
+  qualifier     = aws_lambda_alias.live["reaper"].name
   principal     = "events.amazonaws.com"
   source_arn    = aws_cloudwatch_event_rule.reaper.arn
 }

@@ -194,98 +194,96 @@ resource "aws_sns_topic_subscription" "alarm_email" {
   endpoint  = var.alarm_email
 }
 
-resource "aws_cloudwatch_metric_alarm" "dlq_not_empty" {
-  alarm_name          = "${var.project_name}-launcher-dlq-not-empty"
-  alarm_description   = "Stream records the launcher could not handle; their jobs are picked up by the reaper, but the cause needs a look."
-  namespace           = "AWS/SQS"
-  metric_name         = "ApproximateNumberOfMessagesVisible"
-  dimensions          = { QueueName = aws_sqs_queue.launcher_dlq.name }
-  statistic           = "Maximum"
-  period              = 300
-  evaluation_periods  = 1
-  threshold           = 0
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [aws_sns_topic.alarms.arn]
-  ok_actions          = [aws_sns_topic.alarms.arn]
+# Every alarm has the same shape; each entry says what differs. Alarms whose recovery is worth
+# knowing about also notify when they return to OK.
+locals {
+  function_alarms = merge(
+    { for k, name in local.fn_names : "${k}_errors" => {
+      name        = "${name}-errors"
+      description = "The ${k} function failed invocations."
+      namespace   = "AWS/Lambda", metric = "Errors", dimensions = { FunctionName = name }
+      statistic   = "Sum", period = 300, periods = 1, threshold = 0, comparison = "GreaterThanThreshold"
+      missing     = "notBreaching", notify_ok = true
+    } },
+    { for k, name in local.fn_names : "${k}_throttles" => {
+      name        = "${name}-throttles"
+      description = "The ${k} function was throttled: its reserved concurrency or the account's limit is too low."
+      namespace   = "AWS/Lambda", metric = "Throttles", dimensions = { FunctionName = name }
+      statistic   = "Sum", period = 300, periods = 1, threshold = 0, comparison = "GreaterThanThreshold"
+      missing     = "notBreaching", notify_ok = true
+    } },
+  )
+
+  service_alarms = {
+    reaper_not_running = {
+      name        = "${var.project_name}-reaper-not-running"
+      description = "The reaper was not invoked for three schedule periods: stale jobs, orphans and queued jobs are not handled."
+      namespace   = "AWS/Lambda", metric = "Invocations", dimensions = { FunctionName = local.fn_names.reaper }
+      statistic   = "Sum", period = 60 * var.reaper_schedule_minutes, periods = 3, threshold = 1, comparison = "LessThanThreshold"
+      # No data is what a reaper that stopped running produces.
+      missing = "breaching", notify_ok = true
+    }
+    dlq_not_empty = {
+      name        = "${var.project_name}-launcher-dlq-not-empty"
+      description = "Stream records the launcher could not handle; their jobs are picked up by the reaper, but the cause needs a look."
+      namespace   = "AWS/SQS", metric = "ApproximateNumberOfMessagesVisible", dimensions = { QueueName = local.dlq_name }
+      statistic   = "Maximum", period = 300, periods = 1, threshold = 0, comparison = "GreaterThanThreshold"
+      missing     = "notBreaching", notify_ok = true
+    }
+    dlq_oldest_message = {
+      name        = "${var.project_name}-launcher-dlq-oldest-message"
+      description = "A dead-lettered stream batch has waited a day unexamined; the queue keeps it 14 days."
+      namespace   = "AWS/SQS", metric = "ApproximateAgeOfOldestMessage", dimensions = { QueueName = local.dlq_name }
+      statistic   = "Maximum", period = 300, periods = 1, threshold = 86400, comparison = "GreaterThanThreshold"
+      missing     = "notBreaching", notify_ok = true
+    }
+    iterator_age = {
+      name        = "${var.project_name}-launcher-iterator-age"
+      description = "The launcher is falling behind the jobs stream: new jobs wait."
+      namespace   = "AWS/Lambda", metric = "IteratorAge", dimensions = { FunctionName = local.fn_names.launcher }
+      statistic   = "Maximum", period = 60, periods = 5, threshold = var.iterator_age_alarm_seconds * 1000, comparison = "GreaterThanThreshold"
+      missing     = "notBreaching", notify_ok = true
+    }
+    stale_jobs_reaped = {
+      name        = "${var.project_name}-stale-jobs-reaped"
+      description = "The reaper ended jobs whose workers stopped heartbeating."
+      namespace   = local.ns, metric = local.service_metrics.stale_jobs, dimensions = { service = "reaper" }
+      statistic   = "Sum", period = 900, periods = 1, threshold = 0, comparison = "GreaterThanThreshold"
+      missing     = "notBreaching", notify_ok = false
+    }
+    orphans_found = {
+      name        = "${var.project_name}-orphan-instances"
+      description = "The reaper terminated worker instances that had no live job (orphans)."
+      namespace   = local.ns, metric = local.service_metrics.orphan_instances, dimensions = { service = "reaper" }
+      statistic   = "Sum", period = 900, periods = 1, threshold = 0, comparison = "GreaterThanThreshold"
+      missing     = "notBreaching", notify_ok = false
+    }
+    api_5xx = {
+      name        = "${var.project_name}-api-5xx"
+      description = "The HTTP API answered with server errors."
+      namespace   = "AWS/ApiGateway", metric = "5xx", dimensions = { ApiId = aws_apigatewayv2_api.http.id, Stage = "$default" }
+      statistic   = "Sum", period = 300, periods = 1, threshold = 0, comparison = "GreaterThanThreshold"
+      missing     = "notBreaching", notify_ok = true
+    }
+  }
+
+  alarms = merge(local.function_alarms, local.service_alarms)
 }
 
-resource "aws_cloudwatch_metric_alarm" "function_errors" {
-  for_each = local.fn_names
+resource "aws_cloudwatch_metric_alarm" "service" {
+  for_each = local.alarms
 
-  alarm_name          = "${each.value}-errors"
-  alarm_description   = "The ${each.key} function failed invocations."
-  namespace           = "AWS/Lambda"
-  metric_name         = "Errors"
-  dimensions          = { FunctionName = each.value }
-  statistic           = "Sum"
-  period              = 300
-  evaluation_periods  = 1
-  threshold           = 0
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
+  alarm_name          = each.value.name
+  alarm_description   = each.value.description
+  namespace           = each.value.namespace
+  metric_name         = each.value.metric
+  dimensions          = each.value.dimensions
+  statistic           = each.value.statistic
+  period              = each.value.period
+  evaluation_periods  = each.value.periods
+  threshold           = each.value.threshold
+  comparison_operator = each.value.comparison
+  treat_missing_data  = each.value.missing
   alarm_actions       = [aws_sns_topic.alarms.arn]
-  ok_actions          = [aws_sns_topic.alarms.arn]
-}
-
-resource "aws_cloudwatch_metric_alarm" "iterator_age" {
-  alarm_name          = "${var.project_name}-launcher-iterator-age"
-  alarm_description   = "The launcher is falling behind the jobs stream: new jobs wait."
-  namespace           = "AWS/Lambda"
-  metric_name         = "IteratorAge"
-  dimensions          = { FunctionName = local.fn_names.launcher }
-  statistic           = "Maximum"
-  period              = 60
-  evaluation_periods  = 5
-  threshold           = var.iterator_age_alarm_seconds * 1000
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [aws_sns_topic.alarms.arn]
-  ok_actions          = [aws_sns_topic.alarms.arn]
-}
-
-resource "aws_cloudwatch_metric_alarm" "stale_jobs_reaped" {
-  alarm_name          = "${var.project_name}-stale-jobs-reaped"
-  alarm_description   = "The reaper ended jobs whose workers stopped heartbeating."
-  namespace           = local.ns
-  metric_name         = local.service_metrics.stale_jobs
-  dimensions          = { service = "reaper" }
-  statistic           = "Sum"
-  period              = 900
-  evaluation_periods  = 1
-  threshold           = 0
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [aws_sns_topic.alarms.arn]
-}
-
-resource "aws_cloudwatch_metric_alarm" "orphans_found" {
-  alarm_name          = "${var.project_name}-orphan-instances"
-  alarm_description   = "The reaper terminated worker instances that had no live job (orphans)."
-  namespace           = local.ns
-  metric_name         = local.service_metrics.orphan_instances
-  dimensions          = { service = "reaper" }
-  statistic           = "Sum"
-  period              = 900
-  evaluation_periods  = 1
-  threshold           = 0
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [aws_sns_topic.alarms.arn]
-}
-
-resource "aws_cloudwatch_metric_alarm" "api_5xx" {
-  alarm_name          = "${var.project_name}-api-5xx"
-  alarm_description   = "The HTTP API answered with server errors."
-  namespace           = "AWS/ApiGateway"
-  metric_name         = "5xx"
-  dimensions          = { ApiId = aws_apigatewayv2_api.http.id, Stage = "$default" }
-  statistic           = "Sum"
-  period              = 300
-  evaluation_periods  = 1
-  threshold           = 0
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [aws_sns_topic.alarms.arn]
-  ok_actions          = [aws_sns_topic.alarms.arn]
+  ok_actions          = each.value.notify_ok ? [aws_sns_topic.alarms.arn] : []
 }

@@ -11,8 +11,8 @@ output "dynamodb_table_name" {
 }
 
 output "lambda_function_name" {
-  description = "The API function (aws_lambda_function.coordinator)."
-  value       = aws_lambda_function.coordinator.function_name
+  description = "The API function (aws_lambda_function.service[\"api\"])."
+  value       = aws_lambda_function.service["api"].function_name
 }
 
 output "worker_iam_role_name" {
@@ -24,12 +24,12 @@ output "worker_iam_role_name" {
 
 output "launcher_function_name" {
   description = "The function that launches workers from the jobs stream."
-  value       = aws_lambda_function.launcher.function_name
+  value       = aws_lambda_function.service["launcher"].function_name
 }
 
 output "reaper_function_name" {
   description = "The scheduled safety-net function."
-  value       = aws_lambda_function.reaper.function_name
+  value       = aws_lambda_function.service["reaper"].function_name
 }
 
 output "api_keys_table_name" {

@@ -22,6 +22,28 @@ variable "project_name" {
   }
 }
 
+variable "environment" {
+  description = "Name of this deployment's environment (production, staging, ...): the Environment tag on everything."
+  type        = string
+  default     = "production"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.:/=+@-]{1,128}$", var.environment))
+    error_message = "environment must be a valid tag value without spaces (1-128 characters)."
+  }
+}
+
+variable "extra_tags" {
+  description = "More tags for every resource (cost centre, owner, ...); Project and Environment are set by the module."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = length(setintersection(keys(var.extra_tags), ["Project", "Environment"])) == 0
+    error_message = "extra_tags must not set Project or Environment: the module sets them from project_name and environment."
+  }
+}
+
 variable "dynamodb_table_name" {
   description = "Name of the jobs table."
   type        = string
@@ -31,6 +53,12 @@ variable "dynamodb_table_name" {
     condition     = can(regex("^[A-Za-z0-9_.-]{3,255}$", var.dynamodb_table_name))
     error_message = "dynamodb_table_name must be a valid DynamoDB table name."
   }
+}
+
+variable "table_deletion_protection" {
+  description = "Deletion protection on the jobs and API-keys tables: `terraform destroy` fails while it is on. Turn it off (and apply) only to remove a deployment on purpose."
+  type        = bool
+  default     = true
 }
 
 variable "worker_ami_id" {
@@ -104,7 +132,7 @@ variable "database_ports" {
   default     = [5432]
 
   validation {
-    condition     = length(var.database_ports) > 0 && alltrue([for p in var.database_ports : p >= 1 && p <= 65535])
+    condition     = length(var.database_ports) > 0 && alltrue([for p in var.database_ports : p >= 1 && p <= 65535 && floor(p) == p])
     error_message = "database_ports must be TCP ports."
   }
 }
@@ -117,8 +145,8 @@ variable "max_concurrent_jobs" {
   default     = 10
 
   validation {
-    condition     = var.max_concurrent_jobs >= 1 && var.max_concurrent_jobs <= 1000
-    error_message = "max_concurrent_jobs must be between 1 and 1000."
+    condition     = floor(var.max_concurrent_jobs) == var.max_concurrent_jobs && (var.max_concurrent_jobs >= 1 && var.max_concurrent_jobs <= 1000)
+    error_message = "max_concurrent_jobs must be between 1 and 1000, a whole number."
   }
 }
 
@@ -128,8 +156,8 @@ variable "max_unfinished_jobs_per_owner" {
   default     = 20
 
   validation {
-    condition     = var.max_unfinished_jobs_per_owner >= 1 && var.max_unfinished_jobs_per_owner <= 10000
-    error_message = "max_unfinished_jobs_per_owner must be between 1 and 10000."
+    condition     = floor(var.max_unfinished_jobs_per_owner) == var.max_unfinished_jobs_per_owner && (var.max_unfinished_jobs_per_owner >= 1 && var.max_unfinished_jobs_per_owner <= 10000)
+    error_message = "max_unfinished_jobs_per_owner must be between 1 and 10000, a whole number."
   }
 }
 
@@ -139,8 +167,8 @@ variable "job_retention_days" {
   default     = 30
 
   validation {
-    condition     = var.job_retention_days >= 1 && var.job_retention_days <= 3650
-    error_message = "job_retention_days must be between 1 and 3650."
+    condition     = floor(var.job_retention_days) == var.job_retention_days && (var.job_retention_days >= 1 && var.job_retention_days <= 3650)
+    error_message = "job_retention_days must be between 1 and 3650, a whole number."
   }
 }
 
@@ -153,6 +181,18 @@ variable "allowed_target_suffixes" {
     condition     = alltrue([for s in var.allowed_target_suffixes : can(regex("^[A-Za-z0-9.-]+$", s))])
     error_message = "allowed_target_suffixes must be host names or suffixes, without commas."
   }
+}
+
+variable "allow_loopback_hosts" {
+  description = "Whether sources and targets may be loopback addresses. Only the local cloud, whose databases run on this machine, sets it; on AWS a worker's loopback is the worker itself."
+  type        = bool
+  default     = false
+}
+
+variable "worker_shutdown_if_not_terminated" {
+  description = "Whether a worker powers its instance off when it cannot terminate it through the API (the launch template makes shutdown terminate). Only the local cloud, whose instances are processes on this machine, turns it off."
+  type        = bool
+  default     = true
 }
 
 variable "allow_private_hosts" {
@@ -187,8 +227,8 @@ variable "worker_root_volume_size_gb" {
   default     = 100
 
   validation {
-    condition     = var.worker_root_volume_size_gb >= 8 && var.worker_root_volume_size_gb <= 16384
-    error_message = "worker_root_volume_size_gb must be between 8 and 16384."
+    condition     = floor(var.worker_root_volume_size_gb) == var.worker_root_volume_size_gb && (var.worker_root_volume_size_gb >= 8 && var.worker_root_volume_size_gb <= 16384)
+    error_message = "worker_root_volume_size_gb must be between 8 and 16384, a whole number."
   }
 }
 
@@ -204,8 +244,8 @@ variable "heartbeat_interval_seconds" {
   default     = 30
 
   validation {
-    condition     = var.heartbeat_interval_seconds >= 5 && var.heartbeat_interval_seconds <= 600
-    error_message = "heartbeat_interval_seconds must be between 5 and 600."
+    condition     = floor(var.heartbeat_interval_seconds) == var.heartbeat_interval_seconds && (var.heartbeat_interval_seconds >= 5 && var.heartbeat_interval_seconds <= 600)
+    error_message = "heartbeat_interval_seconds must be between 5 and 600, a whole number."
   }
 }
 
@@ -215,8 +255,8 @@ variable "heartbeat_timeout_seconds" {
   default     = 300
 
   validation {
-    condition     = var.heartbeat_timeout_seconds >= 60
-    error_message = "heartbeat_timeout_seconds must be at least 60."
+    condition     = floor(var.heartbeat_timeout_seconds) == var.heartbeat_timeout_seconds && (var.heartbeat_timeout_seconds >= 60)
+    error_message = "heartbeat_timeout_seconds must be at least 60, a whole number."
   }
 }
 
@@ -226,8 +266,8 @@ variable "provisioning_grace_seconds" {
   default     = 900
 
   validation {
-    condition     = var.provisioning_grace_seconds >= 60
-    error_message = "provisioning_grace_seconds must be at least 60."
+    condition     = floor(var.provisioning_grace_seconds) == var.provisioning_grace_seconds && (var.provisioning_grace_seconds >= 60)
+    error_message = "provisioning_grace_seconds must be at least 60, a whole number."
   }
 }
 
@@ -237,8 +277,8 @@ variable "reaper_schedule_minutes" {
   default     = 5
 
   validation {
-    condition     = var.reaper_schedule_minutes >= 1 && var.reaper_schedule_minutes <= 60
-    error_message = "reaper_schedule_minutes must be between 1 and 60."
+    condition     = floor(var.reaper_schedule_minutes) == var.reaper_schedule_minutes && (var.reaper_schedule_minutes >= 1 && var.reaper_schedule_minutes <= 60)
+    error_message = "reaper_schedule_minutes must be between 1 and 60, a whole number."
   }
 }
 
@@ -278,8 +318,8 @@ variable "api_reserved_concurrency" {
   default     = 20
 
   validation {
-    condition     = var.api_reserved_concurrency == -1 || var.api_reserved_concurrency >= 1
-    error_message = "api_reserved_concurrency must be -1 or at least 1."
+    condition     = floor(var.api_reserved_concurrency) == var.api_reserved_concurrency && (var.api_reserved_concurrency == -1 || var.api_reserved_concurrency >= 1)
+    error_message = "api_reserved_concurrency must be -1 or at least 1, a whole number."
   }
 }
 
@@ -289,9 +329,26 @@ variable "launcher_reserved_concurrency" {
   default     = 5
 
   validation {
-    condition     = var.launcher_reserved_concurrency == -1 || var.launcher_reserved_concurrency >= 1
-    error_message = "launcher_reserved_concurrency must be -1 or at least 1."
+    condition     = floor(var.launcher_reserved_concurrency) == var.launcher_reserved_concurrency && (var.launcher_reserved_concurrency == -1 || var.launcher_reserved_concurrency >= 1)
+    error_message = "launcher_reserved_concurrency must be -1 or at least 1, a whole number."
   }
+}
+
+variable "reaper_reserved_concurrency" {
+  description = "Reserved concurrency of the reaper (1: one run at a time); -1 for none, on accounts whose concurrency limit leaves nothing to reserve."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = floor(var.reaper_reserved_concurrency) == var.reaper_reserved_concurrency && (var.reaper_reserved_concurrency == -1 || var.reaper_reserved_concurrency >= 1)
+    error_message = "reaper_reserved_concurrency must be -1 or at least 1, a whole number."
+  }
+}
+
+variable "lambda_snap_start" {
+  description = "SnapStart on the functions' published versions (Python 3.12 and later): shorter cold starts, for a charge per snapshot restored."
+  type        = bool
+  default     = false
 }
 
 variable "launcher_batch_size" {
@@ -300,8 +357,8 @@ variable "launcher_batch_size" {
   default     = 10
 
   validation {
-    condition     = var.launcher_batch_size >= 1 && var.launcher_batch_size <= 1000
-    error_message = "launcher_batch_size must be between 1 and 1000."
+    condition     = floor(var.launcher_batch_size) == var.launcher_batch_size && (var.launcher_batch_size >= 1 && var.launcher_batch_size <= 1000)
+    error_message = "launcher_batch_size must be between 1 and 1000, a whole number."
   }
 }
 
@@ -311,8 +368,8 @@ variable "launcher_maximum_retry_attempts" {
   default     = 5
 
   validation {
-    condition     = var.launcher_maximum_retry_attempts >= 0 && var.launcher_maximum_retry_attempts <= 10000
-    error_message = "launcher_maximum_retry_attempts must be between 0 and 10000."
+    condition     = floor(var.launcher_maximum_retry_attempts) == var.launcher_maximum_retry_attempts && (var.launcher_maximum_retry_attempts >= 0 && var.launcher_maximum_retry_attempts <= 10000)
+    error_message = "launcher_maximum_retry_attempts must be between 0 and 10000, a whole number."
   }
 }
 
@@ -322,8 +379,8 @@ variable "launcher_maximum_record_age_seconds" {
   default     = 3600
 
   validation {
-    condition     = var.launcher_maximum_record_age_seconds == -1 || (var.launcher_maximum_record_age_seconds >= 60 && var.launcher_maximum_record_age_seconds <= 604800)
-    error_message = "launcher_maximum_record_age_seconds must be -1 or between 60 and 604800."
+    condition     = floor(var.launcher_maximum_record_age_seconds) == var.launcher_maximum_record_age_seconds && (var.launcher_maximum_record_age_seconds == -1 || (var.launcher_maximum_record_age_seconds >= 60 && var.launcher_maximum_record_age_seconds <= 604800))
+    error_message = "launcher_maximum_record_age_seconds must be -1 or between 60 and 604800, a whole number."
   }
 }
 
@@ -361,6 +418,11 @@ variable "api_throttle_burst_limit" {
   description = "Burst of requests the HTTP API stage accepts."
   type        = number
   default     = 40
+
+  validation {
+    condition     = floor(var.api_throttle_burst_limit) == var.api_throttle_burst_limit && var.api_throttle_burst_limit >= 1
+    error_message = "api_throttle_burst_limit must be a whole number, at least 1."
+  }
 }
 
 # ---- monitoring ------------------------------------------------------------------------------
@@ -391,6 +453,11 @@ variable "iterator_age_alarm_seconds" {
   description = "Alarm when the launcher falls this far behind the jobs stream."
   type        = number
   default     = 300
+
+  validation {
+    condition     = floor(var.iterator_age_alarm_seconds) == var.iterator_age_alarm_seconds && var.iterator_age_alarm_seconds >= 1
+    error_message = "iterator_age_alarm_seconds must be a whole number, at least 1."
+  }
 }
 
 variable "launch_lease_seconds" {
@@ -399,8 +466,8 @@ variable "launch_lease_seconds" {
   default     = 300
 
   validation {
-    condition     = var.launch_lease_seconds >= 180
-    error_message = "launch_lease_seconds must be at least 180 (above the launcher's timeout)."
+    condition     = floor(var.launch_lease_seconds) == var.launch_lease_seconds && (var.launch_lease_seconds >= 180)
+    error_message = "launch_lease_seconds must be at least 180 (above the launcher's timeout), a whole number."
   }
 }
 
@@ -427,8 +494,8 @@ variable "reaper_grace_seconds" {
   default = {}
 
   validation {
-    condition     = var.reaper_grace_seconds.deadline >= 0 && var.reaper_grace_seconds.cancel >= 30 && var.reaper_grace_seconds.pending >= 30 && var.reaper_grace_seconds.slot_hold >= 60 && var.reaper_grace_seconds.orphan >= 60
-    error_message = "reaper_grace_seconds: deadline >= 0, cancel and pending >= 30, slot_hold and orphan >= 60."
+    condition     = alltrue([for v in values(var.reaper_grace_seconds) : floor(v) == v]) && var.reaper_grace_seconds.deadline >= 0 && var.reaper_grace_seconds.cancel >= 30 && var.reaper_grace_seconds.pending >= 30 && var.reaper_grace_seconds.slot_hold >= 60 && var.reaper_grace_seconds.orphan >= 60
+    error_message = "reaper_grace_seconds: whole numbers; deadline >= 0, cancel and pending >= 30, slot_hold and orphan >= 60."
   }
 }
 
@@ -438,7 +505,7 @@ variable "max_launch_attempts" {
   default     = 2
 
   validation {
-    condition     = var.max_launch_attempts >= 1 && var.max_launch_attempts <= 10
-    error_message = "max_launch_attempts must be between 1 and 10."
+    condition     = floor(var.max_launch_attempts) == var.max_launch_attempts && (var.max_launch_attempts >= 1 && var.max_launch_attempts <= 10)
+    error_message = "max_launch_attempts must be between 1 and 10, a whole number."
   }
 }

@@ -15,8 +15,9 @@ provider "aws" {
   region = var.aws_region
 
   default_tags {
-    tags = {
-      Project = var.project_name
-    }
+    tags = merge(var.extra_tags, {
+      Project     = var.project_name
+      Environment = var.environment
+    })
   }
 }

