@@ -111,7 +111,7 @@ class Terraform:
         if args[0] == "init":
             command += [f"-plugin-dir={mirror}", "-lockfile=readonly"]
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(  # noqa: S603 - terraform from PATH, fixed arguments
+        result = subprocess.run(
             command, env=env, capture_output=True, text=True, timeout=timeout, check=False
         )
         with self.log_file.open("a") as log:
@@ -130,10 +130,14 @@ class Terraform:
         self.var_file.write_text(json.dumps(variables, indent=2, sort_keys=True) + "\n")
 
     def apply(self) -> None:
-        self._run("apply", "-no-color", "-auto-approve", f"-state={self.state_file}", f"-var-file={self.var_file}")
+        self._run("apply", *self._changing)
 
     def destroy(self) -> None:
-        self._run("destroy", "-no-color", "-auto-approve", f"-state={self.state_file}", f"-var-file={self.var_file}")
+        self._run("destroy", *self._changing)
+
+    @property
+    def _changing(self) -> tuple[str, ...]:
+        return ("-no-color", "-auto-approve", f"-state={self.state_file}", f"-var-file={self.var_file}")
 
     def outputs(self) -> dict[str, Any]:
         raw = json.loads(self._run("output", "-json", f"-state={self.state_file}"))

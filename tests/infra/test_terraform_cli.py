@@ -34,7 +34,7 @@ def test_the_module_validates_with_the_real_provider(initialised: Terraform) -> 
 def test_the_module_is_formatted() -> None:
     terraform = find_terraform()
     assert terraform is not None
-    result = subprocess.run(  # noqa: S603 - terraform from PATH
+    result = subprocess.run(
         [terraform, "fmt", "-check", "-recursive", "-diff", str(MODULE_DIR)],
         capture_output=True,
         text=True,
