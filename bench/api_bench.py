@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "api")]
+sys.path.insert(0, str(ROOT))  # run as a script: the project and its test support
+
+from tests.support.aws_env import FAKE_AWS_ENVIRONMENT  # noqa: E402
 
 ENVIRONMENT = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
+    **FAKE_AWS_ENVIRONMENT,
     "JOBS_TABLE_NAME": "bench-jobs",
     "API_KEYS_TABLE_NAME": "bench-keys",
     "KMS_KEY_ID": "set-at-run-time",
@@ -65,15 +65,15 @@ import json, sys, time
 from moto import mock_aws
 with mock_aws():
     import boto3
-    from jobs.tables import create_tables
+    from local_cloud.resources import create_tables
     create_tables(boto3.client("dynamodb"), jobs_table="bench-jobs", api_keys_table="bench-keys")
     import os
     os.environ["KMS_KEY_ID"] = boto3.client("kms").create_key()["KeyMetadata"]["KeyId"]
     from jobs.api_keys import ApiKeyStore
     key = ApiKeyStore("bench-keys", boto3.resource("dynamodb").Table("bench-keys")).create("bench").key
-    from api_helpers import V1_BODY, http_event
+    from tests.support.api import V1_BODY, http_event
     event = http_event("POST", "/jobs", body=json.dumps(V1_BODY), headers={"x-api-key": key})
-    from api_helpers import FakeContext
+    from tests.support.api import FakeContext
     t = time.perf_counter()
     from services.api.handler import lambda_handler
     t_import = time.perf_counter()
@@ -88,7 +88,7 @@ def _fresh(code: str) -> str:
     env = {
         **os.environ,
         **ENVIRONMENT,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "api")]),
+        "PYTHONPATH": str(ROOT),
     }
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, env=env
@@ -124,14 +124,13 @@ def warm_latency(requests: int) -> dict[str, float]:
         from boto3.dynamodb.conditions import Key
 
         from jobs import aws
-        from jobs.tables import create_tables
+        from local_cloud.resources import create_tables
 
         create_tables(boto3.client("dynamodb"), jobs_table="bench-jobs", api_keys_table="bench-keys")
         os.environ["KMS_KEY_ID"] = boto3.client("kms").create_key()["KeyMetadata"]["KeyId"]
-        from api_helpers import V1_BODY, FakeContext, http_event
-
         from jobs.api_keys import ApiKeyStore, hash_key
         from services.api.handler import lambda_handler
+        from tests.support.api import V1_BODY, FakeContext, http_event
 
         key = ApiKeyStore("bench-keys").create("bench").key
         body = json.dumps(V1_BODY)

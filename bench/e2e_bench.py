@@ -25,12 +25,12 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "e2e")]
+sys.path.insert(0, str(ROOT))  # run as a script: the project and its test support
 
 import psycopg  # noqa: E402
-from e2e_helpers import RunningStack, running_stack, wait_for  # noqa: E402
 
 from local_cloud.postgres import start_postgres  # noqa: E402
+from tests.support.e2e import RunningStack, running_stack, wait_for  # noqa: E402
 
 CLOCK_TICKS = 100  # os.sysconf("SC_CLK_TCK") on Linux
 

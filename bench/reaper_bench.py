@@ -16,17 +16,19 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 import uuid
-from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: the project and its test support
+
+from tests.support.aws_env import FAKE_AWS_ENVIRONMENT, MACHINE_VARIABLES  # noqa: E402
+
 ENVIRONMENT = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
+    **FAKE_AWS_ENVIRONMENT,
     "WORKER_LOG_GROUP": "/bench/workers",
     "POWERTOOLS_SERVICE_NAME": "reaper-bench",
     "POWERTOOLS_METRICS_NAMESPACE": "ReaperBench",
@@ -42,7 +44,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7, help="reaper passes per size (median reported)")
     args = parser.parse_args()
     os.environ.update(ENVIRONMENT)
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_EC2", "AWS_PROFILE"):
+    for name in MACHINE_VARIABLES:
         os.environ.pop(name, None)
 
     from moto import mock_aws
@@ -76,9 +78,10 @@ def _measure(
     import boto3
 
     from jobs import aws, clock, instances
+    from jobs.dynamo_values import to_dynamo
     from jobs.record import Job
     from jobs.states import JobStatus
-    from jobs.tables import create_tables
+    from local_cloud.resources import create_tables
     from services.launcher.logic import LaunchContext, metrics
     from services.reaper.logic import reap
     from services.reaper.settings import Settings
@@ -88,30 +91,18 @@ def _measure(
     settings = Settings(jobs_table_name=table_name, launch_template_id=template, subnet_ids=",".join(subnets))
     ctx = LaunchContext.from_settings(settings)
     table = aws.table(table_name)
+    from tests.support.jobs import new_job
+
     now = clock.now_iso()
-    expires = clock.epoch(clock.now()) + 30 * 86400
 
     def job(status: JobStatus, **fields: Any) -> Job:
-        return Job(
-            job_id=str(uuid.uuid4()),
-            owner="bench",
-            trace_id=str(uuid.uuid4()),
-            command="init",
-            status=status,
-            source="postgresql://source.example.com:5432/app",
-            target="postgresql://target.example.com:5432/app",
-            created_at=now,
-            updated_at=now,
-            expires_at=expires,
-            attempt=1,
-            **fields,
-        )
+        return new_job(status, owner="bench", attempt=1, **fields)
 
     started = time.perf_counter()
     with table.batch_writer() as writer:
         for n in range(finished):
             ended = job(JobStatus.COMPLETED if n % 4 else JobStatus.FAILED, completed_at=now)
-            writer.put_item(Item=_dynamo(ended.to_item()))
+            writer.put_item(Item=to_dynamo(ended.to_item()))
     load_seconds = time.perf_counter() - started
     for _ in range(active):
         job_id = str(uuid.uuid4())
@@ -130,7 +121,7 @@ def _measure(
         running = job(JobStatus.RUNNING, started_at=now, instance_id=instance_id).model_copy(
             update={"job_id": job_id}
         )
-        table.put_item(Item=_dynamo(running.to_item()))
+        table.put_item(Item=to_dynamo(running.to_item()))
         ctx.slots.acquire(job_id, 100)
 
     reads = {"items": 0, "calls": 0, "scans": 0}
@@ -194,10 +185,6 @@ def _time_moto_queries() -> list[float]:
 
     DynamoDBBackend.query = timed  # type: ignore[method-assign]
     return spent
-
-
-def _dynamo(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: Decimal(str(v)) if isinstance(v, float) else v for k, v in item.items()}
 
 
 def _print(rows: list[dict[str, Any]], active: int) -> None:

@@ -22,22 +22,24 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a script: the project and its test support
 
 from engine_init import DATABASE, generate
 
-from jobs import aws, clock
+from jobs import aws
 from jobs.crypto import CredentialCipher, Credentials
-from jobs.record import Job
 from jobs.spec import JobFilter, JobOptions
 from jobs.states import JobStatus
 from jobs.store import JobStore
-from jobs.tables import create_tables
 from jobs.urls import parse_url
 from local_cloud.imds import MetadataServer
 from local_cloud.moto_server import MotoServer
 from local_cloud.postgres import LocalPostgres, start_postgres
+from local_cloud.resources import create_tables
+from tests.support.aws_env import FAKE_AWS_ENVIRONMENT
+from tests.support.jobs import new_job
 from worker.schedule import WriteSchedule
 from worker.settings import DEFAULT_ITEM_WRITES_PER_HOUR
 
@@ -81,22 +83,14 @@ def children(pid: int) -> list[int]:
 
 
 def arrange(store: JobStore, key_id: str, source: LocalPostgres, target: LocalPostgres) -> tuple[str, str]:
-    job_id = str(uuid.uuid4())
-    now = clock.now()
-    job = Job(
-        job_id=job_id,
+    job = new_job(
         owner="bench",
-        trace_id=str(uuid.uuid4()),
-        command="init",
-        status=JobStatus.PENDING,
         filter=JobFilter(include_databases=[DATABASE]),
         options=JobOptions(enable_sync=False),
         source=parse_url(source.url(DATABASE)).redacted,
         target=parse_url(target.url()).redacted,
-        created_at=clock.iso(now),
-        updated_at=clock.iso(now),
-        expires_at=clock.epoch(now) + 86400,
     )
+    job_id = job.job_id
     ciphertext = CredentialCipher(key_id).encrypt(job_id, Credentials(source.url(DATABASE), target.url()))
     store.create(job, ciphertext)
     image = aws.client("ec2").describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
@@ -129,13 +123,7 @@ def replay(seconds: float, progress_every: float) -> int:
 def run_worker(
     work: Path, moto: MotoServer, source: LocalPostgres, target: LocalPostgres
 ) -> dict[str, float]:
-    os.environ.update(
-        AWS_ENDPOINT_URL=moto.url,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_REGION="us-east-1",
-        AWS_DEFAULT_REGION="us-east-1",
-    )
+    os.environ.update(FAKE_AWS_ENVIRONMENT, AWS_ENDPOINT_URL=moto.url)
     aws.reset_clients()
     create_tables(aws.client("dynamodb"), jobs_table=TABLE, api_keys_table="bench-api-keys")
     aws.client("logs").create_log_group(logGroupName=LOG_GROUP)

@@ -20,6 +20,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from jobs import aws, clock
+from jobs.dynamo import is_condition_failed
 
 KEY_PREFIX = "srk_"
 KEY_ID_LENGTH = 12
@@ -111,7 +112,7 @@ class ApiKeyStore:
                     ExpressionAttributeValues={":true": True, ":false": False, ":now": clock.now_iso()},
                 )
             except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                if not is_condition_failed(exc):
                     raise
                 continue
             revoked_any = True

@@ -15,6 +15,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from jobs import aws
+from jobs.dynamo import error_code, error_message
 
 TAG_JOB_ID = "JobId"
 TAG_ATTEMPT = "Attempt"
@@ -103,7 +104,7 @@ def run(request: LaunchRequest) -> Instance:
             try:
                 return _run_one(request, instance_type, subnet_id)
             except ClientError as exc:
-                error = LaunchError(_code(exc), _message(exc))
+                error = LaunchError(error_code(exc) or "Unknown", error_message(exc))
                 if not error.no_capacity:
                     raise error from exc
                 last = error
@@ -176,7 +177,7 @@ def terminate_all(instance_ids: Iterable[str]) -> None:
     try:
         aws.client("ec2").terminate_instances(InstanceIds=ids)
     except ClientError as exc:
-        if _code(exc) != "InvalidInstanceID.NotFound":
+        if error_code(exc) != "InvalidInstanceID.NotFound":
             raise
         if len(ids) > 1:  # one unknown id fails the whole call: end the others one by one
             for instance_id in ids:
@@ -204,10 +205,3 @@ def _instance(raw: dict[str, Any]) -> Instance:
         attempt=int(attempt) if attempt and attempt.isdigit() else None,
     )
 
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", "Unknown"))
-
-
-def _message(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Message", ""))[:300]

@@ -16,6 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from jobs import aws
+from jobs.dynamo import error_code
 from jobs.redact import redact
 
 logger = logging.getLogger(__name__)
@@ -27,10 +28,6 @@ MAX_BATCH_EVENTS = 10_000
 MAX_BATCH_BYTES = 1_048_576
 EVENT_OVERHEAD_BYTES = 26
 MAX_LINE_BYTES = 256 * 1024 - EVENT_OVERHEAD_BYTES
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 def read_lines(group: str, stream: str, limit: int = 100, *, client: Any | None = None) -> list[str]:
@@ -45,7 +42,7 @@ def read_lines(group: str, stream: str, limit: int = 100, *, client: Any | None 
             logGroupName=group, logStreamName=stream, limit=limit, startFromHead=False
         )
     except ClientError as exc:
-        if _code(exc) == "ResourceNotFoundException":
+        if error_code(exc) == "ResourceNotFoundException":
             return []
         raise
     return [redact(event["message"].rstrip("\n")) for event in answer.get("events", [])]
@@ -123,14 +120,14 @@ class LogWriter:
             try:
                 self._put(events)
             except ClientError as exc:
-                if _code(exc) != "ResourceNotFoundException":
+                if error_code(exc) != "ResourceNotFoundException":
                     raise
                 self._stream_ready = False  # deleted under us: create it again, once
                 self._ensure_stream()
                 self._put(events)
         except ClientError as exc:
             logger.warning(
-                "dropped %d log lines for stream %s: %s", len(events), self.stream, _code(exc) or "error"
+                "dropped %d log lines for stream %s: %s", len(events), self.stream, error_code(exc) or "error"
             )
 
     def _put(self, events: list[dict[str, Any]]) -> None:
@@ -142,6 +139,6 @@ class LogWriter:
         try:
             self._logs.create_log_stream(logGroupName=self.group, logStreamName=self.stream)
         except ClientError as exc:
-            if _code(exc) != "ResourceAlreadyExistsException":
+            if error_code(exc) != "ResourceAlreadyExistsException":
                 raise
         self._stream_ready = True

@@ -11,7 +11,7 @@ judged by the IPv4 address it carries.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -108,8 +108,6 @@ class ConnectionPolicy:
     allow_loopback: bool = False
     allow_private: bool = False
     allow_link_local: bool = False
-    # Private networks that are allowed even when allow_private is off (the operator's VPC).
-    allowed_networks: tuple[str, ...] = field(default=())
 
     def check_host(self, host: str, *, role: str) -> None:
         """Check a host as the user wrote it. `role` is "source" or "target"."""
@@ -154,13 +152,8 @@ class ConnectionPolicy:
             raise HostNotAllowed(f"{role} host is not allowed: loopback addresses are denied")
         if any(address in net for net in SPECIAL_NETWORKS) or address.is_multicast or address.is_reserved:
             raise HostNotAllowed(f"{role} host is not allowed: a special-purpose address, not a database's")
-        if any(address in net for net in PRIVATE_NETWORKS) and not self._private_allowed(address):
+        if any(address in net for net in PRIVATE_NETWORKS) and not self.allow_private:
             raise HostNotAllowed(f"{role} host is not allowed: private addresses are denied")
-
-    def _private_allowed(self, address: Address) -> bool:
-        return self.allow_private or any(
-            address in ipaddress.ip_network(net, strict=False) for net in self.allowed_networks
-        )
 
     def check_resolved(self, host: str, addresses: list[str], *, role: str) -> None:
         """The worker's check: the host as written, then every address it resolved to."""

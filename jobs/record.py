@@ -5,11 +5,11 @@ Attribute names here are the table's schema; `jobs.tables` declares the keys and
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from jobs.dynamo_values import from_dynamo
 from jobs.progress import Progress
 from jobs.spec import JobFilter, JobOptions
 from jobs.states import ACTIVE, JobStatus
@@ -68,7 +68,7 @@ class Job(BaseModel):
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Job:
-        return cls.model_validate(_plain(item))
+        return cls.model_validate(from_dynamo(item))
 
 
 # The sparse index of unfinished jobs is keyed on this attribute, present only while active.
@@ -78,13 +78,3 @@ ACTIVE_OWNER_KEY = "active_owner"
 TTL_ATTRIBUTE = "expires_at"
 CREDENTIALS_ATTRIBUTE = "credentials"
 
-
-def _plain(value: Any) -> Any:
-    """DynamoDB numbers arrive as Decimal; the model wants int/float."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value

@@ -13,6 +13,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from jobs import aws
+from jobs.dynamo import is_condition_failed
 from jobs.record import TTL_ATTRIBUTE
 from jobs.tables import SLOTS_ITEM_ID
 
@@ -34,7 +35,7 @@ class SlotLedger:
                 ExpressionAttributeValues={":job": {job_id}, ":id": job_id, ":max": max_slots},
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if is_condition_failed(exc):
                 return False
             raise
         return True
@@ -106,7 +107,7 @@ class LaunchClaims:
                 ExpressionAttributeValues={":now": now_epoch, ":me": holder},
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if is_condition_failed(exc):
                 return False
             raise
         return True
@@ -120,7 +121,7 @@ class LaunchClaims:
                 ExpressionAttributeValues={":me": holder},
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if not is_condition_failed(exc):
                 raise
 
 

@@ -11,11 +11,11 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from jobs import aws, clock
+from jobs.dynamo import all_equal, is_condition_failed, old_item
+from jobs.dynamo_values import to_dynamo
 from jobs.record import ACTIVE_INDEX_KEY, ACTIVE_OWNER_KEY, CREDENTIALS_ATTRIBUTE, TTL_ATTRIBUTE, Job
 from jobs.states import ACTIVE, JobStatus, can_transition
 from jobs.tables import ACTIVE_JOBS_INDEX, OWNER_ACTIVE_INDEX, OWNER_JOBS_INDEX
-
-CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,6 @@ class CreateResult:
 class Page:
     jobs: list[Job]
     next_key: dict[str, Any] | None
-    items_read: int
 
 
 class JobStore:
@@ -48,7 +47,7 @@ class JobStore:
     # -- create and read -------------------------------------------------------------
 
     def create(self, job: Job, credentials_ciphertext: bytes) -> CreateResult:
-        item = _json_safe(job.to_item())
+        item = to_dynamo(job.to_item())
         item[CREDENTIALS_ATTRIBUTE] = credentials_ciphertext
         try:
             self._table.put_item(
@@ -57,9 +56,9 @@ class JobStore:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if _code(exc) != CONDITION_FAILED:
+            if not is_condition_failed(exc):
                 raise
-            existing = _old_item(exc)
+            existing = old_item(exc)
             if existing is None:
                 existing_job = self.get(job.job_id, include_expired=True)
                 if existing_job is None:  # deleted between the two calls: nothing to return
@@ -119,9 +118,7 @@ class JobStore:
         else:
             fields.setdefault("completed_at", now)
             removals |= {ACTIVE_INDEX_KEY, ACTIVE_OWNER_KEY, CREDENTIALS_ATTRIBUTE}
-        condition: Any = Attr("status").is_in([s.value for s in sources])
-        for name, value in (only_if or {}).items():
-            condition = condition & Attr(name).eq(value)
+        condition = all_equal(Attr("status").is_in([s.value for s in sources]), only_if)
         return self._update(job_id, fields, removals, condition)
 
     def update_active(
@@ -133,9 +130,7 @@ class JobStore:
         only_if: dict[str, Any] | None = None,
     ) -> WriteResult:
         """Heartbeat and progress writes: only while the job is still in `statuses`."""
-        condition: Any = Attr("status").is_in([s.value for s in statuses])
-        for name, value in (only_if or {}).items():
-            condition = condition & Attr(name).eq(value)
+        condition = all_equal(Attr("status").is_in([s.value for s in statuses]), only_if)
         fields = {"updated_at": clock.now_iso(), **set_fields}
         return self._update(job_id, fields, set(), condition)
 
@@ -143,18 +138,15 @@ class JobStore:
         """Remove the ciphertext whatever the status (idempotent; used after a job ends).
 
         `only_if` adds equality conditions (a worker wipes only a job still assigned to it)."""
-        condition: Any = Attr("job_id").exists()
-        for name, value in (only_if or {}).items():
-            condition = condition & Attr(name).eq(value)
         try:
             self._table.update_item(
                 Key={"job_id": job_id},
                 UpdateExpression="REMOVE #c",
-                ConditionExpression=condition,
+                ConditionExpression=all_equal(Attr("job_id").exists(), only_if),
                 ExpressionAttributeNames={"#c": CREDENTIALS_ATTRIBUTE},
             )
         except ClientError as exc:
-            if _code(exc) != CONDITION_FAILED:
+            if not is_condition_failed(exc):
                 raise
 
     def _update(
@@ -178,14 +170,14 @@ class JobStore:
                 UpdateExpression=expression,
                 ConditionExpression=condition & Attr("job_id").exists(),
                 ExpressionAttributeNames=names,
-                ExpressionAttributeValues=_json_safe(values),
+                ExpressionAttributeValues=to_dynamo(values),
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if _code(exc) != CONDITION_FAILED:
+            if not is_condition_failed(exc):
                 raise
-            old = _old_item(exc)
+            old = old_item(exc)
             return WriteResult(ok=False, job=Job.from_item(old) if old and "status" in old else None)
         return WriteResult(ok=True, job=Job.from_item(answer["Attributes"]))
 
@@ -234,7 +226,6 @@ class JobStore:
         if status is not None:
             kwargs["FilterExpression"] = kwargs["FilterExpression"] & Attr("status").eq(status.value)
         jobs: list[Job] = []
-        items_read = 0
         next_key = start_key
         # A filtered page can come back short: keep reading until `limit` jobs or the end.
         while len(jobs) < limit:
@@ -242,12 +233,11 @@ class JobStore:
                 kwargs["ExclusiveStartKey"] = next_key
             kwargs["Limit"] = limit - len(jobs)
             answer = self._table.query(**kwargs)
-            items_read += int(answer.get("ScannedCount", 0))
             jobs.extend(Job.from_item(item) for item in answer.get("Items", []))
             next_key = answer.get("LastEvaluatedKey")
             if not next_key:
                 break
-        return Page(jobs=jobs, next_key=next_key, items_read=items_read)
+        return Page(jobs=jobs, next_key=next_key)
 
     def delete_expired(self, job_id: str, now_epoch: int) -> bool:
         """Delete an item whose TTL has passed (TTL deletion lags by days). False if it
@@ -258,7 +248,7 @@ class JobStore:
                 ConditionExpression=Attr(TTL_ATTRIBUTE).lte(now_epoch),
             )
         except ClientError as exc:
-            if _code(exc) == CONDITION_FAILED:
+            if is_condition_failed(exc):
                 return False
             raise
         return True
@@ -271,33 +261,3 @@ class JobStore:
                 return
             kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _old_item(exc: ClientError) -> dict[str, Any] | None:
-    """The item as it was when a condition failed (DynamoDB returns it in low-level form)."""
-    raw: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
-    if not raw:
-        return None
-    from boto3.dynamodb.types import TypeDeserializer
-
-    deserializer = TypeDeserializer()
-    return {key: deserializer.deserialize(value) for key, value in raw.items()}
-
-
-def _json_safe(values: dict[str, Any]) -> dict[str, Any]:
-    """Floats are not accepted by the DynamoDB resource layer; Decimal is."""
-    from decimal import Decimal
-
-    def convert(value: Any) -> Any:
-        if isinstance(value, float):
-            return Decimal(str(value))
-        if isinstance(value, dict):
-            return {k: convert(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [convert(v) for v in value]
-        return value
-
-    return {k: convert(v) for k, v in values.items()}

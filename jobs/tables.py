@@ -59,12 +59,3 @@ API_KEYS_TABLE: dict[str, Any] = {
     "BillingMode": "PAY_PER_REQUEST",
 }
 
-
-def create_tables(dynamodb_client: Any, *, jobs_table: str, api_keys_table: str) -> None:
-    """Create both tables as Terraform declares them (used by the local cloud and tests)."""
-    dynamodb_client.create_table(TableName=jobs_table, **JOBS_TABLE)
-    dynamodb_client.update_time_to_live(
-        TableName=jobs_table,
-        TimeToLiveSpecification={"Enabled": True, "AttributeName": JOBS_TTL_ATTRIBUTE},
-    )
-    dynamodb_client.create_table(TableName=api_keys_table, **API_KEYS_TABLE)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
-from jobs.tables import create_tables
+from jobs.tables import API_KEYS_TABLE, JOBS_TABLE, JOBS_TTL_ATTRIBUTE
 
 # The image the local launch template names: any Linux image that moto knows.
 IMAGE_NAME_PATTERN = "amzn2-ami-hvm-*"
@@ -26,8 +26,15 @@ class Resources:
     dlq_arn: str
     project_tag: str
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+
+def create_tables(dynamodb_client: Any, *, jobs_table: str, api_keys_table: str) -> None:
+    """Create both tables as Terraform declares them."""
+    dynamodb_client.create_table(TableName=jobs_table, **JOBS_TABLE)
+    dynamodb_client.update_time_to_live(
+        TableName=jobs_table,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": JOBS_TTL_ATTRIBUTE},
+    )
+    dynamodb_client.create_table(TableName=api_keys_table, **API_KEYS_TABLE)
 
 
 def create_resources(clients: dict[str, Any], *, prefix: str) -> Resources:

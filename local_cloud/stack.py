@@ -190,7 +190,7 @@ class LocalStack:
         reaper = LambdaFunction(f"{options.prefix}-reaper", REAPER_HANDLER, region=options.region)
         for function in (api, launcher, reaper):
             function.load()  # cold starts now: a broken import fails `local up`, not a request
-        from services.launcher.filters import matches
+        from local_cloud.event_filter import matches
 
         self.ec2_driver = Ec2Driver(
             session.client("ec2"),

@@ -47,10 +47,6 @@ TICK_SECONDS = 0.2
 INTERRUPTED = "the instance was interrupted (SIGTERM to the worker) before the job finished"
 
 
-class JobLost(Exception):
-    """The job is no longer ours to write (ended or reassigned by someone else)."""
-
-
 @dataclass
 class RunStats:
     item_writes: int = 0

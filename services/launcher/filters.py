@@ -1,8 +1,8 @@
 """The stream records the launcher runs on, defined once.
 
 `FILTER_PATTERNS` are the Lambda event-source-mapping filter patterns (Terraform's
-`filter_criteria { filter { pattern = ... } }`, boto3's `FilterCriteria`); `matches`
-applies the same patterns to a record for the local cloud's stream poller, so the two
+`filter_criteria { filter { pattern = ... } }`, boto3's `FilterCriteria`); the local
+cloud's stream poller applies the same patterns (`local_cloud.event_filter`), so the two
 cannot drift. Items without a `status` (the slot ledger, launch claims) never match.
 """
 
@@ -40,24 +40,3 @@ def filter_criteria() -> dict[str, Any]:
     """The `FilterCriteria` argument of CreateEventSourceMapping."""
     return {"Filters": [{"Pattern": pattern} for pattern in FILTER_PATTERNS]}
 
-
-def matches(record: dict[str, Any]) -> bool:
-    """Whether the event source mapping would deliver this stream record to the launcher."""
-    return any(_matches(json.loads(pattern), record) for pattern in FILTER_PATTERNS)
-
-
-def _matches(pattern: dict[str, Any], value: Any) -> bool:
-    # The subset of EventBridge pattern syntax used above: nested objects, and lists of
-    # exact values ("any of"). Every key of the pattern must be present in the record.
-    if not isinstance(value, dict):
-        return False
-    for key, expected in pattern.items():
-        if key not in value:
-            return False
-        actual = value[key]
-        if isinstance(expected, dict):
-            if not _matches(expected, actual):
-                return False
-        elif actual not in expected:
-            return False
-    return True

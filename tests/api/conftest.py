@@ -6,38 +6,32 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
-from api_helpers import API_KEYS_TABLE, JOBS_TABLE, LOG_GROUP, ApiClient, ApiWorld
 from moto import mock_aws
 
 from jobs import aws
 from jobs.api_keys import ApiKeyStore
 from jobs.store import JobStore
-from jobs.tables import create_tables
+from local_cloud.resources import create_tables
+from tests.support.api import API_KEYS_TABLE, JOBS_TABLE, LOG_GROUP, ApiClient, ApiWorld
+from tests.support.aws_env import use_fake_aws
 
 
 @pytest.fixture
 def api_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-        "JOBS_TABLE_NAME": JOBS_TABLE,
-        "API_KEYS_TABLE_NAME": API_KEYS_TABLE,
-        "WORKER_LOG_GROUP": LOG_GROUP,
-        "JOB_RETENTION_DAYS": "30",
-        "MAX_UNFINISHED_JOBS_PER_OWNER": "5",
-        "ALLOWED_TARGET_SUFFIXES": "serendb.com",
-        "ALLOW_LOOPBACK_HOSTS": "false",
-        "ALLOW_PRIVATE_HOSTS": "false",
-        "POWERTOOLS_SERVICE_NAME": "api",
-        "POWERTOOLS_METRICS_NAMESPACE": "RemoteReplicationTest",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-    }.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_KMS", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
+    use_fake_aws(
+        monkeypatch,
+        JOBS_TABLE_NAME=JOBS_TABLE,
+        API_KEYS_TABLE_NAME=API_KEYS_TABLE,
+        WORKER_LOG_GROUP=LOG_GROUP,
+        JOB_RETENTION_DAYS="30",
+        MAX_UNFINISHED_JOBS_PER_OWNER="5",
+        ALLOWED_TARGET_SUFFIXES="serendb.com",
+        ALLOW_LOOPBACK_HOSTS="false",
+        ALLOW_PRIVATE_HOSTS="false",
+        POWERTOOLS_SERVICE_NAME="api",
+        POWERTOOLS_METRICS_NAMESPACE="RemoteReplicationTest",
+        POWERTOOLS_TRACE_DISABLED="true",
+    )
 
 
 @pytest.fixture

@@ -6,9 +6,10 @@ import json
 from typing import Any
 
 import pytest
-from api_helpers import V1_BODY, ApiWorld, http_event, invoke
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.support.api import V1_BODY, ApiWorld, http_event, invoke
 
 BAD_BODIES: list[tuple[str | None, int]] = [
     (None, 400),

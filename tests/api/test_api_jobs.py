@@ -8,11 +8,11 @@ import uuid
 from typing import Any
 
 import pytest
-from api_helpers import API_KEYS_TABLE, JOBS_TABLE, TEST_PASSWORD, V1_BODY, ApiClient, ApiWorld
 
 from jobs.job_logs import LogWriter
 from jobs.progress import Progress
 from jobs.states import JobStatus
+from tests.support.api import API_KEYS_TABLE, JOBS_TABLE, TEST_PASSWORD, V1_BODY, ApiClient, ApiWorld
 
 V11_BODY = {**V1_BODY, "schema_version": "1.1"}
 
@@ -290,7 +290,7 @@ def test_internal_fault_is_500_without_details_and_logs_the_request_id(
         raise RuntimeError(f"table exploded near postgresql://u:{TEST_PASSWORD}@db:5432/x")
 
     monkeypatch.setattr(JobStore, "get", broken)
-    from api_helpers import http_event, invoke
+    from tests.support.api import http_event, invoke
 
     event = http_event("GET", f"/jobs/{uuid.uuid4()}", headers={"x-api-key": world.alice.key or ""})
     answer = invoke(event)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from api_helpers import API_KEYS_TABLE, ApiWorld
 
 from cli.admin import main
 from jobs.api_keys import ApiKeyStore, InvalidOwner, hash_key
+from tests.support.api import API_KEYS_TABLE, ApiWorld
 
 
 def test_create_list_revoke_through_the_admin_command(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from services.api.openapi import DOCUMENT, document
+from build_tools.openapi import DOCUMENT, document
 
 
 def test_committed_document_is_current() -> None:
-    assert DOCUMENT.read_text() == document(), "run: python -m services.api.openapi"
+    assert DOCUMENT.read_text() == document(), "run: python -m build_tools.openapi"
 
 
 def test_document_lists_the_routes_and_the_key() -> None:

@@ -8,9 +8,9 @@ import uuid
 from typing import Any
 
 import pytest
-from api_helpers import SOURCE_URL, TARGET_URL, V1_BODY, ApiClient, ApiWorld
 
 from jobs.states import JobStatus
+from tests.support.api import SOURCE_URL, TARGET_URL, V1_BODY, ApiClient, ApiWorld
 
 
 def _items(world: ApiWorld, table: str = "test-jobs") -> list[dict[str, Any]]:
@@ -216,7 +216,7 @@ def test_body_over_16_kib_is_413(world: ApiWorld) -> None:
     answer = world.alice.submit(padded)
     assert answer.status == 413 and set(answer.body) == {"error"}
     encoded = base64.b64encode(json.dumps(padded).encode()).decode()
-    from api_helpers import http_event, invoke
+    from tests.support.api import http_event, invoke
 
     event = http_event(
         "POST", "/jobs", body=encoded, headers={"x-api-key": world.alice.key or ""}, base64_body=True
@@ -225,7 +225,7 @@ def test_body_over_16_kib_is_413(world: ApiWorld) -> None:
 
 
 def test_base64_body_is_accepted(world: ApiWorld) -> None:
-    from api_helpers import http_event, invoke
+    from tests.support.api import http_event, invoke
 
     encoded = base64.b64encode(json.dumps(V1_BODY).encode()).decode()
     event = http_event(

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from api_helpers import TEST_PASSWORD, ApiWorld
 
 from jobs import job_logs
 from jobs.job_logs import LogWriter, read_lines
+from tests.support.api import TEST_PASSWORD, ApiWorld
 
 
 class CountingLogs:

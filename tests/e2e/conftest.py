@@ -8,23 +8,17 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from e2e_helpers import BLOCKER_DATABASE, PASSWORD, RunningStack, running_stack
 
 from jobs import aws
 from local_cloud.postgres import LocalPostgres, start_postgres
 from local_cloud.sample_data import create_sample
+from tests.support.aws_env import use_fake_aws
+from tests.support.e2e import BLOCKER_DATABASE, PASSWORD, RunningStack, running_stack
 
 
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    aws.reset_clients()
+    use_fake_aws(monkeypatch)
     yield
     aws.reset_clients()
 

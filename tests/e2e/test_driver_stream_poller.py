@@ -10,9 +10,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from jobs.tables import create_tables
+from local_cloud.event_filter import matches
+from local_cloud.resources import create_tables
 from local_cloud.stream_poller import StreamPoller, failed_from
-from services.launcher.filters import matches
 
 TABLE = "poller-jobs"
 

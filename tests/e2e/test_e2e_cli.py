@@ -8,10 +8,10 @@ import shutil
 import subprocess
 
 import pytest
-from e2e_helpers import PASSWORD, SEREN_REMOTE, RunningStack
 
 from local_cloud.postgres import LocalPostgres
 from local_cloud.sample_data import SAMPLE_DATABASE
+from tests.support.e2e import PASSWORD, SEREN_REMOTE, RunningStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from e2e_helpers import BLOCKER_DATABASE, PASSWORD, TERMINAL, RunningStack, running_stack, wait_for
 
 from local_cloud.ec2_driver import instance_processes
 from local_cloud.postgres import LocalPostgres
 from local_cloud.sample_data import SAMPLE_DATABASE, row_counts, table_checksums
+from tests.support.e2e import BLOCKER_DATABASE, PASSWORD, TERMINAL, RunningStack, running_stack, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
 

@@ -1,5 +1,5 @@
 """Fixtures of the launcher tests: a control-plane world on in-process moto."""
 
-from control_plane import cloud, world
+from tests.support.world import cloud, world
 
 __all__ = ["cloud", "world"]

@@ -5,12 +5,11 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from control_plane import World, batch, inserted, modified
-from launcher_calls import invoke
-
 from jobs import instances
 from jobs.states import JobStatus
-from services.launcher.filters import matches
+from local_cloud.event_filter import matches
+from tests.support.launcher import invoke
+from tests.support.world import World, batch, inserted, modified
 
 
 def test_thirty_jobs_through_three_slots(world: World) -> None:

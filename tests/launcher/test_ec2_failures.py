@@ -7,13 +7,13 @@ import json
 from typing import Any
 
 import pytest
-from control_plane import World, ago, batch, ec2_faults, failing, inserted
-from launcher_calls import invoke
 
 from jobs.instances import RUN_INSTANCES_ATTEMPTS
 from jobs.states import JobStatus
 from services.launcher import logic
 from services.reaper.logic import reap
+from tests.support.launcher import invoke
+from tests.support.world import World, ago, batch, ec2_faults, failing, inserted
 
 CAPACITY = "InsufficientInstanceCapacity"
 

@@ -6,12 +6,13 @@ import json
 from typing import Any
 
 import pytest
-from control_plane import World, inserted, modified, stream_record
 from moto.events.models import EventPattern
 
 from jobs.states import JobStatus
 from jobs.tables import SLOTS_ITEM_ID
-from services.launcher.filters import FILTER_PATTERNS, filter_criteria, matches
+from local_cloud.event_filter import matches
+from services.launcher.filters import FILTER_PATTERNS, filter_criteria
+from tests.support.world import World, inserted, modified, stream_record
 
 
 def _event_bridge_matches(record: dict[str, Any]) -> bool:

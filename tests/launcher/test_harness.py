@@ -7,10 +7,10 @@ import threading
 from typing import Any
 
 import pytest
-from control_plane import World
 
 from jobs.record import Job
 from jobs.states import JobStatus
+from tests.support.world import World
 
 
 def test_a_query_during_an_update_sees_the_item_before_or_after_it_never_half_written(

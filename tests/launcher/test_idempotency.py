@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from control_plane import World, batch, inserted, modified
-from launcher_calls import invoke, invoke_as
 
 from jobs import clock, instances
 from jobs.states import JobStatus
 from jobs.store import JobStore
 from services.launcher import logic
 from services.launcher.logic import Outcome
+from tests.support.launcher import invoke, invoke_as
+from tests.support.world import World, batch, inserted, modified
 
 
 @pytest.fixture

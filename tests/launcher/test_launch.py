@@ -6,14 +6,14 @@ import json
 from typing import Any
 
 import pytest
-from control_plane import World, batch, inserted, modified
-from launcher_calls import invoke
 
 from jobs import instances
 from jobs.slots import SlotLedger
 from jobs.states import JobStatus
 from services.launcher import logic
 from services.launcher.logic import Outcome
+from tests.support.launcher import invoke
+from tests.support.world import World, batch, inserted, modified
 
 GIB = 1024**3
 

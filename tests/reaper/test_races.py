@@ -9,13 +9,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from control_plane import World, ago
-from reaper_helpers import run_reaper
 
 from jobs import clock
 from jobs.record import Job
 from jobs.states import JobStatus
 from jobs.store import JobStore, WriteResult
+from tests.support.reaper import run_reaper
+from tests.support.world import World, ago
 
 
 def _running(world: World, **fields: Any) -> Job:

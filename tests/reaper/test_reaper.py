@@ -6,12 +6,12 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from control_plane import World, ago
-from reaper_helpers import run_reaper
 
 from jobs import clock
 from jobs.record import Job
 from jobs.states import JobStatus
+from tests.support.reaper import run_reaper
+from tests.support.world import World, ago
 
 
 def launched(

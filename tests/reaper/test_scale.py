@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from control_plane import FakeLambdaContext, World, ago, plain_to_dynamo
-from reaper_helpers import counting_reads, run_reaper
-
 from jobs import clock
+from jobs.dynamo_values import to_dynamo
 from jobs.record import Job
 from jobs.states import JobStatus
+from tests.support.reaper import counting_reads, run_reaper
+from tests.support.world import FakeLambdaContext, World, ago
 
 
 def load_finished_jobs(world: World, count: int) -> None:
@@ -34,7 +34,7 @@ def load_finished_jobs(world: World, count: int) -> None:
                 instance_id=f"i-{n:017x}",
                 expires_at=expires,
             )
-            writer.put_item(Item=plain_to_dynamo(job.to_item()))
+            writer.put_item(Item=to_dynamo(job.to_item()))
 
 
 def active_jobs(world: World, count: int) -> list[Job]:

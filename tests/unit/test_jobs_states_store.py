@@ -11,7 +11,6 @@ that both writers' updates are conditional on the status they leave.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -20,14 +19,14 @@ import boto3
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from moto import mock_aws
 from moto.dynamodb.models import DynamoDBBackend
 
-from jobs import aws, clock
-from jobs.record import Job
+from jobs import clock
 from jobs.states import ACTIVE, TERMINAL, TRANSITIONS, V1_STATUS, JobStatus, can_transition, status_for_client
 from jobs.store import JobStore
-from jobs.tables import create_tables
+from local_cloud.resources import create_tables
+from tests.support.aws_env import moto_in_process
+from tests.support.jobs import new_job
 
 TABLE = "unit-jobs"
 
@@ -62,19 +61,10 @@ def test_v1_clients_see_four_words_and_every_end_stops_their_polling(status: Job
 @pytest.fixture(scope="module")
 def store() -> Iterator[JobStore]:
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }.items():
-            patch.setenv(name, value)
-        patch.delenv("AWS_ENDPOINT_URL", raising=False)
         _make_writes_atomic(patch)
-        with mock_aws():
-            aws.reset_clients()
+        with moto_in_process(patch):
             create_tables(boto3.client("dynamodb"), jobs_table=TABLE, api_keys_table="unit-keys")
             yield JobStore(TABLE)
-            aws.reset_clients()
 
 
 def _make_writes_atomic(patch: pytest.MonkeyPatch) -> None:
@@ -90,19 +80,7 @@ def _make_writes_atomic(patch: pytest.MonkeyPatch) -> None:
 
 
 def _new_job(store: JobStore) -> str:
-    now = clock.now()
-    job = Job(
-        job_id=str(uuid.uuid4()),
-        owner="alice",
-        trace_id=str(uuid.uuid4()),
-        command="init",
-        status=JobStatus.PENDING,
-        source="postgresql://a:5432/db",
-        target="postgresql://b:5432/db",
-        created_at=clock.iso(now),
-        updated_at=clock.iso(now),
-        expires_at=clock.epoch(now + timedelta(days=1)),
-    )
+    job = new_job(owner="alice", retention=timedelta(days=1))
     assert store.create(job, b"ciphertext").created
     return job.job_id
 

@@ -4,21 +4,12 @@ PostgreSQL servers (a seeded source, an empty target)."""
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
-
-from jobs import aws
-from local_cloud.postgres import LocalPostgres, start_postgres
-
-sys.path.insert(0, str(Path(__file__).parent))
-
 from stack import Cloud, start_cloud
 from worker_helpers import (
-    AWS_TEST_ENV,
     SHOP_SQL,
     SOURCE_DATABASE,
     SOURCE_PASSWORD,
@@ -26,11 +17,15 @@ from worker_helpers import (
     drop_user_databases,
 )
 
+from jobs import aws
+from local_cloud.postgres import LocalPostgres, start_postgres
+from tests.support.aws_env import FAKE_AWS_ENVIRONMENT
+
 
 @pytest.fixture(scope="session")
 def cloud() -> Iterator[Cloud]:
-    saved = {name: os.environ.get(name) for name in [*AWS_TEST_ENV, "AWS_ENDPOINT_URL"]}
-    os.environ.update(AWS_TEST_ENV)
+    saved = {name: os.environ.get(name) for name in [*FAKE_AWS_ENVIRONMENT, "AWS_ENDPOINT_URL"]}
+    os.environ.update(FAKE_AWS_ENVIRONMENT)
     stack = start_cloud()
     yield stack
     stack.moto.stop()

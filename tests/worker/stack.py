@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +26,11 @@ from jobs.record import Job
 from jobs.spec import JobFilter, JobOptions
 from jobs.states import JobStatus
 from jobs.store import JobStore
-from jobs.tables import create_tables
 from jobs.urls import parse_url
 from local_cloud.imds import MetadataServer
+from local_cloud.resources import create_tables
+from tests.support.aws_env import FAKE_AWS_ENVIRONMENT
+from tests.support.jobs import new_job
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER_SH = REPO / "worker" / "worker.sh"
@@ -156,23 +157,16 @@ class Cloud:
         options: JobOptions | None = None,
     ) -> tuple[str, str]:
         """A job as the API wrote it and the launcher moved it to provisioning on a new instance."""
-        job_id = str(uuid.uuid4())
-        now = clock.now()
-        job = Job(
-            job_id=job_id,
+        job = new_job(
             owner="owner-test",
-            trace_id=str(uuid.uuid4()),
             schema_version="1.1",
             command=command,
-            status=JobStatus.PENDING,
             filter=job_filter or JobFilter(),
             options=options or JobOptions(),
             source=parse_url(source_url).redacted,
             target=parse_url(target_url).redacted,
-            created_at=clock.iso(now),
-            updated_at=clock.iso(now),
-            expires_at=clock.epoch(now) + 86400,
         )
+        job_id = job.job_id
         ciphertext = CredentialCipher(self.key_id).encrypt(job_id, Credentials(source_url, target_url))
         assert self.store.create(job, ciphertext).created
         instance_id = self.start_instance()
@@ -262,10 +256,7 @@ def worker_env(cloud: Cloud, imds: MetadataServer, local_log_dir: Path, **overri
         "WORKER_PYTHON": sys.executable,
         "AWS_ENDPOINT_URL": cloud.endpoint,
         "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
+        **FAKE_AWS_ENVIRONMENT,
         "JOBS_TABLE_NAME": JOBS_TABLE,
         "WORKER_LOG_GROUP": LOG_GROUP,
         "METRICS_NAMESPACE": METRICS_NAMESPACE,

@@ -6,14 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from moto import mock_aws
 
 from jobs import aws, clock
 from jobs.progress import Progress
 from jobs.record import CREDENTIALS_ATTRIBUTE, Job
 from jobs.states import JobStatus
 from jobs.store import JobStore
-from jobs.tables import create_tables
+from local_cloud.resources import create_tables
+from tests.support.aws_env import moto_in_process
+from tests.support.jobs import new_job
 from worker.job_item import JobItem, Outcome
 
 TABLE = "jobs-item-test"
@@ -21,33 +22,13 @@ TABLE = "jobs-item-test"
 
 @pytest.fixture
 def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[JobStore]:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(name, "testing")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        aws.reset_clients()
+    with moto_in_process(monkeypatch):
         create_tables(aws.client("dynamodb"), jobs_table=TABLE, api_keys_table="keys-item-test")
         yield JobStore(TABLE)
-    aws.reset_clients()
 
 
 def provisioned(store: JobStore, instance_id: str) -> str:
-    now = clock.now()
-    job = Job(
-        job_id="job-1",
-        owner="owner-1",
-        trace_id="trace-1",
-        command="init",
-        status=JobStatus.PENDING,
-        source="postgresql://db:5432/a",
-        target="postgresql://db:5432/b",
-        created_at=clock.iso(now),
-        updated_at=clock.iso(now),
-        expires_at=clock.epoch(now) + 3600,
-    )
-    store.create(job, b"ciphertext")
+    store.create(new_job(job_id="job-1"), b"ciphertext")
     store.transition(
         "job-1", [JobStatus.PENDING], JobStatus.PROVISIONING, set_fields={"instance_id": instance_id}
     )

@@ -14,9 +14,9 @@ from pydantic import ValidationError
 from stack import WORKER_SH, metadata_server
 
 from jobs.progress import Progress
-from jobs.record import Job
 from jobs.spec import JobOptions
 from jobs.states import JobStatus
+from tests.support.jobs import new_job
 from worker import metadata
 from worker.engines import ParsedLine
 from worker.job_item import console_log_url
@@ -60,19 +60,7 @@ def test_the_deadline_is_the_jobs_own_limit_unless_the_operator_caps_it(
 ) -> None:
     monkeypatch.setenv("JOBS_TABLE_NAME", "jobs-prod")
     monkeypatch.setenv("WORKER_LOG_GROUP", "/x/workers")
-    job = Job(
-        job_id="job-1",
-        owner="owner-1",
-        trace_id="trace-1",
-        command="init",
-        status=JobStatus.PROVISIONING,
-        options=JobOptions(job_timeout_seconds=600),
-        source="postgresql://db:5432/a",
-        target="postgresql://db:5432/b",
-        created_at="2024-01-01T00:00:00.000Z",
-        updated_at="2024-01-01T00:00:00.000Z",
-        expires_at=2_000_000_000,
-    )
+    job = new_job(JobStatus.PROVISIONING, options=JobOptions(job_timeout_seconds=600))
     assert job_deadline_seconds(job, Settings.from_environment()) == 600
     monkeypatch.setenv("MAX_JOB_RUNTIME_SECONDS", "120")
     assert job_deadline_seconds(job, Settings.from_environment()) == 120

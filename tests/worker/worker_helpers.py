@@ -24,15 +24,6 @@ INSERT INTO orders (customer_id, total)
     SELECT 1 + g % 1000, (g * 7.31) % 1000 FROM generate_series(1, 5000) g;
 """
 
-AWS_TEST_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SECURITY_TOKEN": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_REGION": "us-east-1",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-
 
 def drop_user_databases(server: LocalPostgres) -> None:
     with psycopg.connect(server.url(), autocommit=True) as conn:

@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from control_plane import World
-
 from jobs import aws
 from services.reaper.logic import ReapReport, reap
 from services.reaper.settings import Settings
+from tests.support.world import World
 
 
 def run_reaper(world: World, *, now: datetime | None = None, **overrides: Any) -> ReapReport:

@@ -12,33 +12,30 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import boto3
 import pytest
 from boto3.dynamodb.types import TypeSerializer
-from moto import mock_aws
 
 from jobs import aws, clock, instances
+from jobs.dynamo_values import to_dynamo
 from jobs.record import Job
 from jobs.slots import LaunchClaims, SlotLedger
 from jobs.states import JobStatus
 from jobs.store import JobStore
+from local_cloud.resources import create_tables
 from services.launcher.logic import LaunchContext
 from services.reaper.settings import Settings
+from tests.support.aws_env import ACCOUNT_ID, REGION, moto_in_process
+from tests.support.jobs import new_job
 
 JOBS_TABLE = "test-jobs"
 API_KEYS_TABLE = "test-api-keys"
 LOG_GROUP = "/test/workers"
-STREAM_ARN = f"arn:aws:dynamodb:us-east-1:123456789012:table/{JOBS_TABLE}/stream/2024-01-01T00:00:00.000"
+STREAM_ARN = f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{JOBS_TABLE}/stream/2024-01-01T00:00:00.000"
 
 ENVIRONMENT = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
     "JOBS_TABLE_NAME": JOBS_TABLE,
     "WORKER_LOG_GROUP": LOG_GROUP,
     "MAX_CONCURRENT_JOBS": "3",
@@ -79,21 +76,8 @@ class World:
             self.jobs_created += 1
             serial = self.jobs_created
         created = clock.now() - age + timedelta(milliseconds=serial)  # distinct, ordered
-        values: dict[str, Any] = {
-            "job_id": str(uuid.uuid4()),
-            "owner": "owner-1",
-            "trace_id": str(uuid.uuid4()),
-            "command": "init",
-            "status": status,
-            "source": "postgresql://source.example.com:5432/app",
-            "target": "postgresql://target.serendb.com:5432/app",
-            "created_at": clock.iso(created),
-            "updated_at": clock.iso(created),
-            "expires_at": clock.epoch(clock.now()) + 30 * 86400,
-        }
-        values.update(fields)
-        job = Job.model_validate(values)
-        self.table.put_item(Item=plain_to_dynamo(job.to_item()))
+        job = new_job(status, created=created, **fields)
+        self.table.put_item(Item=to_dynamo(job.to_item()))
         return job
 
     def start_instance(self, job_id: str, attempt: int = 1, *, managed_by: str | None = None) -> str:
@@ -158,8 +142,6 @@ def build_cloud() -> Cloud:
 def build_world(cloud: Cloud) -> World:
     """A fresh jobs table; its name is the deployment's `ManagedBy`, so instances of other
     tests in the module are not this world's."""
-    from jobs.tables import create_tables
-
     suffix = uuid.uuid4().hex[:10]
     jobs_table = f"{JOBS_TABLE}-{suffix}"
     create_tables(
@@ -208,14 +190,10 @@ def _make_moto_dynamodb_requests_atomic(patch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[Cloud]:
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in ENVIRONMENT.items():
-            patch.setenv(name, value)
-        for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_EC2", "AWS_PROFILE"):
-            patch.delenv(name, raising=False)
         # botocore's retries stay on; only their waits are cut so the tests stay fast.
         patch.setattr("botocore.retries.standard.ExponentialBackoff.delay_amount", lambda self, ctx: 0)
         _make_moto_dynamodb_requests_atomic(patch)
-        with mock_aws():
+        with moto_in_process(patch, **ENVIRONMENT):
             yield build_cloud()
 
 
@@ -238,19 +216,9 @@ def world(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> World:
 # -- stream records ---------------------------------------------------------------------
 
 
-def plain_to_dynamo(value: Any) -> Any:
-    if isinstance(value, float):
-        return Decimal(str(value))
-    if isinstance(value, dict):
-        return {k: plain_to_dynamo(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain_to_dynamo(v) for v in value]
-    return value
-
-
 def _image(item: dict[str, Any]) -> dict[str, Any]:
     serializer = TypeSerializer()
-    return {key: serializer.serialize(value) for key, value in plain_to_dynamo(item).items()}
+    return {key: serializer.serialize(value) for key, value in to_dynamo(item).items()}
 
 
 def stream_record(event_name: str, *, new: Any = None, old: Any = None) -> dict[str, Any]:
@@ -275,7 +243,7 @@ def stream_record(event_name: str, *, new: Any = None, old: Any = None) -> dict[
         "eventName": event_name,
         "eventVersion": "1.1",
         "eventSource": "aws:dynamodb",
-        "awsRegion": "us-east-1",
+        "awsRegion": REGION,
         "dynamodb": body,
         "eventSourceARN": STREAM_ARN,
     }
@@ -297,7 +265,7 @@ def batch(*records: dict[str, Any]) -> dict[str, Any]:
 class FakeLambdaContext:
     function_name: str = "launcher"
     memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:launcher"
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:launcher"
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     def get_remaining_time_in_millis(self) -> int:

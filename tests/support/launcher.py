@@ -8,10 +8,10 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
-from control_plane import FakeLambdaContext, World
 
 from services.launcher import handler
 from services.launcher.logic import LaunchContext
+from tests.support.world import FakeLambdaContext, World
 
 
 def invoke(event: dict[str, Any]) -> list[str]:
