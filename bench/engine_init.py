@@ -90,7 +90,9 @@ def run_pg_engine(source: LocalPostgres, target: LocalPostgres, workers: int | N
     if workers:
         env["PG_ENGINE_JOBS"] = str(workers)
     started = time.monotonic()
-    done = subprocess.run(invocation.argv, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        invocation.argv, env=env, input=invocation.stdin.decode(), capture_output=True, text=True
+    )
     elapsed = time.monotonic() - started
     if done.returncode != 0:
         sys.exit(f"pg engine failed:\n{done.stderr[-2000:]}")

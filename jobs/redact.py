@@ -8,8 +8,14 @@ from collections.abc import Iterable
 REDACTED = "***"
 # user:password@ inside any URL-like text (postgres://, postgresql://, or bare user:pw@host).
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^@/\s'\"]*)@")
-# password=... in libpq key/value strings and environment dumps.
-_KEY_VALUE_PASSWORD = re.compile(r"(?i)\b(password|passwd|pgpassword)\s*[=:]\s*('[^']*'|\"[^\"]*\"|\S+)")
+# password=... in libpq key/value strings and environment dumps. libpq escapes ' and \ with a
+# backslash inside quotes and outside them (password='a\'b', password=a\ b), so a value runs
+# to the first unescaped closing quote or blank; an unclosed quote runs to the end.
+_KEY_VALUE_PASSWORD = re.compile(
+    r"""(?i)\b(password|passwd|pgpassword)\s*[=:]\s*"""
+    r"""('(?:[^'\\]|\\.)*(?:'|\\?$)|"(?:[^"\\]|\\.)*(?:"|\\?$)|(?:[^\s\\]|\\.)+\\?)""",
+    re.DOTALL,
+)
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:

@@ -7,7 +7,7 @@ hold any character, but only percent-encoded.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import unquote
 
 MAX_URL_LENGTH = 2048
@@ -43,6 +43,11 @@ class ConnectionUrl:
     port: int
     database: str
     parameters: tuple[tuple[str, str], ...] = ()
+    # The checked address to connect to (libpq `hostaddr`); `host` stays for TLS name checks.
+    hostaddr: str | None = None
+
+    def at_address(self, address: str) -> ConnectionUrl:
+        return replace(self, hostaddr=address)
 
     @property
     def redacted(self) -> str:

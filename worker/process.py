@@ -1,8 +1,9 @@
 """The engine's process: started in its own session (so its whole process group can be
 signalled), fed nothing on stdin, read line by line from a merged stdout/stderr.
 
-Credentials reach it through `env` only. The worker's AWS settings are not passed on: the
-engine talks to databases, never to AWS.
+Credentials reach it through its stdin (a pipe written once, then closed), never through its
+environment, which /proc keeps readable for the process's whole life. The worker's AWS
+settings are not passed on: the engine talks to databases, never to AWS.
 """
 
 from __future__ import annotations
@@ -27,18 +28,25 @@ def engine_environment(extra: Mapping[str, str]) -> dict[str, str]:
 class EngineProcess:
     """One running engine. `on_line` is called from a reader thread for every output line."""
 
-    def __init__(self, argv: list[str], env: Mapping[str, str], on_line: Callable[[str], None]) -> None:
+    def __init__(
+        self, argv: list[str], env: Mapping[str, str], on_line: Callable[[str], None], stdin: bytes = b""
+    ) -> None:
         self._on_line = on_line
         self._process = subprocess.Popen(
             argv,
             env=engine_environment(env),
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
         )
         self.pid = self._process.pid
+        if self._process.stdin is not None:
+            # Far below a pipe's buffer (two URLs of at most 2 KiB and the job): no deadlock.
+            with contextlib.suppress(BrokenPipeError):
+                self._process.stdin.write(stdin)
+            self._process.stdin.close()
         self._reader = threading.Thread(target=self._read, name="engine-output", daemon=True)
         self._reader.start()
 

@@ -9,12 +9,11 @@ run the engine (heartbeats, progress, cancel, deadline, SIGTERM) -> metrics -> f
 from __future__ import annotations
 
 import signal
-import socket
 import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import FrameType
 
 from aws_lambda_powertools import Logger
@@ -31,7 +30,9 @@ from jobs.spec import Command
 from jobs.states import JobStatus
 from jobs.urls import parse_url
 from worker import metadata, metrics
+from worker.addresses import Resolver, pin, system_resolver
 from worker.engines import Engine, EngineJob, Invocation, select_engine
+from worker.engines.base import job_secrets
 from worker.job_item import JobItem, Outcome
 from worker.output import EngineOutput, open_local_log
 from worker.process import EngineProcess
@@ -53,19 +54,18 @@ class RunStats:
     failed_writes: int = 0
 
 
-def resolve(host: str, port: int) -> list[str]:
-    try:
-        answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror:
-        return []
-    return sorted({str(info[4][0]) for info in answers})
-
-
-def check_hosts(credentials: Credentials, policy: ConnectionPolicy) -> None:
-    """The API checked the names; the worker checks what they resolve to now (deny-list)."""
-    for role, raw in (("source", credentials.source_url), ("target", credentials.target_url)):
-        url = parse_url(raw, field=f"{role}_url")
-        policy.check_resolved(url.host, resolve(url.host, url.port), role=role)
+def checked_addresses(
+    credentials: Credentials, policy: ConnectionPolicy, resolve: Resolver = system_resolver
+) -> tuple[str | None, str | None]:
+    """The API checked the names; the worker resolves each once, checks every address, and
+    returns the (source, target) addresses the engine must connect to."""
+    source = pin(
+        parse_url(credentials.source_url, field="source_url"), policy, role="source", resolve=resolve
+    )
+    target = pin(
+        parse_url(credentials.target_url, field="target_url"), policy, role="target", resolve=resolve
+    )
+    return source.hostaddr, target.hostaddr
 
 
 def job_deadline_seconds(job: Job, settings: Settings) -> int:
@@ -130,22 +130,24 @@ class Worker:
             self._end(job, Outcome(JobStatus.FAILED, "the job's credentials are gone"))
             return
         credentials = CredentialCipher().decrypt(self.job_id, ciphertext)
-        engine = select_engine(self.settings.engine)
-        invocation = engine.invocation(
-            EngineJob(
-                command=Command(job.command),
-                source_url=credentials.source_url,
-                target_url=credentials.target_url,
-                filter=job.filter,
-                options=job.options,
-            )
+        engine_job = EngineJob(
+            command=Command(job.command),
+            source_url=credentials.source_url,
+            target_url=credentials.target_url,
+            filter=job.filter,
+            options=job.options,
         )
-        self.secrets = list(invocation.secrets)
+        self.secrets = job_secrets(engine_job)
         try:
-            check_hosts(credentials, self.settings.connection_policy)
+            source_hostaddr, target_hostaddr = checked_addresses(credentials, self.settings.connection_policy)
         except HostNotAllowed as exc:
             self._end(job, Outcome(JobStatus.FAILED, str(exc)))
             return
+        engine = select_engine(self.settings.engine)
+        invocation = engine.invocation(
+            replace(engine_job, source_hostaddr=source_hostaddr, target_hostaddr=target_hostaddr)
+        )
+        self.secrets = list(invocation.secrets)
         self.output = EngineOutput(
             engine.parser(invocation),
             LogWriter(
@@ -188,7 +190,7 @@ class Worker:
             start=time.monotonic(),
         )
         output.note(f"starting the {engine.name} engine: {job.command}")
-        process = EngineProcess(invocation.argv, invocation.env, output.handle_line)
+        process = EngineProcess(invocation.argv, invocation.env, output.handle_line, invocation.stdin)
         logger.info("engine started", extra={"engine": engine.name, "pid": process.pid})
         finished = False
         try:

@@ -138,11 +138,18 @@ def engine_job(
 
 
 def run_pg_engine(job: EngineJob, extra_env: dict[str, str] | None = None, timeout: float = 120) -> EngineRun:
-    """Run the pg engine the way the worker does: argv and env from its invocation."""
+    """Run the pg engine the way the worker does: argv, env and stdin from its invocation."""
     engine = PgEngine()
     invocation = engine.invocation(job)
     env = {**os.environ, **invocation.env, **(extra_env or {})}
-    done = subprocess.run(invocation.argv, env=env, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        invocation.argv,
+        env=env,
+        input=invocation.stdin.decode(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     parser = engine.parser(invocation)
     parsed = [parser.parse_line(line) for line in (done.stdout + done.stderr).splitlines()]
     return EngineRun(done.returncode, done.stdout, done.stderr, parsed)

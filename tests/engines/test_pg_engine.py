@@ -220,16 +220,22 @@ def test_old_pg_dump_is_refused_clearly(source: LocalPostgres, target: LocalPost
     assert target_databases(target) == set()
 
 
-def test_no_password_in_any_command_line(source: LocalPostgres, target: LocalPostgres) -> None:
-    """While the engine runs, /proc/<pid>/cmdline of it and every child holds no password."""
+def test_no_password_in_any_command_line_or_environment(source: LocalPostgres, target: LocalPostgres) -> None:
+    """While the engine runs, /proc/<pid>/cmdline and /proc/<pid>/environ (the initial
+    environment block, whatever the process popped since) of it and every child hold no
+    password: the engine reads its inputs from stdin, its tools a 0600 password file."""
     engine = PgEngine()
     invocation = engine.invocation(engine_job(Command.INIT, source.url(), target.url()))
     proc = subprocess.Popen(
         invocation.argv,
         env={**os.environ, **invocation.env},
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+    assert proc.stdin is not None
+    proc.stdin.write(invocation.stdin)
+    proc.stdin.close()
     seen: set[str] = set()
     names: set[str] = set()
     while proc.poll() is None:
@@ -240,9 +246,10 @@ def test_no_password_in_any_command_line(source: LocalPostgres, target: LocalPos
         for child in family:
             try:
                 cmdline = Path(f"/proc/{child.pid}/cmdline").read_bytes().decode(errors="replace")
+                environ = Path(f"/proc/{child.pid}/environ").read_bytes().decode(errors="replace")
             except OSError:
                 continue
-            seen.add(cmdline)
+            seen |= {cmdline, environ}
             names.add(Path(cmdline.split("\0")[0]).name)
         time.sleep(0.005)
     output = proc.stdout.read().decode() if proc.stdout else ""

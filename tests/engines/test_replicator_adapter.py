@@ -174,8 +174,10 @@ def test_pg_engine_invocation_keeps_secrets_out_of_argv() -> None:
     invocation = PgEngine().invocation(job(Command.INIT, FULL_FILTER, drop_existing=True))
     assert invocation.argv[1:] == ["-m", "worker.engines.pg"]
     assert all(PASSWORD not in arg for arg in invocation.argv)
-    assert invocation.env["SOURCE_URL"] == SOURCE and invocation.env["TARGET_URL"] == TARGET
-    spec = json.loads(invocation.env["REPLICATION_JOB"])
+    assert all(PASSWORD not in value for value in invocation.env.values())
+    engine_input = json.loads(invocation.stdin)
+    assert engine_input["source_url"] == SOURCE and engine_input["target_url"] == TARGET
+    spec = engine_input["job"]
     assert spec["command"] == "init" and spec["options"]["drop_existing"] is True
     assert spec["filter"]["exclude_tables"] == ["analytics.audit_log"]
 

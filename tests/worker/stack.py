@@ -214,8 +214,17 @@ def descendants(pid: int) -> list[int]:
 
 
 def cmdline(pid: int) -> str:
+    return _proc_text(pid, "cmdline")
+
+
+def environ(pid: int) -> str:
+    """The process's initial environment block, as /proc keeps it for its whole life."""
+    return _proc_text(pid, "environ")
+
+
+def _proc_text(pid: int, name: str) -> str:
     try:
-        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        return (Path("/proc") / str(pid) / name).read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
 

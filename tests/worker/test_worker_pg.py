@@ -18,6 +18,7 @@ from stack import (
     WorkerRun,
     cmdline,
     descendants,
+    environ,
     start_worker,
     watch,
 )
@@ -108,9 +109,10 @@ def test_init_runs_to_completed_with_heartbeats_progress_logs_and_cleanup(
     assert {"JobDuration", "JobOutcome"} <= {metric["MetricName"] for metric in names}
 
 
-def test_engine_processes_hold_no_password_in_their_command_lines(
+def test_engine_processes_hold_no_password_in_their_command_lines_or_environments(
     cloud: Cloud, source: LocalPostgres, target: LocalPostgres, tmp_path: Path
 ) -> None:
+    """worker.sh, the worker and the engine (its client tools: tests/engines)."""
     job_id, instance_id = arrange(cloud, source, target)
     with locked_orders(source):
         run = start_worker(cloud, job_id, instance_id, tmp_path)
@@ -118,12 +120,15 @@ def test_engine_processes_hold_no_password_in_their_command_lines(
         time.sleep(1.0)  # let the engine start its client tools (they block on the lock too)
         tree = [run.pid, *descendants(run.pid)]
         lines = {pid: cmdline(pid) for pid in tree}
+        environments = {pid: environ(pid) for pid in tree}
         assert any("worker.engines.pg" in line for line in lines.values())
         assert any(" -m worker " in f"{line} " for line in lines.values())
-        for pid, line in lines.items():
-            assert SOURCE_PASSWORD not in line, pid
-            assert TARGET_PASSWORD not in line, pid
-            assert "postgresql://" not in line, pid
+        assert all(environments.values()), "an environment could not be read"
+        for pid in tree:
+            for text in (lines[pid], environments[pid]):
+                assert SOURCE_PASSWORD not in text, pid
+                assert TARGET_PASSWORD not in text, pid
+                assert "postgresql://" not in text, pid
         cloud.store.transition(job_id, [JobStatus.RUNNING], JobStatus.CANCELLING)
         assert run.wait() == 0, run.output()
 

@@ -30,15 +30,21 @@ class EngineJob:
     target_url: str = field(repr=False)
     filter: JobFilter = field(default_factory=JobFilter)
     options: JobOptions = field(default_factory=JobOptions)
+    # The checked addresses to connect to (worker.addresses); None: connect by name.
+    source_hostaddr: str | None = None
+    target_hostaddr: str | None = None
 
 
 @dataclass(frozen=True)
 class Invocation:
-    """What the worker runs: argv, environment to add, and the strings to redact from its output."""
+    """What the worker runs: argv, environment to add, what to write to its stdin, and the
+    strings to redact from its output. Secrets go to stdin, never to the environment: a
+    process's initial environment stays readable in /proc/PID/environ for its whole life."""
 
     argv: list[str]
     env: dict[str, str] = field(repr=False)
     secrets: list[str] = field(repr=False)
+    stdin: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True)

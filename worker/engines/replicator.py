@@ -2,6 +2,8 @@
 
 The binary takes the URLs only as --source/--target arguments, the one place a password
 sits in argv; they are in the invocation's secrets so nothing it prints is stored unredacted.
+Each URL carries the address the worker checked as libpq's `hostaddr` query parameter, so
+the binary connects there and keeps the name for TLS.
 """
 
 from __future__ import annotations
@@ -65,6 +67,14 @@ def binary_available() -> bool:
     return path.is_file() and os.access(path, os.X_OK)
 
 
+def with_hostaddr(url: str, hostaddr: str | None) -> str:
+    """`url` with `hostaddr=<checked address>` added to its query (jobs.urls refuses a
+    hostaddr parameter of the user's own)."""
+    if hostaddr is None:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}hostaddr={hostaddr}"
+
+
 def _filter_args(command: Command, job_filter: JobFilter) -> list[str]:
     args: list[str] = []
     for name in _FILTER_FLAGS[command]:
@@ -109,7 +119,9 @@ class ReplicatorEngine:
         self.path = path or binary_path()
 
     def invocation(self, job: EngineJob) -> Invocation:
-        argv = [str(self.path), job.command.value, "--source", job.source_url, "--target", job.target_url]
+        source_url = with_hostaddr(job.source_url, job.source_hostaddr)
+        target_url = with_hostaddr(job.target_url, job.target_hostaddr)
+        argv = [str(self.path), job.command.value, "--source", source_url, "--target", target_url]
         argv += _filter_args(job.command, job.filter)
         if job.command is Command.INIT:
             if job.options.drop_existing:
@@ -118,7 +130,7 @@ class ReplicatorEngine:
                 argv.append("--no-sync")
         argv += _UNATTENDED[job.command]
         env = {"RUST_LOG": job.options.log_level.value, "NO_COLOR": "1"}
-        return Invocation(argv=argv, env=env, secrets=job_secrets(job))
+        return Invocation(argv=argv, env=env, secrets=[source_url, target_url, *job_secrets(job)])
 
     def parser(self, invocation: Invocation) -> ReplicatorParser:
         return ReplicatorParser(secrets=invocation.secrets)

@@ -49,13 +49,19 @@ class PgEngine:
             "filter": job.filter.model_dump(mode="json"),
             "options": job.options.model_dump(mode="json"),
         }
-        env = {
-            "REPLICATION_JOB": json.dumps(spec),
-            "SOURCE_URL": job.source_url,
-            "TARGET_URL": job.target_url,
-            "PYTHONUNBUFFERED": "1",
+        engine_input = {
+            "job": spec,
+            "source_url": job.source_url,
+            "target_url": job.target_url,
+            "source_hostaddr": job.source_hostaddr,
+            "target_hostaddr": job.target_hostaddr,
         }
-        return Invocation(argv=[sys.executable, "-m", "worker.engines.pg"], env=env, secrets=job_secrets(job))
+        return Invocation(
+            argv=[sys.executable, "-m", "worker.engines.pg"],
+            env={"PYTHONUNBUFFERED": "1"},
+            secrets=job_secrets(job),
+            stdin=json.dumps(engine_input).encode(),
+        )
 
     def parser(self, invocation: Invocation) -> PgParser:
         return PgParser(secrets=invocation.secrets)

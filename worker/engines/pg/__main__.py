@@ -1,14 +1,16 @@
 """Entry point of the pg engine: `python -m worker.engines.pg`.
 
-No secret is in argv: the command, filter and options come from REPLICATION_JOB (JSON),
-the URLs from SOURCE_URL and TARGET_URL. Exit 0 on success, 1 on failure (the last
-stderr line says why), 2 when the inputs are unusable.
+No secret is in argv or in the environment: one JSON object on stdin holds the job
+(command, filter, options), the URLs and the checked address of each host
+(`source_hostaddr`, `target_hostaddr`: every connection goes there, the name is kept for
+TLS). Exit 0 on success, 1 on failure (the last stderr line says why), 2 when the inputs
+are unusable.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
-import os
 import signal
 import sys
 
@@ -17,7 +19,7 @@ from pydantic import ValidationError
 
 from jobs.redact import redact
 from jobs.spec import Command, JobFilter, JobOptions
-from jobs.urls import InvalidUrl, parse_url
+from jobs.urls import ConnectionUrl, InvalidUrl, parse_url
 from worker.engines.pg.commands import Context, run
 from worker.engines.pg.events import Emitter
 from worker.engines.pg.tools import EngineError
@@ -32,17 +34,29 @@ def _terminate(signum: int, frame: object) -> None:
     raise SystemExit(EXIT_TERMINATED)
 
 
+def _at_checked_address(url: ConnectionUrl, hostaddr: object) -> ConnectionUrl:
+    if hostaddr is None:
+        return url
+    return url.at_address(str(ipaddress.ip_address(str(hostaddr))))
+
+
 def main() -> int:
     signal.signal(signal.SIGTERM, _terminate)
-    # Read and forget the private inputs so no child process inherits them.
-    raw_source = os.environ.pop("SOURCE_URL", "")
-    raw_target = os.environ.pop("TARGET_URL", "")
-    raw_job = os.environ.pop("REPLICATION_JOB", "")
-    emit = Emitter(secrets=[s for s in (raw_source, raw_target) if s])
+    emit = Emitter(secrets=[])
     try:
-        source = parse_url(raw_source, field="SOURCE_URL")
-        target = parse_url(raw_target, field="TARGET_URL")
-        spec = json.loads(raw_job or "{}")
+        engine_input = json.loads(sys.stdin.read() or "{}")
+        raw_source, raw_target = (
+            str(engine_input.get("source_url", "")),
+            str(engine_input.get("target_url", "")),
+        )
+        emit.secrets += [s for s in (raw_source, raw_target) if s]
+        source = _at_checked_address(
+            parse_url(raw_source, field="source_url"), engine_input.get("source_hostaddr")
+        )
+        target = _at_checked_address(
+            parse_url(raw_target, field="target_url"), engine_input.get("target_hostaddr")
+        )
+        spec = engine_input.get("job") or {}
         command = Command(str(spec.get("command", "")).lower())
         ctx = Context(
             source=source,
@@ -51,7 +65,7 @@ def main() -> int:
             options=JobOptions.model_validate(spec.get("options") or {}),
             emit=emit,
         )
-    except (InvalidUrl, ValueError, ValidationError) as exc:
+    except (InvalidUrl, ValueError, ValidationError, AttributeError) as exc:
         emit.error(f"invalid engine input: {exc}")
         return EXIT_BAD_INPUT
     emit.secrets += [p for p in (source.password, target.password) if p]

@@ -1,12 +1,15 @@
 """PostgreSQL's client tools and connections, with credentials kept out of argv.
 
-Child tools (pg_dump, pg_restore, psql) get host, user and password through PG* environment
-variables built per side; psycopg connections are built from keyword arguments in
-process. Nothing with a password is ever put on a command line.
+Child tools (pg_dump, pg_restore, psql) get host, checked address and user through PG*
+environment variables built per side, and the password through a 0600 password file
+(PGPASSFILE): a process's environment stays readable in /proc for its whole life. psycopg
+connections are built from keyword arguments in process. Every connection goes to the
+address the worker checked (`hostaddr`), never to a fresh lookup of the name.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib.util
 import os
@@ -80,6 +83,8 @@ def find_tools(source_major: int) -> Tools:
 
 def conn_kwargs(url: ConnectionUrl, database: str | None = None) -> dict[str, str]:
     kwargs = {"host": url.host, "port": str(url.port), "dbname": database or url.database}
+    if url.hostaddr:
+        kwargs["hostaddr"] = url.hostaddr
     if url.user:
         kwargs["user"] = url.user
     if url.password is not None:
@@ -122,14 +127,34 @@ def tool_env(url: ConnectionUrl, database: str) -> dict[str, str]:
     """Environment for a client tool connecting to `database` on `url`'s server."""
     env = {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV and not k.startswith("PG")}
     env.update({"PGHOST": url.host, "PGPORT": str(url.port), "PGDATABASE": database})
+    if url.hostaddr:
+        env["PGHOSTADDR"] = url.hostaddr
     if url.user:
         env["PGUSER"] = url.user
     if url.password is not None:
-        env["PGPASSWORD"] = url.password
+        env["PGPASSFILE"] = _password_file(url)
     for key, value in url.parameters:
         env[_LIBPQ_ENV[key]] = value
     env["PGOPTIONS"] = SESSION_OPTIONS
     return env
+
+
+_password_files: dict[ConnectionUrl, str] = {}
+
+
+def _password_file(url: ConnectionUrl) -> str:
+    """A 0600 password file with `url`'s one entry, in a 0700 directory removed at exit."""
+    if url not in _password_files:
+        directory = tempfile.mkdtemp(prefix="pg-engine-")
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        path = os.path.join(directory, "pgpass")
+        fields = [url.host, str(url.port), "*", url.user or "*", url.password or ""]
+        line = ":".join(f.replace("\\", "\\\\").replace(":", "\\:") for f in fields)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(line + "\n")
+        _password_files[url] = path
+    return _password_files[url]
 
 
 def server_major(conn: psycopg.Connection) -> int:
