@@ -4,7 +4,8 @@ same rules as the worker: refused before an item is written or an instance paid 
 from __future__ import annotations
 
 import pytest
-from api_helpers import TARGET_URL, V1_BODY, ApiWorld
+
+from tests.support.api import TARGET_URL, V1_BODY, ApiWorld
 
 
 @pytest.mark.parametrize(
