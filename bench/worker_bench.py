@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a script: the project and its test support
 
-from engine_init import DATABASE, generate
+from engine_init import DATABASE, generate, mixed_rows
 
 from jobs import aws
 from jobs.crypto import CredentialCipher, Credentials
@@ -188,7 +188,7 @@ def main() -> None:
         target = start_postgres(password=TARGET_PASSWORD)
         try:
             print(f"generating about {args.size_mb} MB in {args.tables} tables ...", flush=True)
-            size_bytes = generate(source, args.size_mb, args.tables)
+            size_bytes = generate(source, mixed_rows(args.size_mb, args.tables))
             run = run_worker(work, moto, source, target)
         finally:
             target.stop()

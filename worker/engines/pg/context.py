@@ -15,6 +15,8 @@ from worker.engines.pg.events import Emitter
 from worker.engines.pg.tools import EngineError, connect
 
 WORKERS_ENV = "PG_ENGINE_JOBS"
+SPLIT_ENV = "PG_ENGINE_SPLIT_MB"
+DEFAULT_SPLIT_MB = 256
 
 
 def default_workers() -> int:
@@ -22,6 +24,11 @@ def default_workers() -> int:
         return max(1, int(os.environ[WORKERS_ENV]))
     # Copies wait on I/O at both ends: twice the cores keeps both servers busy.
     return min(8, max(2, 2 * (os.cpu_count() or 1)))
+
+
+def default_split_bytes() -> int:
+    """Tables larger than this are copied as several block ranges at once; 0 turns that off."""
+    return max(0, int(os.environ.get(SPLIT_ENV) or DEFAULT_SPLIT_MB)) << 20
 
 
 @dataclass
@@ -32,6 +39,7 @@ class Context:
     options: JobOptions
     emit: Emitter
     workers: int = field(default_factory=default_workers)
+    split_bytes: int = field(default_factory=default_split_bytes)
 
     def selected_databases(self, src: psycopg.Connection) -> list[str]:
         missing = catalog.missing_databases(src, self.job_filter)

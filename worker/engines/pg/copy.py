@@ -1,10 +1,21 @@
-"""Table data, copied in parallel: `COPY TO STDOUT` on the source piped into `COPY FROM STDIN`.
+"""Table data, copied in parallel: `COPY TO STDOUT` on the source into `COPY FROM STDIN` on the target.
 
-Each table runs as two psql processes (credentials in their environment) joined by a
-pump thread that only moves 1 MiB blocks and counts bytes: rows never pass through
-Python one by one, which would cap throughput at the GIL. Every copy reads under the
-same exported snapshot, so the tables are one consistent point in time. Binary format
-when both servers have the same major version, text otherwise (portable across versions).
+Every copy reads under the same exported snapshot, so the tables are one consistent point
+in time. Binary format when both servers have the same major version, text otherwise
+(portable across versions).
+
+Two ways, by size:
+- a large table runs as two psql processes (credentials in their environment) joined by
+  a pump thread that only moves 1 MiB blocks and counts bytes: rows never pass through
+  Python one by one, which would cap throughput at the GIL;
+- a small table goes through the copy worker's own pair of connections (source in the
+  snapshot, target), kept for all the small tables that worker copies: two processes and
+  two logins per table would cost more than the table itself.
+
+A table larger than the split threshold is cut into ranges of heap blocks (`ctid`), each
+range a part copied like a table of its own, in parallel with the others and under the
+same snapshot: every row version lives in exactly one block, so the ranges cover every
+row exactly once, with or without a primary key. The last range is open-ended.
 """
 
 from __future__ import annotations
@@ -16,14 +27,113 @@ import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 
+import psycopg
 from psycopg import sql
 
 from jobs.urls import ConnectionUrl
 from worker.engines.pg.catalog import Table
-from worker.engines.pg.tools import EngineError, Tools, tool_env
+from worker.engines.pg.tools import EngineError, Tools, connect, tool_env
 
 BLOCK = 1 << 20
+# Below this (heap, indexes and TOAST together) a table goes through the worker's connections.
+SMALL_TABLE_BYTES = 8 << 20
+# TID range scans, which let a block range read only its own blocks, came with PostgreSQL 14.
+SPLIT_MIN_MAJOR = 14
+
+
+@dataclass(frozen=True)
+class CopyPart:
+    """A whole table, or the rows of heap blocks [first_block, end_block) of one (None: to the end)."""
+
+    table: Table
+    first_block: int = 0
+    end_block: int | None = None
+    columns: tuple[str, ...] = ()
+    # What this part weighs, for largest-first scheduling.
+    size: int = 0
+
+    @property
+    def is_range(self) -> bool:
+        return bool(self.columns)
+
+    @property
+    def in_process(self) -> bool:
+        return not self.is_range and self.table.size < SMALL_TABLE_BYTES
+
+    def copy_out(self, fmt: str) -> sql.Composed:
+        if not self.is_range:
+            return sql.SQL("COPY {} TO STDOUT {}").format(self.table.ident, sql.SQL(fmt))
+        predicate = sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({self.first_block},0)"))
+        if self.end_block is not None:
+            end = sql.SQL("ctid < {}::tid").format(sql.Literal(f"({self.end_block},0)"))
+            predicate = sql.SQL(" AND ").join([predicate, end])
+        # ONLY: an inheritance parent's own rows, as COPY of the table copies them.
+        return sql.SQL("COPY (SELECT {} FROM ONLY {} WHERE {}) TO STDOUT {}").format(
+            self._column_list(), self.table.ident, predicate, sql.SQL(fmt)
+        )
+
+    def copy_in(self, fmt: str) -> sql.Composed:
+        if not self.is_range:
+            return sql.SQL("COPY {} FROM STDIN {}").format(self.table.ident, sql.SQL(fmt))
+        return sql.SQL("COPY {} ({}) FROM STDIN {}").format(
+            self.table.ident, self._column_list(), sql.SQL(fmt)
+        )
+
+    def _column_list(self) -> sql.Composed:
+        return sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
+
+
+def snapshot_connection(url: ConnectionUrl, database: str, snapshot: str) -> psycopg.Connection:
+    """A source connection whose transaction reads in `snapshot` (close it to end the transaction)."""
+    conn = connect(url, database, autocommit=False)
+    try:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+        # Rows a row-level security policy hides must fail the copy, not vanish from it.
+        conn.execute("SET LOCAL row_security = off")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def plan_parts(conn: psycopg.Connection, tables: list[Table], split_bytes: int) -> list[CopyPart]:
+    """The parts to copy, largest first: tables with rows, those over `split_bytes` in block ranges."""
+    leaves = [t for t in tables if t.kind == "r"]
+    big = [t for t in leaves if split_bytes > 0 and t.size > split_bytes]
+    if not big or conn.info.server_version // 10000 < SPLIT_MIN_MAJOR:
+        return sorted((CopyPart(t, size=t.size) for t in leaves), key=lambda p: -p.size)
+    block_size = int(conn.execute("SELECT current_setting('block_size')").fetchone()[0])  # type: ignore[index]
+    heap_blocks: dict[int, int] = dict(
+        conn.execute(
+            "SELECT oid::int8, pg_relation_size(oid) / %s FROM pg_class WHERE oid = ANY(%s)",
+            [block_size, [t.oid for t in big]],
+        ).fetchall()
+    )
+    # Columns COPY of the table would carry: not dropped, not generated (the target computes those).
+    columns: dict[int, list[str]] = {}
+    for oid, name in conn.execute(
+        "SELECT attrelid::int8, attname FROM pg_attribute WHERE attrelid = ANY(%s) AND attnum > 0 "
+        "AND NOT attisdropped AND attgenerated = '' ORDER BY attrelid, attnum",
+        [[t.oid for t in big]],
+    ):
+        columns.setdefault(int(oid), []).append(name)
+    parts: list[CopyPart] = []
+    for table in leaves:
+        blocks = int(heap_blocks.get(table.oid, 0))
+        count = min(blocks, -(-table.size // split_bytes)) if table in big else 1
+        if count < 2 or not columns.get(table.oid):
+            parts.append(CopyPart(table, size=table.size))
+            continue
+        starts = [blocks * i // count for i in range(count)]
+        ends: list[int | None] = [*starts[1:], None]
+        parts += [
+            CopyPart(table, first, end, tuple(columns[table.oid]), table.size // count)
+            for first, end in zip(starts, ends, strict=True)
+        ]
+    return sorted(parts, key=lambda p: -p.size)
 
 
 def _psql(tools: Tools, *commands: str) -> list[str]:
@@ -33,67 +143,125 @@ def _psql(tools: Tools, *commands: str) -> list[str]:
     return argv
 
 
-def copy_one(
-    tools: Tools,
-    source: ConnectionUrl,
-    target: ConnectionUrl,
-    database: str,
-    snapshot: str,
-    table: Table,
-    binary: bool,
-    on_bytes: Callable[[int], None],
-    stop: threading.Event,
-) -> None:
-    name = table.ident.as_string(None)
-    fmt = "(FORMAT binary)" if binary else "(FORMAT text)"
-    reader_argv = _psql(
-        tools,
-        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-        f"SET TRANSACTION SNAPSHOT {sql.Literal(snapshot).as_string(None)}",
-        f"COPY {name} TO STDOUT {fmt}",
-        "COMMIT",
-    )
-    writer_argv = _psql(tools, f"COPY {name} FROM STDIN {fmt}")
-    with (
-        tempfile.TemporaryFile() as reader_err,
-        tempfile.TemporaryFile() as writer_err,
-        subprocess.Popen(
-            reader_argv, stdout=subprocess.PIPE, stderr=reader_err, env=tool_env(source, database)
-        ) as reader,
-        subprocess.Popen(
-            writer_argv, stdin=subprocess.PIPE, stderr=writer_err, env=tool_env(target, database)
-        ) as writer,
-    ):
+@dataclass
+class _Copier:
+    tools: Tools
+    source: ConnectionUrl
+    target: ConnectionUrl
+    database: str
+    snapshot: str
+    fmt: str
+    on_bytes: Callable[[int], None]
+    stop: threading.Event
+
+    def __post_init__(self) -> None:
+        self._local = threading.local()
+        self._opened: list[psycopg.Connection] = []
+        self._lock = threading.Lock()
+
+    def copy(self, part: CopyPart) -> None:
+        if self.stop.is_set():
+            raise InterruptedError("copy stopped after another table failed")
+        if part.in_process:
+            self._copy_in_process(part)
+        else:
+            self._copy_through_psql(part)
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._opened:
+                conn.close()
+            self._opened.clear()
+
+    def _connections(self) -> tuple[psycopg.Connection, psycopg.Connection]:
+        """This thread's source connection (in the snapshot) and target connection."""
+        pair = getattr(self._local, "pair", None)
+        if pair is None:
+            src = snapshot_connection(self.source, self.database, self.snapshot)
+            with self._lock:
+                self._opened.append(src)
+            dst = connect(self.target, self.database)
+            with self._lock:
+                self._opened.append(dst)
+            pair = self._local.pair = (src, dst)
+        return pair
+
+    def _copy_in_process(self, part: CopyPart) -> None:
+        src, dst = self._connections()
+        copied = 0
+        try:
+            with (
+                src.cursor().copy(part.copy_out(self.fmt)) as reader,
+                dst.cursor().copy(part.copy_in(self.fmt)) as writer,
+            ):
+                for block in reader:
+                    writer.write(block)
+                    copied += len(block)
+        except psycopg.Error as exc:
+            raise EngineError(f"copying {self.database}.{part.table.label} failed: {exc}") from exc
+        self.on_bytes(copied)
+
+    def _copy_through_psql(self, part: CopyPart) -> None:
+        reader_argv = _psql(
+            self.tools,
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            f"SET TRANSACTION SNAPSHOT {sql.Literal(self.snapshot).as_string(None)}",
+            part.copy_out(self.fmt).as_string(None),
+            "COMMIT",
+        )
+        writer_argv = _psql(self.tools, part.copy_in(self.fmt).as_string(None))
+        with (
+            tempfile.TemporaryFile() as reader_err,
+            tempfile.TemporaryFile() as writer_err,
+            subprocess.Popen(
+                reader_argv,
+                stdout=subprocess.PIPE,
+                stderr=reader_err,
+                env=tool_env(self.source, self.database),
+            ) as reader,
+            subprocess.Popen(
+                writer_argv,
+                stdin=subprocess.PIPE,
+                stderr=writer_err,
+                env=tool_env(self.target, self.database),
+            ) as writer,
+        ):
+            assert reader.stdout is not None and writer.stdin is not None
+            self._pump(reader, writer)
+            codes = reader.wait(), writer.wait()
+            if self.stop.is_set():
+                raise InterruptedError("copy stopped after another table failed")
+            if any(codes):
+                messages = []
+                for err in (reader_err, writer_err):
+                    err.seek(0)
+                    messages += [
+                        line for line in err.read().decode(errors="replace").splitlines() if line.strip()
+                    ]
+                raise EngineError(
+                    f"copying {self.database}.{part.table.label} failed: {'; '.join(messages[-3:])}"
+                )
+
+    def _pump(self, reader: subprocess.Popen[bytes], writer: subprocess.Popen[bytes]) -> None:
         assert reader.stdout is not None and writer.stdin is not None
         source_fd, target_fd = reader.stdout.fileno(), writer.stdin.fileno()
         try:
-            while not stop.is_set():
+            while not self.stop.is_set():
                 block = os.read(source_fd, BLOCK)
                 if not block:
                     break
                 view = memoryview(block)
                 while view:
                     view = view[os.write(target_fd, view) :]
-                on_bytes(len(block))
+                self.on_bytes(len(block))
         except BrokenPipeError:
             pass  # the writer died; its exit code and stderr say why
         finally:
-            if stop.is_set():
+            if self.stop.is_set():
                 reader.kill()
                 writer.kill()
             with contextlib.suppress(BrokenPipeError):
                 writer.stdin.close()
-        codes = reader.wait(), writer.wait()
-        if stop.is_set():
-            raise InterruptedError("copy stopped after another table failed")
-        if any(codes):
-            messages = []
-            for err in (reader_err, writer_err):
-                err.seek(0)
-                messages += [
-                    line for line in err.read().decode(errors="replace").splitlines() if line.strip()
-                ]
-            raise EngineError(f"copying {database}.{table.label} failed: {'; '.join(messages[-3:])}")
 
 
 def copy_tables(
@@ -102,29 +270,39 @@ def copy_tables(
     target: ConnectionUrl,
     database: str,
     snapshot: str,
-    tables: list[Table],
+    parts: list[CopyPart],
     *,
     workers: int,
     binary: bool,
     on_bytes: Callable[[int], None],
     on_table_done: Callable[[Table], None],
 ) -> None:
-    """Copy `tables` (largest first) `workers` at a time; the first error stops all."""
+    """Copy `parts` in the order given, `workers` at a time; a table is done when all its parts are.
+
+    The first error stops all.
+    """
     stop = threading.Event()
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="copy") as pool:
-        futures = {
-            pool.submit(copy_one, tools, source, target, database, snapshot, t, binary, on_bytes, stop): t
-            for t in tables
-            if t.kind == "r"
-        }
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                error = future.exception()
-                if error is not None:
-                    stop.set()
-                    for other in pending:
-                        other.cancel()
-                    raise error
-                on_table_done(futures[future])
+    fmt = "(FORMAT binary)" if binary else "(FORMAT text)"
+    copier = _Copier(tools, source, target, database, snapshot, fmt, on_bytes, stop)
+    remaining: dict[Table, int] = {}
+    for part in parts:
+        remaining[part.table] = remaining.get(part.table, 0) + 1
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="copy") as pool:
+            futures = {pool.submit(copier.copy, part): part for part in parts}
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    error = future.exception()
+                    if error is not None:
+                        stop.set()
+                        for other in pending:
+                            other.cancel()
+                        raise error
+                    table = futures[future].table
+                    remaining[table] -= 1
+                    if not remaining[table]:
+                        on_table_done(table)
+    finally:
+        copier.close()

@@ -1,6 +1,7 @@
 """One database's copy, as named steps run in order by `DatabaseCopy.run`.
 
-snapshot -> schemas -> pre_data -> plan_post_data -> copy_data -> post_data -> sequences.
+snapshot -> schemas -> pre_data -> plan_copy -> plan_post_data -> copy_data -> post_data ->
+analyze -> sequences.
 Every read uses the snapshot taken first (with sync, the replication slot's own), so the
 tables, indexes and sequences are one consistent point in time.
 """
@@ -8,15 +9,17 @@ tables, indexes and sequences are one consistent point in time.
 from __future__ import annotations
 
 import tempfile
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
+from worker.engines.pg.analyze import analyze_tables
 from worker.engines.pg.catalog import Table
 from worker.engines.pg.context import Context
-from worker.engines.pg.copy import copy_tables
+from worker.engines.pg.copy import CopyPart, copy_tables, plan_parts, snapshot_connection
 from worker.engines.pg.postdata import PostData
 from worker.engines.pg.replication import ensure_publication, replication_name, wait_and_drop_slot
 from worker.engines.pg.tools import (
@@ -54,6 +57,7 @@ class DatabaseCopy:
         self.snapshot = ""
         self._holder: psycopg.Connection | None = None
         self._post: PostData | None = None
+        self._parts: list[CopyPart] = []
 
     @property
     def leaves(self) -> list[Table]:
@@ -74,10 +78,12 @@ class DatabaseCopy:
             stack.callback(self.release_snapshot)
             self.create_schemas()
             self.restore_pre_data()
+            self.plan_copy()
             self.plan_post_data(Path(tmp) / "post-data.dump")
             self.copy_data()
             self.release_snapshot()
             self.restore_post_data()
+        self.analyze()
         sequences = self.copy_sequences()
         emit.info(f"database {self.database}: {len(self.chosen)} tables, {sequences} sequences copied")
 
@@ -128,8 +134,22 @@ class DatabaseCopy:
             self.emit,
         )
 
+    def plan_copy(self) -> None:
+        """Which tables are copied whole and which in block ranges (in the snapshot)."""
+        with snapshot_connection(self.ctx.source, self.database, self.snapshot) as src:
+            self._parts = plan_parts(src, self.chosen, self.ctx.split_bytes)
+        split = {p.table for p in self._parts if p.is_range}
+        for table in split:
+            ranges = sum(1 for p in self._parts if p.table == table)
+            self.emit.info(f"copying {self.database}.{table.label} as {ranges} block ranges in parallel")
+
     def plan_post_data(self, archive: Path) -> None:
-        """Dump indexes and constraints; split them into per-table ones and the rest."""
+        """Dump indexes and constraints; split them into per-table ones and the rest.
+
+        Tables copied through psql get theirs built as soon as their data is in; small
+        tables' go with the rest at the end, in one parallel pg_restore, rather than one
+        pg_restore process per table.
+        """
         dump = [*self._dump(), "--section=post-data", "--no-publications", "--no-subscriptions"]
         run_pipeline(
             [([*dump, "-f", str(archive)], self.source_env)],
@@ -138,7 +158,7 @@ class DatabaseCopy:
         )
         self._post = PostData(archive, self._restore(), self.target_env, self.ctx.workers, self.emit)
         with connect(self.ctx.source, self.database) as src:
-            self._post.plan(src, self.chosen)
+            self._post.plan(src, early={p.table for p in self._parts if not p.in_process})
 
     def copy_data(self) -> None:
         emit, post = self.emit, self._post
@@ -168,7 +188,7 @@ class DatabaseCopy:
                 self.ctx.target,
                 self.database,
                 self.snapshot,
-                self.chosen,
+                self._parts,
                 workers=self.ctx.workers,
                 binary=self.binary,
                 on_bytes=on_bytes,
@@ -182,6 +202,14 @@ class DatabaseCopy:
         assert self._post is not None
         self.emit.progress(phase="indexes", message=f"building indexes and constraints of {self.database}")
         self._post.finish()
+
+    def analyze(self) -> None:
+        """Statistics on the target, so that it plans well from its first query."""
+        self.emit.progress(phase="analyze", message=f"analyzing {len(self.chosen)} tables of {self.database}")
+        started = time.monotonic()
+        analyze_tables(self.ctx.target, self.database, self.chosen, self.ctx.workers)
+        seconds = time.monotonic() - started
+        self.emit.info(f"database {self.database}: analyzed {len(self.chosen)} tables in {seconds:.1f} s")
 
     def copy_sequences(self) -> int:
         query = "SELECT schemaname, sequencename, last_value FROM pg_sequences"

@@ -44,7 +44,8 @@ class PostData:
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="index")
         self._futures: list[Future[None]] = []
 
-    def plan(self, source: psycopg.Connection, tables: list[Table]) -> None:
+    def plan(self, source: psycopg.Connection, early: set[Table]) -> None:
+        """Sort the archive's entries: those of a table in `early` go with it, the rest at the end."""
         listing = subprocess.run(
             [self.restore[0], "-l", str(self.archive)],
             capture_output=True,
@@ -52,7 +53,7 @@ class PostData:
             check=True,
             env=self.env,
         ).stdout
-        copied = {t.oid for t in tables if t.kind == "r"}
+        copied = {t.oid for t in early}
         owner: dict[int, int] = {
             int(r[0]): int(r[1])
             for r in source.execute("SELECT indexrelid::int8, indrelid::int8 FROM pg_index")
