@@ -18,7 +18,6 @@ DEFAULT_ITEM_WRITES_PER_HOUR = 130
 
 
 class Settings(HostPolicySettings):
-
     jobs_table_name: str = Field(min_length=3)
     worker_log_group: str = Field(min_length=1)
     heartbeat_interval_seconds: float = Field(default=30, gt=0, le=600)

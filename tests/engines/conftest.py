@@ -13,6 +13,7 @@ from engine_helpers import (
     SOURCE_DATABASES,
     SOURCE_PASSWORD,
     TARGET_PASSWORD,
+    drop_publications,
     drop_slots,
     reset_target,
 )
@@ -60,3 +61,20 @@ def target(target_server: LocalPostgres, source: LocalPostgres) -> Iterator[Loca
     yield target_server
     reset_target(target_server)
     drop_slots(source)
+
+
+@pytest.fixture(scope="session")
+def fidelity_source() -> Iterator[LocalPostgres]:
+    """A logical source of its own: each fidelity test creates the databases it copies."""
+    server = start_postgres(password=SOURCE_PASSWORD, logical=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fidelity_target(target_server: LocalPostgres, fidelity_source: LocalPostgres) -> Iterator[LocalPostgres]:
+    reset_target(target_server)
+    yield target_server
+    reset_target(target_server)
+    drop_slots(fidelity_source)
+    drop_publications(fidelity_source)

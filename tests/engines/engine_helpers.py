@@ -35,6 +35,8 @@ CREATE TABLE order_items (
 CREATE INDEX order_items_sku_idx ON order_items (sku);
 CREATE TABLE inventory.products (sku text PRIMARY KEY, title text NOT NULL, attrs jsonb);
 CREATE TABLE inventory.stock (sku text REFERENCES inventory.products(sku), qty int, bin text);
+-- No primary key: published for sync, its UPDATEs need a replica identity.
+ALTER TABLE inventory.stock REPLICA IDENTITY FULL;
 CREATE INDEX stock_bin_idx ON inventory.stock (bin) WHERE qty > 0;
 CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 500;
 INSERT INTO customers (name, email, profile)
@@ -177,3 +179,41 @@ def table_fingerprints(url: str) -> dict[str, tuple[int, str]]:
 
 def as_json(value: object) -> str:
     return json.dumps(value)
+
+
+def create_database(server: LocalPostgres, name: str, script: str = "", options: str = "") -> str:
+    """(Re)create database `name` on `server` with CREATE DATABASE options, run `script` in it."""
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {} " + options).format(sql.Identifier(name)))  # type: ignore[arg-type]
+    if script:
+        with psycopg.connect(server.url(name), autocommit=True) as conn:
+            conn.execute(script)  # type: ignore[arg-type]
+    return name
+
+
+def drop_publications(server: LocalPostgres) -> None:
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        names = [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datallowconn")]
+    for name in names:
+        with psycopg.connect(server.url(name), autocommit=True) as conn:
+            for (pub,) in conn.execute("SELECT pubname FROM pg_publication").fetchall():
+                conn.execute(sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(pub)))
+
+
+def publications(server: LocalPostgres, database: str) -> dict[str, set[str]]:
+    """Each publication of `database` and the tables it publishes."""
+    with psycopg.connect(server.url(database), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT p.pubname, pt.schemaname || '.' || pt.tablename FROM pg_publication p "
+            "LEFT JOIN pg_publication_tables pt ON pt.pubname = p.pubname"
+        ).fetchall()
+    found: dict[str, set[str]] = {}
+    for pub, table in rows:
+        found.setdefault(pub, set()).update([table] if table else [])
+    return found
+
+
+def slots(server: LocalPostgres) -> list[str]:
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        return [r[0] for r in conn.execute("SELECT slot_name FROM pg_replication_slots").fetchall()]

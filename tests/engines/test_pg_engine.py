@@ -81,6 +81,9 @@ def test_init_makes_target_equal_and_verify_catches_a_changed_row(
         )
         conn.execute("DELETE FROM customers WHERE id = %s", [new_id[0]])
         conn.execute("DELETE FROM order_items WHERE sku = 's'")
+        # Undo the probes' sequence steps too: verify compares sequences.
+        conn.execute("SELECT setval('customers_id_seq', 2000), setval('order_items_id_seq', 12000)")
+        conn.execute("SELECT setval('orders_id_seq', 6000)")
 
     with psycopg.connect(target.url("analytics"), autocommit=True) as conn:
         # Materialized views are refreshed; rows landed in the right partitions.

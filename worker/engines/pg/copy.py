@@ -1,8 +1,10 @@
 """Table data, copied in parallel: `COPY TO STDOUT` on the source into `COPY FROM STDIN` on the target.
 
 Every copy reads under the same exported snapshot, so the tables are one consistent point
-in time. Binary format when both servers have the same major version, text otherwise
-(portable across versions).
+in time. Binary format when both servers have the same major version and every column's
+type has binary I/O, text otherwise (portable across versions). Reads run with
+`row_security = off`: a user whom a row-level security policy would show only some rows
+gets an error, not a subset.
 
 Two ways, by size:
 - a large table runs as two psql processes (credentials in their environment) joined by
@@ -150,7 +152,7 @@ class _Copier:
     target: ConnectionUrl
     database: str
     snapshot: str
-    fmt: str
+    binary: bool
     on_bytes: Callable[[int], None]
     stop: threading.Event
 
@@ -166,6 +168,9 @@ class _Copier:
             self._copy_in_process(part)
         else:
             self._copy_through_psql(part)
+
+    def _format(self, part: CopyPart) -> str:
+        return "(FORMAT binary)" if self.binary and not part.table.text_only else "(FORMAT text)"
 
     def close(self) -> None:
         with self._lock:
@@ -191,8 +196,8 @@ class _Copier:
         copied = 0
         try:
             with (
-                src.cursor().copy(part.copy_out(self.fmt)) as reader,
-                dst.cursor().copy(part.copy_in(self.fmt)) as writer,
+                src.cursor().copy(part.copy_out(self._format(part))) as reader,
+                dst.cursor().copy(part.copy_in(self._format(part))) as writer,
             ):
                 for block in reader:
                     writer.write(block)
@@ -206,10 +211,11 @@ class _Copier:
             self.tools,
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
             f"SET TRANSACTION SNAPSHOT {sql.Literal(self.snapshot).as_string(None)}",
-            part.copy_out(self.fmt).as_string(None),
+            "SET LOCAL row_security = off",
+            part.copy_out(self._format(part)).as_string(None),
             "COMMIT",
         )
-        writer_argv = _psql(self.tools, part.copy_in(self.fmt).as_string(None))
+        writer_argv = _psql(self.tools, part.copy_in(self._format(part)).as_string(None))
         with (
             tempfile.TemporaryFile() as reader_err,
             tempfile.TemporaryFile() as writer_err,
@@ -282,8 +288,7 @@ def copy_tables(
     The first error stops all.
     """
     stop = threading.Event()
-    fmt = "(FORMAT binary)" if binary else "(FORMAT text)"
-    copier = _Copier(tools, source, target, database, snapshot, fmt, on_bytes, stop)
+    copier = _Copier(tools, source, target, database, snapshot, binary, on_bytes, stop)
     remaining: dict[Table, int] = {}
     for part in parts:
         remaining[part.table] = remaining.get(part.table, 0) + 1

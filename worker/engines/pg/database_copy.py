@@ -1,9 +1,9 @@
 """One database's copy, as named steps run in order by `DatabaseCopy.run`.
 
-snapshot -> schemas -> pre_data -> plan_copy -> plan_post_data -> copy_data -> post_data ->
-analyze -> sequences.
-Every read uses the snapshot taken first (with sync, the replication slot's own), so the
-tables, indexes and sequences are one consistent point in time.
+snapshot -> schemas -> pre_data -> plan_copy -> plan_post_data -> copy_data -> large_objects
+-> post_data -> analyze -> sequences -> database properties. Every read uses the snapshot
+taken first (with sync, the replication slot's own), so tables, large objects and indexes
+are one consistent point in time; sequences are read last (they are not transactional).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from worker.engines.pg import properties
 from worker.engines.pg.analyze import analyze_tables
 from worker.engines.pg.catalog import Table
 from worker.engines.pg.context import Context
@@ -42,7 +43,6 @@ class DatabaseCopy:
         *,
         with_sync: bool,
         binary: bool,
-        created_slots: list[tuple[str, str]],
     ) -> None:
         self.ctx = ctx
         self.emit = ctx.emit
@@ -50,7 +50,6 @@ class DatabaseCopy:
         self.database = database
         self.with_sync = with_sync
         self.binary = binary
-        self.created_slots = created_slots
         self.chosen, self.excluded = ctx.tables(database)
         self.source_env = tool_env(ctx.source, database)
         self.target_env = tool_env(ctx.target, database)
@@ -81,11 +80,16 @@ class DatabaseCopy:
             self.plan_copy()
             self.plan_post_data(Path(tmp) / "post-data.dump")
             self.copy_data()
+            large_objects = self.copy_large_objects()
             self.release_snapshot()
             self.restore_post_data()
         self.analyze()
         sequences = self.copy_sequences()
-        emit.info(f"database {self.database}: {len(self.chosen)} tables, {sequences} sequences copied")
+        self.copy_database_properties()
+        emit.info(
+            f"database {self.database}: {len(self.chosen)} tables, {sequences} sequences, "
+            f"{large_objects} large objects copied"
+        )
 
     # ---- steps ----------------------------------------------------------------------
 
@@ -99,7 +103,7 @@ class DatabaseCopy:
             return
         name = replication_name(self.database, self.ctx.target)
         with connect(self.ctx.source, self.database) as src:
-            ensure_publication(src, self.ctx, self.database, self.chosen)
+            ensure_publication(src, name, self.chosen)
             wait_and_drop_slot(src, name)
         # The slot's exported snapshot is the copy's point in time: sync resumes exactly after it.
         holder = replication_connection(self.ctx.source, self.database)
@@ -109,7 +113,6 @@ class DatabaseCopy:
         if result.status != psycopg.pq.ExecStatus.TUPLES_OK:
             holder.close()
             raise EngineError(f"creating replication slot failed: {result.error_message.decode().strip()}")
-        self.created_slots.append((self.database, name))
         self.snapshot = (result.get_value(0, 2) or b"").decode()
         self._holder = holder
 
@@ -211,18 +214,44 @@ class DatabaseCopy:
         seconds = time.monotonic() - started
         self.emit.info(f"database {self.database}: analyzed {len(self.chosen)} tables in {seconds:.1f} s")
 
-    def copy_sequences(self) -> int:
-        query = "SELECT schemaname, sequencename, last_value FROM pg_sequences"
-        with connect(self.ctx.source, self.database) as src, connect(self.ctx.target, self.database) as dst:
-            values = {(r[0], r[1]): r[2] for r in src.execute(query).fetchall()}
-            present = [(r[0], r[1]) for r in dst.execute(query).fetchall()]
-            count = 0
-            for key in present:
-                if values.get(key) is not None:
-                    name = f"{sql.Identifier(*key).as_string(dst)}"
-                    dst.execute("SELECT setval(%s::regclass, %s, true)", [name, values[key]])
-                    count += 1
+    def copy_large_objects(self) -> int:
+        """Their content: pre-data made them (OIDs, comments) empty. pg_dump -t leaves them out."""
+        if self.ctx.has_include_rules(self.database):
+            return 0
+        with connect(self.ctx.source, self.database) as src:
+            count = int(src.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()[0])  # type: ignore[index]
+        if count:
+            self.emit.progress(phase="copy", message=f"copying {count} large objects of {self.database}")
+            dump = [*self._dump(), "--section=data", "--exclude-table-data=*.*"]
+            run_pipeline(
+                [(dump, self.source_env), (self._restore(), self.target_env)],
+                f"large objects of {self.database}",
+                self.emit,
+            )
         return count
+
+    def copy_sequences(self) -> int:
+        """Each sequence's own last_value and is_called (pg_sequences hides a not-yet-called one)."""
+        listing = "SELECT schemaname, sequencename FROM pg_sequences"
+        with connect(self.ctx.source, self.database) as src, connect(self.ctx.target, self.database) as dst:
+            present = {(r[0], r[1]) for r in dst.execute(listing).fetchall()}
+            count = 0
+            for schema, name in src.execute(listing).fetchall():
+                if (schema, name) not in present:
+                    continue
+                ident = sql.Identifier(schema, name)
+                state = src.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(ident)).fetchone()
+                assert state is not None
+                dst.execute("SELECT setval(%s::regclass, %s, %s)", [ident.as_string(dst), state[0], state[1]])
+                count += 1
+        return count
+
+    def copy_database_properties(self) -> None:
+        """Settings, connection limit and comment: last, so no setting affects the copy itself."""
+        with connect(self.ctx.source) as src:
+            props = properties.read(src, self.database)
+        with connect(self.ctx.target) as tgt:
+            properties.apply_settings(tgt, self.database, props)
 
     # ---- tool command lines ---------------------------------------------------------
 

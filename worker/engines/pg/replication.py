@@ -1,4 +1,11 @@
-"""Logical replication objects the engine owns: publication, slots and subscriptions."""
+"""Logical replication objects the engine owns: publication, slots and subscriptions.
+
+Each is named `replication_name(database, target)`: one publication, one slot and one
+subscription per source database and target. The publication lists exactly the tables
+the job replicates (never FOR ALL TABLES: a published table without a replica identity
+refuses UPDATE and DELETE on the source). When a job's outcome no longer needs them
+(a failed init, an init without sync), the slot and publication are dropped.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +21,6 @@ from worker.engines.pg.catalog import Table
 from worker.engines.pg.context import Context
 from worker.engines.pg.tools import EngineError, connect, conninfo
 
-PUBLICATION = "seren_replication"
 SLOT_RELEASE_SECONDS = 15
 
 
@@ -38,25 +44,31 @@ def wait_and_drop_slot(src: psycopg.Connection, name: str) -> None:
         time.sleep(0.5)
 
 
-def ensure_publication(src: psycopg.Connection, ctx: Context, database: str, chosen: list[Table]) -> bool:
-    """Create or update the publication in one source database; False if it would be empty."""
-    row = src.execute("SELECT puballtables FROM pg_publication WHERE pubname = %s", [PUBLICATION]).fetchone()
-    pub = sql.Identifier(PUBLICATION)
-    if not ctx.has_table_rules(database):
-        if row is not None and not row[0]:
-            src.execute(sql.SQL("DROP PUBLICATION {}").format(pub))
-        if row is None or not row[0]:
-            src.execute(sql.SQL("CREATE PUBLICATION {} FOR ALL TABLES").format(pub))
-        return True
+def ensure_publication(src: psycopg.Connection, name: str, chosen: list[Table]) -> bool:
+    """Make publication `name` list exactly `chosen`; False (and no publication) when empty."""
+    exists = src.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", [name]).fetchone()
+    pub = sql.Identifier(name)
     if not chosen:
+        if exists:
+            src.execute(sql.SQL("DROP PUBLICATION {}").format(pub))
         return False
     tables = sql.SQL(", ").join(t.ident for t in chosen)
-    if row is not None and row[0]:
-        src.execute(sql.SQL("DROP PUBLICATION {}").format(pub))
-        row = None
-    verb = "CREATE PUBLICATION {} FOR TABLE {}" if row is None else "ALTER PUBLICATION {} SET TABLE {}"
+    verb = "ALTER PUBLICATION {} SET TABLE {}" if exists else "CREATE PUBLICATION {} FOR TABLE {}"
     src.execute(sql.SQL(verb).format(pub, tables))
     return True
+
+
+def forget_source(ctx: Context, database: str) -> None:
+    """Drop this job's slot and publication in one source database, if they are there."""
+    name = replication_name(database, ctx.target)
+    try:
+        with connect(ctx.source, database) as src:
+            wait_and_drop_slot(src, name)
+            if src.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", [name]).fetchone():
+                src.execute(sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(name)))
+                ctx.emit.info(f"dropped publication {name} in source database {database}")
+    except (psycopg.Error, EngineError) as exc:
+        ctx.emit.warn(f"could not drop replication slot or publication {name} in {database}: {exc}")
 
 
 def drop_subscriptions(ctx: Context, database: str) -> None:
@@ -77,55 +89,54 @@ def drop_subscriptions(ctx: Context, database: str) -> None:
             ctx.emit.info(f"dropped subscription {name} in target database {database}")
 
 
-def drop_slots(ctx: Context, slots: list[tuple[str, str]]) -> None:
-    """After a failed init, drop the slots it made: an unused slot keeps WAL on the source forever."""
-    for database, name in slots:
-        try:
-            with connect(ctx.source, database) as src:
-                src.execute(
-                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                    "WHERE slot_name = %s AND NOT active",
-                    [name],
-                )
-        except psycopg.Error as exc:
-            ctx.emit.warn(f"could not drop replication slot {name}: {exc}")
-
-
 def subscribe(ctx: Context, database: str) -> None:
     """Create (or refresh) the subscription of one target database to its source database."""
     name = replication_name(database, ctx.target)
     chosen, _ = ctx.tables(database)
     with connect(ctx.source, database) as src:
-        if not ensure_publication(src, ctx, database, chosen):
+        slot = src.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", [name]).fetchone()
+    existing = _subscription_exists(ctx, database, name)
+    if not existing and slot is None:
+        # Only init's slot knows the copy's point in time: a subscription starting now
+        # would lose every row written since the copy.
+        raise EngineError(
+            f"database {database} was not copied by an init with sync (no replication slot holds its "
+            "point in time); rows written since would be lost: run init with enable_sync and drop_existing"
+        )
+    with connect(ctx.source, database) as src:
+        if not ensure_publication(src, name, chosen):
             ctx.emit.warn(f"database {database}: no tables selected, nothing to sync")
             return
-        slot = src.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", [name]).fetchone()
     source_info = sql.Literal(conninfo(ctx.source, database))
     ident = sql.Identifier(name)
     with connect(ctx.target, database) as dst:
-        existing = dst.execute(
-            "SELECT 1 FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
-            "WHERE d.datname = current_database() AND s.subname = %s",
-            [name],
-        ).fetchone()
         if existing:
             dst.execute(sql.SQL("ALTER SUBSCRIPTION {} CONNECTION {}").format(ident, source_info))
             dst.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(ident))
             dst.execute(
-                sql.SQL("ALTER SUBSCRIPTION {} REFRESH PUBLICATION WITH (copy_data = false)").format(ident)
+                sql.SQL("ALTER SUBSCRIPTION {} SET PUBLICATION {} WITH (copy_data = false)").format(
+                    ident, ident
+                )
             )
             ctx.emit.info(f"database {database}: subscription {name} already present, refreshed")
             return
         dst.execute(
             sql.SQL(
                 "CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} "
-                "WITH (copy_data = false, create_slot = {}, slot_name = {})"
-            ).format(
-                ident,
-                source_info,
-                sql.Identifier(PUBLICATION),
-                sql.Literal(slot is None),
-                sql.Literal(name),
-            )
+                "WITH (copy_data = false, create_slot = false, slot_name = {})"
+            ).format(ident, source_info, ident, sql.Literal(name))
         )
     ctx.emit.info(f"database {database}: subscription {name} created")
+
+
+def _subscription_exists(ctx: Context, database: str, name: str) -> bool:
+    try:
+        with connect(ctx.target, database) as dst:
+            row = dst.execute(
+                "SELECT 1 FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
+                "WHERE d.datname = current_database() AND s.subname = %s",
+                [name],
+            ).fetchone()
+    except psycopg.OperationalError:
+        return False  # no such target database
+    return row is not None

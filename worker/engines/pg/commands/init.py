@@ -5,10 +5,11 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from worker.engines.pg import catalog
+from worker.engines.pg import catalog, properties
 from worker.engines.pg.context import Context
 from worker.engines.pg.database_copy import DatabaseCopy
-from worker.engines.pg.replication import drop_slots, drop_subscriptions, subscribe
+from worker.engines.pg.preflight import job_problems
+from worker.engines.pg.replication import drop_subscriptions, forget_source, subscribe
 from worker.engines.pg.tools import EngineError, connect, find_tools, server_major
 
 
@@ -27,20 +28,24 @@ def init(ctx: Context) -> None:
         if ctx.options.enable_sync and not with_sync:
             emit.warn(
                 f"source wal_level is {wal_level}, not logical: copying once without continuous sync "
-                "(set wal_level = logical on the source and run sync later)"
+                "(sync cannot start from this copy later: set wal_level = logical on the source "
+                "and run init again with sync)"
             )
+        problems = job_problems(ctx, databases, with_sync=with_sync)
+        if problems:
+            raise EngineError("init refused: " + "; ".join(problems))
         emit.progress(phase="init", databases_total=len(databases), message=f"{len(databases)} databases")
-        created_slots: list[tuple[str, str]] = []
+        replicating: list[str] = []  # databases whose slot and publication this run made
         try:
             for index, database in enumerate(databases):
                 prepare_target(ctx, tgt, src, database)
+                if with_sync:
+                    replicating.append(database)
+                else:
+                    # An earlier init's sync would have nothing to resume: its slot holds WAL for nothing.
+                    forget_source(ctx, database)
                 DatabaseCopy(
-                    ctx,
-                    tools,
-                    database,
-                    with_sync=with_sync,
-                    binary=source_major == target_major,
-                    created_slots=created_slots,
+                    ctx, tools, database, with_sync=with_sync, binary=source_major == target_major
                 ).run()
                 emit.progress(
                     databases_completed=index + 1,
@@ -51,7 +56,8 @@ def init(ctx: Context) -> None:
                 for database in databases:
                     subscribe(ctx, database)
         except BaseException:
-            drop_slots(ctx, created_slots)
+            for database in replicating:
+                forget_source(ctx, database)
             raise
     done = f"init completed: {len(databases)} databases"
     if ctx.options.enable_sync and not with_sync:
@@ -63,26 +69,26 @@ def init(ctx: Context) -> None:
 
 
 def prepare_target(ctx: Context, tgt: psycopg.Connection, src: psycopg.Connection, database: str) -> None:
+    """A new target database with the source's encoding and locale, or an empty one that has them."""
+    wanted = properties.read(src, database)
     exists = tgt.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone()
-    ident = sql.Identifier(database)
-    if exists:
-        if ctx.options.drop_existing:
-            drop_subscriptions(ctx, database)
-            tgt.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(ident))
-            ctx.emit.info(f"dropped existing target database {database}")
-        else:
-            with connect(ctx.target, database) as conn:
-                if catalog.user_relation_count(conn):
-                    raise EngineError(
-                        f"target database {database} already exists and is not empty; "
-                        "submit with drop_existing to replace it"
-                    )
-            ctx.emit.info(f"target database {database} exists and is empty: filling it")
-            return
-    row = src.execute(
-        "SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = %s", [database]
-    ).fetchone()
-    encoding = row[0] if row else "UTF8"
-    tgt.execute(
-        sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {}").format(ident, sql.Literal(encoding))
-    )
+    if exists and ctx.options.drop_existing:
+        drop_subscriptions(ctx, database)
+        tgt.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(database)))
+        ctx.emit.info(f"dropped existing target database {database}")
+    elif exists:
+        with connect(ctx.target, database) as conn:
+            if catalog.user_object_count(conn):
+                raise EngineError(
+                    f"target database {database} already exists and is not empty; "
+                    "submit with drop_existing to replace it"
+                )
+        have = properties.read(tgt, database)
+        if have.locale_summary != wanted.locale_summary:
+            raise EngineError(
+                f"target database {database} exists with {have.locale_summary}, the source's has "
+                f"{wanted.locale_summary}; submit with drop_existing to recreate it"
+            )
+        ctx.emit.info(f"target database {database} exists and is empty: filling it")
+        return
+    properties.create_database(tgt, database, wanted)

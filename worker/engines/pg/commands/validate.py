@@ -14,6 +14,7 @@ import psycopg
 
 from worker.engines.pg import catalog
 from worker.engines.pg.context import Context
+from worker.engines.pg.preflight import job_problems
 from worker.engines.pg.tools import EngineError, connect, find_tools, server_major
 
 
@@ -129,6 +130,12 @@ def source_tables_readable(facts: Facts) -> Iterator[Finding]:
             yield problem(f"cannot read {database}: {', '.join(r[0] for r in unreadable)}")
 
 
+def copy_blockers(facts: Facts) -> Iterator[Finding]:
+    """Row-level security, replica identities, filter dependencies, roles of policies."""
+    for text in job_problems(facts.ctx, facts.databases, with_sync=facts.ctx.options.enable_sync):
+        yield problem(text)
+
+
 def target_databases_empty(facts: Facts) -> Iterator[Finding]:
     if facts.ctx.options.drop_existing:
         return
@@ -136,7 +143,7 @@ def target_databases_empty(facts: Facts) -> Iterator[Finding]:
         if database not in facts.existing_targets:
             continue
         with connect(facts.ctx.target, database) as conn:
-            if catalog.user_relation_count(conn):
+            if catalog.user_object_count(conn):
                 yield warning(
                     f"target database {database} exists and is not empty (init needs drop_existing)"
                 )
@@ -149,6 +156,7 @@ CHECKS: list[Check] = [
     sync_prerequisites,
     target_rights,
     source_tables_readable,
+    copy_blockers,
     target_databases_empty,
 ]
 
