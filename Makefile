@@ -22,7 +22,7 @@ lint: venv
 	$(BIN)/ruff check .
 
 typecheck: venv
-	$(BIN)/mypy jobs services worker local_cloud cli
+	$(BIN)/mypy jobs control_plane services worker local_cloud cli
 
 test: venv lint typecheck
 	$(BIN)/pytest -q

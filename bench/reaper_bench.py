@@ -77,19 +77,20 @@ def _measure(
 ) -> dict[str, Any]:
     import boto3
 
+    from control_plane.context import ControlPlane
+    from control_plane.telemetry import metrics
     from jobs import aws, clock, instances
     from jobs.dynamo_values import to_dynamo
     from jobs.record import Job
     from jobs.states import JobStatus
     from local_cloud.resources import create_tables
-    from services.launcher.logic import LaunchContext, metrics
     from services.reaper.logic import reap
     from services.reaper.settings import Settings
 
     table_name = f"bench-jobs-{uuid.uuid4().hex[:8]}"
     create_tables(boto3.client("dynamodb"), jobs_table=table_name, api_keys_table=f"{table_name}-keys")
     settings = Settings(jobs_table_name=table_name, launch_template_id=template, subnet_ids=",".join(subnets))
-    ctx = LaunchContext.from_settings(settings)
+    ctx = ControlPlane.on_aws(settings)
     table = aws.table(table_name)
     from tests.support.jobs import new_job
 
@@ -109,7 +110,6 @@ def _measure(
         request = instances.LaunchRequest(
             job_id=job_id,
             attempt=1,
-            managed_by=settings.managed_by,
             project=settings.project_tag,
             launch_template_id=template,
             launch_template_version="$Latest",
@@ -117,7 +117,7 @@ def _measure(
             subnet_ids=subnets,
             user_data="#!/bin/bash\n",
         )
-        instance_id = instances.run(request).instance_id
+        instance_id = ctx.fleet.run(request).instance_id
         running = job(JobStatus.RUNNING, started_at=now, instance_id=instance_id).model_copy(
             update={"job_id": job_id}
         )

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT_PACKAGES = ("jobs", "services", "worker", "local_cloud", "cli")
+PROJECT_PACKAGES = ("jobs", "control_plane", "services", "worker", "local_cloud", "cli")
 
 
 def module_path(name: str, root: Path = ROOT) -> Path | None:

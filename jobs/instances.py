@@ -63,7 +63,6 @@ class Instance:
 class LaunchRequest:
     job_id: str
     attempt: int
-    managed_by: str
     project: str
     launch_template_id: str
     launch_template_version: str
@@ -95,82 +94,86 @@ class LaunchError(Exception):
         return self.code in CAPACITY_ERRORS
 
 
-def run(request: LaunchRequest) -> Instance:
-    """Start one instance for the request, trying each subnet for each type in order."""
-    subnets: list[str | None] = list(request.subnet_ids) or [None]
-    last: LaunchError | None = None
-    for instance_type in request.instance_types:
-        for subnet_id in subnets:
-            try:
-                return _run_one(request, instance_type, subnet_id)
-            except ClientError as exc:
-                error = LaunchError(error_code(exc) or "Unknown", error_message(exc))
-                if not error.no_capacity:
-                    raise error from exc
-                last = error
-    assert last is not None  # at least one type is always requested
-    raise last
+class Ec2Fleet:
+    """The instances of one deployment (tag `ManagedBy` = `managed_by`) on EC2: the control
+    plane's fleet. Tests hand the control plane an in-memory fleet instead."""
 
+    def __init__(self, managed_by: str) -> None:
+        self.managed_by = managed_by
 
-def _run_one(request: LaunchRequest, instance_type: str, subnet_id: str | None) -> Instance:
-    tags = [
-        {"Key": TAG_JOB_ID, "Value": request.job_id},
-        {"Key": TAG_ATTEMPT, "Value": str(request.attempt)},
-        {"Key": TAG_MANAGED_BY, "Value": request.managed_by},
-        {"Key": TAG_PROJECT, "Value": request.project},
-        {"Key": TAG_NAME, "Value": f"{request.project}-worker-{request.job_id}"},
-    ]
-    kwargs: dict[str, Any] = {
-        "LaunchTemplate": {
-            "LaunchTemplateId": request.launch_template_id,
-            "Version": request.launch_template_version,
-        },
-        "InstanceType": instance_type,
-        "MinCount": 1,
-        "MaxCount": 1,
-        "ClientToken": request.client_token,
-        "UserData": request.user_data,
-        "TagSpecifications": [
-            {"ResourceType": "instance", "Tags": tags},
-            {"ResourceType": "volume", "Tags": tags},
-        ],
-    }
-    if subnet_id:
-        kwargs["SubnetId"] = subnet_id
-    answer = aws.client("ec2", total_attempts=RUN_INSTANCES_ATTEMPTS).run_instances(**kwargs)
-    return _instance(answer["Instances"][0])
+    def run(self, request: LaunchRequest) -> Instance:
+        """Start one instance for the request, trying each subnet for each type in order."""
+        subnets: list[str | None] = list(request.subnet_ids) or [None]
+        last: LaunchError | None = None
+        for instance_type in request.instance_types:
+            for subnet_id in subnets:
+                try:
+                    return self._run_one(request, instance_type, subnet_id)
+                except ClientError as exc:
+                    error = LaunchError(error_code(exc) or "Unknown", error_message(exc))
+                    if not error.no_capacity:
+                        raise error from exc
+                    last = error
+        assert last is not None  # at least one type is always requested
+        raise last
 
-
-def find_attempt(managed_by: str, job_id: str, attempt: int) -> Instance | None:
-    """The live instance started for this job attempt, if any (a launcher that died after
-    RunInstances leaves one behind)."""
-    found = _describe(
-        [
-            {"Name": f"tag:{TAG_MANAGED_BY}", "Values": [managed_by]},
-            {"Name": f"tag:{TAG_JOB_ID}", "Values": [job_id]},
-            {"Name": f"tag:{TAG_ATTEMPT}", "Values": [str(attempt)]},
-            {"Name": "instance-state-name", "Values": list(LIVE_STATES)},
+    def _run_one(self, request: LaunchRequest, instance_type: str, subnet_id: str | None) -> Instance:
+        tags = [
+            {"Key": TAG_JOB_ID, "Value": request.job_id},
+            {"Key": TAG_ATTEMPT, "Value": str(request.attempt)},
+            {"Key": TAG_MANAGED_BY, "Value": self.managed_by},
+            {"Key": TAG_PROJECT, "Value": request.project},
+            {"Key": TAG_NAME, "Value": f"{request.project}-worker-{request.job_id}"},
         ]
-    )
-    return found[0] if found else None
+        kwargs: dict[str, Any] = {
+            "LaunchTemplate": {
+                "LaunchTemplateId": request.launch_template_id,
+                "Version": request.launch_template_version,
+            },
+            "InstanceType": instance_type,
+            "MinCount": 1,
+            "MaxCount": 1,
+            "ClientToken": request.client_token,
+            "UserData": request.user_data,
+            "TagSpecifications": [
+                {"ResourceType": "instance", "Tags": tags},
+                {"ResourceType": "volume", "Tags": tags},
+            ],
+        }
+        if subnet_id:
+            kwargs["SubnetId"] = subnet_id
+        answer = aws.client("ec2", total_attempts=RUN_INSTANCES_ATTEMPTS).run_instances(**kwargs)
+        return _instance(answer["Instances"][0])
+
+    def find_attempt(self, job_id: str, attempt: int) -> Instance | None:
+        """The live instance started for this job attempt, if any (a launcher that died after
+        RunInstances leaves one behind)."""
+        found = _describe(
+            [
+                {"Name": f"tag:{TAG_MANAGED_BY}", "Values": [self.managed_by]},
+                {"Name": f"tag:{TAG_JOB_ID}", "Values": [job_id]},
+                {"Name": f"tag:{TAG_ATTEMPT}", "Values": [str(attempt)]},
+                {"Name": "instance-state-name", "Values": list(LIVE_STATES)},
+            ]
+        )
+        return found[0] if found else None
+
+    def describe_ours(self) -> list[Instance]:
+        """Every pending or running instance of this deployment."""
+        return _describe(
+            [
+                {"Name": f"tag:{TAG_MANAGED_BY}", "Values": [self.managed_by]},
+                {"Name": "instance-state-name", "Values": list(LIVE_STATES)},
+            ]
+        )
+
+    def terminate(self, instance_ids: Iterable[str]) -> None:
+        """Terminate instances; one that is already gone is not an error."""
+        terminate(instance_ids)
 
 
-def describe_ours(managed_by: str) -> list[Instance]:
-    """Every pending or running instance of this deployment."""
-    return _describe(
-        [
-            {"Name": f"tag:{TAG_MANAGED_BY}", "Values": [managed_by]},
-            {"Name": "instance-state-name", "Values": list(LIVE_STATES)},
-        ]
-    )
-
-
-def terminate(instance_id: str) -> None:
-    """Terminate an instance; one that is already gone is not an error."""
-    terminate_all([instance_id])
-
-
-def terminate_all(instance_ids: Iterable[str]) -> None:
+def terminate(instance_ids: Iterable[str]) -> None:
+    """Terminate instances by id (the worker ends its own instance with this)."""
     ids = sorted(set(instance_ids))
     if not ids:
         return
@@ -181,7 +184,7 @@ def terminate_all(instance_ids: Iterable[str]) -> None:
             raise
         if len(ids) > 1:  # one unknown id fails the whole call: end the others one by one
             for instance_id in ids:
-                terminate_all([instance_id])
+                terminate([instance_id])
 
 
 def _describe(filters: list[dict[str, Any]]) -> list[Instance]:
@@ -204,4 +207,3 @@ def _instance(raw: dict[str, Any]) -> Instance:
         job_id=tags.get(TAG_JOB_ID),
         attempt=int(attempt) if attempt and attempt.isdigit() else None,
     )
-

@@ -25,7 +25,7 @@ def terminate_self(instance_id: str, attempts: int = ATTEMPTS) -> bool:
     """botocore retries each call; this retries the whole call a few times more."""
     for attempt in range(attempts):
         try:
-            instances.terminate(instance_id)
+            instances.terminate([instance_id])
             logger.info("instance terminated", extra={"instance_id": instance_id})
             return True
         except (BotoCoreError, ClientError) as exc:

@@ -10,7 +10,8 @@ from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from services.launcher.logic import LaunchContext, logger, metrics
+from control_plane.context import ControlPlane
+from control_plane.telemetry import logger, metrics
 from services.reaper.logic import reap
 from services.reaper.settings import Settings
 
@@ -23,8 +24,8 @@ def settings() -> Settings:
 
 
 @cache
-def launch_context() -> LaunchContext:
-    return LaunchContext.from_settings(settings())
+def control_plane() -> ControlPlane:
+    return ControlPlane.on_aws(settings())
 
 
 @logger.inject_lambda_context
@@ -32,7 +33,7 @@ def launch_context() -> LaunchContext:
 @metrics.log_metrics
 @event_source(data_class=EventBridgeEvent)
 def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
-    report = reap(launch_context(), settings())
+    report = reap(control_plane(), settings())
     summary = {
         "items_read": report.items_read,
         "active": dict(report.active),

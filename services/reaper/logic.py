@@ -23,12 +23,16 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from jobs import clock, instances
+from control_plane.admission import admit, admit_queued
+from control_plane.context import ControlPlane
+from control_plane.launch import launch
+from control_plane.settle import settle
+from control_plane.telemetry import logger, metrics
+from jobs import clock
 from jobs.instances import Instance
 from jobs.record import Job
 from jobs.states import JobStatus
 from jobs.store import WriteResult
-from services.launcher.logic import LaunchContext, admit, launch, launch_queued, logger, metrics
 from services.reaper.settings import Settings
 
 SLOT_USERS = (JobStatus.PROVISIONING, JobStatus.RUNNING, JobStatus.CANCELLING)
@@ -69,7 +73,7 @@ class ReapReport:
 
 @dataclass
 class _Pass:
-    ctx: LaunchContext
+    ctx: ControlPlane
     settings: Settings
     now: datetime
     report: ReapReport
@@ -85,17 +89,17 @@ class _Pass:
 
     def get(self, job_id: str) -> Job | None:
         self.report.items_read += 1
-        return self.ctx.store.get(job_id, include_expired=True)
+        return self.ctx.jobs.get(job_id, include_expired=True)
 
 
-def reap(ctx: LaunchContext, settings: Settings, now: datetime | None = None) -> ReapReport:
+def reap(ctx: ControlPlane, settings: Settings, now: datetime | None = None) -> ReapReport:
     report = ReapReport()
     active: dict[JobStatus, list[Job]] = {}
     for status in STATUS_ORDER:
-        active[status] = list(ctx.store.active_jobs(status))
+        active[status] = list(ctx.jobs.active_jobs(status))
         report.items_read += len(active[status])
         report.active[status.value] = len(active[status])
-    ours = instances.describe_ours(settings.managed_by)
+    ours = ctx.fleet.describe_ours()
     report.running_instances = len(ours)
     state = _Pass(ctx, settings, now or clock.now(), report, {i.instance_id: i for i in ours})
     now_epoch = clock.epoch(state.now)
@@ -133,7 +137,7 @@ def _check_running(state: _Pass, job: Job) -> None:
         seconds=job.options.job_timeout_seconds + state.settings.deadline_grace_seconds
     )
     if state.now > deadline:
-        result = state.ctx.store.transition(
+        result = state.ctx.jobs.transition(
             job.job_id,
             [JobStatus.RUNNING],
             JobStatus.TIMEOUT,
@@ -145,7 +149,7 @@ def _check_running(state: _Pass, job: Job) -> None:
     last_write = job.heartbeat_at or job.started_at or job.launched_at
     if state.older_than(last_write, state.settings.heartbeat_timeout_seconds):
         # Conditional on the last write seen: a heartbeat that lands now keeps the job alive.
-        result = state.ctx.store.transition(
+        result = state.ctx.jobs.transition(
             job.job_id,
             [JobStatus.RUNNING],
             JobStatus.FAILED,
@@ -163,7 +167,7 @@ def _check_running(state: _Pass, job: Job) -> None:
 def _check_cancelling(state: _Pass, job: Job) -> None:
     requested = job.cancel_requested_at or job.updated_at
     if state.older_than(requested, state.settings.cancel_grace_seconds):
-        result = state.ctx.store.transition(
+        result = state.ctx.jobs.transition(
             job.job_id,
             [JobStatus.CANCELLING],
             JobStatus.CANCELLED,
@@ -176,7 +180,7 @@ def _check_cancelling(state: _Pass, job: Job) -> None:
 def _check_provisioning(state: _Pass, job: Job) -> None:
     if not state.older_than(job.launched_at, state.settings.provisioning_grace_seconds):
         return
-    settings, store = state.settings, state.ctx.store
+    settings, store = state.settings, state.ctx.jobs
     instance = state.instances_by_id.get(job.instance_id or "")
     why = "worker never started" if instance else "instance is gone"
     if job.attempt >= settings.max_launch_attempts:
@@ -206,7 +210,7 @@ def _check_provisioning(state: _Pass, job: Job) -> None:
         )
         if not fenced.ok or fenced.job is None:
             return
-        instances.terminate(job.instance_id)
+        state.ctx.fleet.terminate([job.instance_id])
         job = fenced.job
     state.ctx.slots.restore([job.job_id])  # it never gave its slot back; make sure the ledger agrees
     outcome = launch(state.ctx, job)
@@ -221,15 +225,15 @@ def _check_pending(state: _Pass, job: Job) -> None:
 
 
 def _launch_queued(state: _Pass, queued: list[Job]) -> None:
-    for job, outcome in zip(queued, launch_queued(state.ctx, queued), strict=False):
+    for job, outcome in zip(queued, admit_queued(state.ctx, queued), strict=False):
         state.act(job.job_id, "dequeued", f"queued since {job.updated_at}: {outcome}")
 
 
 def _delete_expired(state: _Pass, job: Job, now_epoch: int) -> None:
     if job.instance_id:
-        instances.terminate(job.instance_id)
-    if state.ctx.store.delete_expired(job.job_id, now_epoch):
-        state.ctx.slots.release(job.job_id)
+        state.ctx.fleet.terminate([job.instance_id])
+    if state.ctx.jobs.delete_expired(job.job_id, now_epoch):
+        settle(state.ctx, job.job_id, None)
         state.ended.add(job.job_id)
         state.act(job.job_id, "deleted_expired", f"expired at {job.expires_at}")
         metrics.add_metric(name=METRIC_EXPIRED, unit=MetricUnit.Count, value=1)
@@ -278,7 +282,7 @@ def _terminate_orphans(state: _Pass, ours: list[Instance], known: dict[str, Job]
         if reason:
             orphans[instance.instance_id] = reason
             state.act(instance.job_id or "-", "orphan_terminated", reason, instance_id=instance.instance_id)
-    instances.terminate_all(orphans)
+    state.ctx.fleet.terminate(orphans)
     if orphans:
         metrics.add_metric(name=METRIC_ORPHANS, unit=MetricUnit.Count, value=len(orphans))
 
@@ -311,9 +315,7 @@ def _ended(state: _Pass, job: Job, result: WriteResult, action: str, reason: str
     """After a reaper's terminal write: if it took effect, end the instance and free the slot."""
     if not result.ok:
         return  # the worker (or another reaper) wrote first; its outcome stands
-    if job.instance_id:
-        instances.terminate(job.instance_id)
-    state.ctx.slots.release(job.job_id)
+    settle(state.ctx, job.job_id, None, instances=[job.instance_id])
     state.ended.add(job.job_id)
     state.act(job.job_id, action, reason, instance_id=job.instance_id)
     metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)

@@ -64,6 +64,9 @@ class _Module:
     functions: dict[str, _Function] = field(default_factory=dict)  # qualname -> function
     # variable/attribute/parameter name -> names in its annotation or constructor call
     typed_names: dict[str, set[str]] = field(default_factory=dict)
+    # classes that only describe an interface (typing.Protocol): a receiver annotated with
+    # one may be any class that has the method
+    protocols: set[str] = field(default_factory=set)
 
 
 def _type_names(expression: ast.AST | None) -> set[str]:
@@ -122,6 +125,8 @@ def _parse(name: str, path: Path) -> _Module:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             module.functions[node.name] = _Function(name, node.name, node, None)
         elif isinstance(node, ast.ClassDef):
+            if "Protocol" in set().union(*(_type_names(base) for base in node.bases)):
+                module.protocols.add(node.name)
             for item in node.body:
                 if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
                     qualname = f"{node.name}.{item.name}"
@@ -135,14 +140,15 @@ def aws_actions(own_modules: Iterable[str]) -> dict[str, set[str]]:
     own = list(own_modules)
     modules = {name: _parse(name, path) for name, path in reachable_modules(own).items()}
     methods_by_name: dict[str, list[_Function]] = {}
-    class_names = {f.cls for m in modules.values() for f in m.functions.values() if f.cls}
+    protocols = set().union(*(m.protocols for m in modules.values()))
+    class_names = {f.cls for m in modules.values() for f in m.functions.values() if f.cls} - protocols
     receiver_classes: dict[str, set[str]] = {}
     for module in modules.values():
         for name, types in module.typed_names.items():
             receiver_classes.setdefault(name, set()).update(types & class_names)
     for module in modules.values():
         for function in module.functions.values():
-            if function.cls is not None:
+            if function.cls is not None and function.cls not in protocols:
                 methods_by_name.setdefault(function.node.name, []).append(function)
 
     pending = [f for name in own if name in modules for f in modules[name].functions.values()]

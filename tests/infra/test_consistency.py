@@ -264,7 +264,7 @@ def test_stream_filters_equal_the_launchers_and_routes_cover_the_api() -> None:
 def _emitted_metric_names() -> set[str]:
     """String constants the code passes as metric names (Powertools and PutMetricData)."""
     names: set[str] = set()
-    for package in ("services", "worker", "jobs"):
+    for package in ("services", "control_plane", "worker", "jobs"):
         for module in package_modules(package):
             path = module_path(module)
             assert path is not None
@@ -278,8 +278,17 @@ def _emitted_metric_names() -> set[str]:
                 for t in n.targets
                 if isinstance(t, ast.Name)
             }
-            # By convention the code names its metrics in METRIC_* constants.
+            # By convention the code names its metrics in METRIC_* constants or a `Metric` enum.
             names.update(v for k, v in constants.items() if k.startswith("METRIC_"))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ClassDef) and node.name == "Metric":
+                    names.update(
+                        n.value.value
+                        for n in node.body
+                        if isinstance(n, ast.Assign)
+                        and isinstance(n.value, ast.Constant)
+                        and isinstance(n.value.value, str)
+                    )
             for node in ast.walk(tree):
                 value: ast.AST | None = None
                 if isinstance(node, ast.keyword) and node.arg == "name":

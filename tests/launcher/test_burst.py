@@ -33,7 +33,7 @@ def test_thirty_jobs_through_three_slots(world: World) -> None:
         assert running is not None
         completed = world.store.transition(job_id, [JobStatus.RUNNING], JobStatus.COMPLETED).job
         assert completed is not None
-        instances.terminate(str(provisioning.instance_id))
+        instances.terminate([str(provisioning.instance_id)])
         stream.extend([modified(provisioning, running), modified(running, completed)])
 
     for _ in range(200):

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from control_plane import admission
+from control_plane.launch import Outcome
 from jobs.instances import RUN_INSTANCES_ATTEMPTS
 from jobs.states import JobStatus
-from services.launcher import logic
 from services.reaper.logic import reap
 from tests.support.launcher import invoke
 from tests.support.world import World, ago, batch, ec2_faults, failing, inserted
@@ -57,7 +58,7 @@ def test_no_capacity_at_all_puts_the_job_back_in_line_without_a_slot(
     assert world.job(job.job_id).capacity_failures == 1
 
     # Capacity is back: the next freed slot (or the reaper) launches it.
-    logic.launch_queued(world.context())
+    admission.admit_queued(world.context())
     assert world.job(job.job_id).status is JobStatus.PROVISIONING
 
 
@@ -75,8 +76,8 @@ def test_a_job_fails_after_exactly_max_capacity_failures_and_lets_go_of_its_slot
             assert (waiting.status, waiting.capacity_failures) == (JobStatus.QUEUED, failures)
             assert world.slots.holders() == set()
             # What a freed slot or the reaper does with a queued job.
-            outcomes = logic.launch_queued(ctx)
-        assert outcomes == [logic.Outcome.FAILED]
+            outcomes = admission.admit_queued(ctx)
+        assert outcomes == [Outcome.FAILED]
     assert len(calls) == limit * 2 * 2 * RUN_INSTANCES_ATTEMPTS  # each try: two subnets x two types
 
     failed = world.job(job.job_id)
@@ -89,7 +90,7 @@ def test_a_job_fails_after_exactly_max_capacity_failures_and_lets_go_of_its_slot
     assert world.slots.holders() == set()
     assert world.live_instances() == []
     assert _failure_codes(capsys.readouterr().out) == [CAPACITY] * limit
-    assert logic.launch_queued(ctx) == []  # nothing left to try
+    assert admission.admit_queued(ctx) == []  # nothing left to try
 
 
 def test_a_job_that_finds_capacity_after_a_few_failures_launches_normally(world: World) -> None:
@@ -97,11 +98,11 @@ def test_a_job_that_finds_capacity_after_a_few_failures_launches_normally(world:
     job = world.put_job()
     capacity = False
     with ec2_faults(lambda params: None if capacity else CAPACITY):
-        logic.admit(ctx, world.job(job.job_id))
-        logic.launch_queued(ctx)
+        admission.admit(ctx, world.job(job.job_id))
+        admission.admit_queued(ctx)
         assert world.job(job.job_id).capacity_failures == 2  # one short of the limit
         capacity = True
-        assert logic.launch_queued(ctx) == [logic.Outcome.LAUNCHED]
+        assert admission.admit_queued(ctx) == [Outcome.LAUNCHED]
     launched = world.job(job.job_id)
     assert launched.status is JobStatus.PROVISIONING
     assert launched.attempt == 1

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from control_plane import admission
+from control_plane.launch import Outcome
 from jobs import clock, instances
 from jobs.states import JobStatus
 from jobs.store import JobStore
-from services.launcher import logic
-from services.launcher.logic import Outcome
 from tests.support.launcher import invoke, invoke_as
 from tests.support.world import World, batch, inserted, modified
 
@@ -23,14 +23,16 @@ def run_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every RunInstances that reached EC2, by job id."""
     calls: list[str] = []
     lock = threading.Lock()
-    real = instances._run_one
+    real = instances.Ec2Fleet._run_one
 
-    def counted(request: instances.LaunchRequest, *args: Any) -> instances.Instance:
+    def counted(
+        fleet: instances.Ec2Fleet, request: instances.LaunchRequest, *args: Any
+    ) -> instances.Instance:
         with lock:
             calls.append(request.job_id)
-        return real(request, *args)
+        return real(fleet, request, *args)
 
-    monkeypatch.setattr(instances, "_run_one", counted)
+    monkeypatch.setattr(instances.Ec2Fleet, "_run_one", counted)
     return calls
 
 
@@ -114,7 +116,7 @@ def test_an_attempt_claimed_by_a_live_launcher_is_left_to_it(world: World, run_c
         job.job_id, 1, "other-launcher", now_epoch=clock.epoch(clock.now()), lease_seconds=300
     )
 
-    assert logic.admit(world.context(), job) is Outcome.IN_FLIGHT
+    assert admission.admit(world.context(), job) is Outcome.IN_FLIGHT
     assert run_calls == []
     assert world.job(job.job_id).status is JobStatus.PENDING
 

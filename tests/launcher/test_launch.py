@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from control_plane import admission
+from control_plane.launch import Outcome
 from jobs import instances
 from jobs.slots import SlotLedger
 from jobs.states import JobStatus
-from services.launcher import logic
-from services.launcher.logic import Outcome
 from tests.support.launcher import invoke
 from tests.support.world import World, batch, inserted, modified
 
@@ -89,13 +89,13 @@ def test_client_token_names_the_job_and_attempt_within_64_characters(
 ) -> None:
     job = world.put_job()
     with_token: list[str] = []
-    original = instances._run_one
+    original = instances.Ec2Fleet._run_one
 
-    def spy(request: instances.LaunchRequest, *args: Any) -> instances.Instance:
+    def spy(fleet: instances.Ec2Fleet, request: instances.LaunchRequest, *args: Any) -> instances.Instance:
         with_token.append(request.client_token)
-        return original(request, *args)
+        return original(fleet, request, *args)
 
-    monkeypatch.setattr(instances, "_run_one", spy)
+    monkeypatch.setattr(instances.Ec2Fleet, "_run_one", spy)
     invoke(batch(inserted(job)))
     assert with_token == [f"{job.job_id}:1"]
     assert len(with_token[0]) <= 64
@@ -147,16 +147,16 @@ def test_a_job_cancelled_while_its_instance_starts_gets_no_worker(
 ) -> None:
     job = world.put_job()
     started: list[str] = []
-    real_run = instances.run
+    real_run = instances.Ec2Fleet.run
 
-    def run_then_cancel(request: instances.LaunchRequest) -> instances.Instance:
-        instance = real_run(request)
+    def run_then_cancel(fleet: instances.Ec2Fleet, request: instances.LaunchRequest) -> instances.Instance:
+        instance = real_run(fleet, request)
         started.append(instance.instance_id)
         world.store.transition(job.job_id, [JobStatus.PENDING], JobStatus.CANCELLED)
         return instance
 
-    monkeypatch.setattr(instances, "run", run_then_cancel)
-    assert logic.admit(world.context(), job) is Outcome.ENDED
+    monkeypatch.setattr(instances.Ec2Fleet, "run", run_then_cancel)
+    assert admission.admit(world.context(), job) is Outcome.ENDED
 
     assert world.job(job.job_id).status is JobStatus.CANCELLED
     assert world.instance_state(started[0]) == "terminated"
@@ -185,7 +185,7 @@ def test_a_slot_freed_while_the_job_was_being_queued_is_not_missed(
 
     monkeypatch.setattr(SlotLedger, "acquire", full_once)
 
-    assert logic.admit(world.context(), job) is Outcome.LAUNCHED
+    assert admission.admit(world.context(), job) is Outcome.LAUNCHED
     assert world.job(job.job_id).status is JobStatus.PROVISIONING
 
 

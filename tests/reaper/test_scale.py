@@ -75,7 +75,7 @@ def test_the_handler_runs_one_pass_on_a_schedule_event(world: World) -> None:
 
     active_jobs(world, 2)
     handler.settings.cache_clear()
-    handler.launch_context.cache_clear()
+    handler.control_plane.cache_clear()
     event: dict[str, Any] = {
         "version": "0",
         "id": str(uuid.uuid4()),

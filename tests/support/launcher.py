@@ -9,14 +9,14 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
+from control_plane.context import ControlPlane
 from services.launcher import handler
-from services.launcher.logic import LaunchContext
 from tests.support.world import FakeLambdaContext, World
 
 
 def invoke(event: dict[str, Any]) -> list[str]:
     """The launcher Lambda on one batch; returns the sequence numbers reported failed."""
-    handler.launch_context.cache_clear()  # settings come from this test's environment
+    handler.control_plane.cache_clear()  # settings come from this test's environment
     try:
         answer = handler.lambda_handler(event, FakeLambdaContext())
     except BatchProcessingError:
@@ -25,17 +25,17 @@ def invoke(event: dict[str, Any]) -> list[str]:
     return [failure["itemIdentifier"] for failure in answer["batchItemFailures"]]
 
 
-def invoke_as(ctx: LaunchContext, event: dict[str, Any]) -> list[str]:
+def invoke_as(ctx: ControlPlane, event: dict[str, Any]) -> list[str]:
     """Another launcher (its own container): own processor, own claim holder."""
     processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
     answer = process_partial_response(
         event=event,
-        record_handler=partial(handler.handle_record, ctx=ctx),
+        record_handler=partial(handler.handle_record, cp=ctx),
         processor=processor,
         context=FakeLambdaContext(),  # type: ignore[arg-type]
     )
     return [str(failure["itemIdentifier"]) for failure in answer["batchItemFailures"]]
 
 
-def new_launcher(world: World) -> LaunchContext:
+def new_launcher(world: World) -> ControlPlane:
     return world.context()

@@ -18,6 +18,7 @@ import boto3
 import pytest
 from boto3.dynamodb.types import TypeSerializer
 
+from control_plane.context import ControlPlane
 from jobs import aws, clock, instances
 from jobs.dynamo_values import to_dynamo
 from jobs.record import Job
@@ -25,9 +26,9 @@ from jobs.slots import LaunchClaims, SlotLedger
 from jobs.states import JobStatus
 from jobs.store import JobStore
 from local_cloud.resources import create_tables
-from services.launcher.logic import LaunchContext
 from services.reaper.settings import Settings
 from tests.support.aws_env import ACCOUNT_ID, REGION, moto_in_process
+from tests.support.fakes import METRICS_NAMESPACE, SERVICE_NAME, use_test_metrics
 from tests.support.jobs import new_job
 
 JOBS_TABLE = "test-jobs"
@@ -41,8 +42,8 @@ ENVIRONMENT = {
     "MAX_CONCURRENT_JOBS": "3",
     "PROJECT_TAG": "seren-test",
     "HEARTBEAT_INTERVAL_SECONDS": "30",
-    "POWERTOOLS_SERVICE_NAME": "control-plane-test",
-    "POWERTOOLS_METRICS_NAMESPACE": "RemoteReplicationTest",
+    "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+    "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
     "POWERTOOLS_TRACE_DISABLED": "true",
 }
 
@@ -62,9 +63,13 @@ class World:
     jobs_created: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def context(self, **overrides: Any) -> LaunchContext:
+    def context(self, **overrides: Any) -> ControlPlane:
         settings = self.settings.model_copy(update=overrides) if overrides else self.settings
-        return LaunchContext(settings, self.store, self.slots, self.claims)
+        return ControlPlane(settings, self.store, self.slots, self.claims, self.fleet)
+
+    @property
+    def fleet(self) -> instances.Ec2Fleet:
+        return instances.Ec2Fleet(self.settings.managed_by)
 
     # -- arranging state ------------------------------------------------------------
 
@@ -85,7 +90,6 @@ class World:
         request = instances.LaunchRequest(
             job_id=job_id,
             attempt=attempt,
-            managed_by=managed_by or self.settings.managed_by,
             project=self.settings.project_tag,
             launch_template_id=self.launch_template_id,
             launch_template_version="$Latest",
@@ -93,7 +97,7 @@ class World:
             subnet_ids=self.subnet_ids,
             user_data="#!/bin/bash\n",
         )
-        return instances.run(request).instance_id
+        return instances.Ec2Fleet(managed_by or self.settings.managed_by).run(request).instance_id
 
     # -- observing --------------------------------------------------------------------
 
@@ -103,7 +107,7 @@ class World:
         return job
 
     def live_instances(self, job_id: str | None = None) -> list[instances.Instance]:
-        ours = instances.describe_ours(self.settings.managed_by)
+        ours = self.fleet.describe_ours()
         return [i for i in ours if job_id is None or i.job_id == job_id]
 
     def instance_state(self, instance_id: str) -> str:
@@ -204,12 +208,7 @@ def world(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> World:
     monkeypatch.setenv("LAUNCH_TEMPLATE_ID", cloud.launch_template_id)
     monkeypatch.setenv("SUBNET_IDS", ",".join(cloud.subnet_ids))
     monkeypatch.setenv("FALLBACK_INSTANCE_TYPES", "m5.large")
-    # Powertools read their environment when the handler modules were imported (collection).
-    from services.launcher.logic import metrics
-
-    monkeypatch.setattr(metrics, "namespace", ENVIRONMENT["POWERTOOLS_METRICS_NAMESPACE"])
-    monkeypatch.setattr(metrics, "service", ENVIRONMENT["POWERTOOLS_SERVICE_NAME"])
-    metrics.clear_metrics()  # what earlier tests added without a handler to flush it
+    use_test_metrics(monkeypatch)
     return made
 
 

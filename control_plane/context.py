@@ -1,0 +1,30 @@
+"""The control plane's dependencies, bound once per container."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from control_plane.ports import Claims, Fleet, Slots
+from control_plane.settings import LaunchSettings
+from jobs.instances import Ec2Fleet
+from jobs.slots import LaunchClaims, SlotLedger
+from jobs.store import JobStore
+
+
+@dataclass(frozen=True)
+class ControlPlane:
+    settings: LaunchSettings
+    jobs: JobStore  # tests: tests.support.fakes.FakeJobs, with the same conditional writes
+    slots: Slots
+    claims: Claims
+    fleet: Fleet
+    # Names this launcher in launch claims.
+    holder: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @classmethod
+    def on_aws(cls, settings: LaunchSettings) -> ControlPlane:
+        table = settings.jobs_table_name
+        return cls(
+            settings, JobStore(table), SlotLedger(table), LaunchClaims(table), Ec2Fleet(settings.managed_by)
+        )

@@ -1,0 +1,43 @@
+"""What the control plane needs from the outside, as protocols: the slot ledger, the launch
+claims and the fleet of instances (the jobs table is `jobs.store.JobStore`'s interface).
+`ControlPlane.on_aws` binds them to DynamoDB and EC2; the tests bind in-memory fakes
+(tests/support/fakes.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+from jobs.instances import Instance, LaunchRequest
+
+
+class Slots(Protocol):
+    def acquire(self, job_id: str, max_slots: int) -> bool: ...
+
+    def release(self, job_id: str) -> None: ...
+
+    def holders(self) -> set[str]: ...
+
+    def release_all(self, job_ids: Iterable[str]) -> None: ...
+
+    def restore(self, job_ids: Iterable[str]) -> None: ...
+
+
+class Claims(Protocol):
+    def claim(
+        self, job_id: str, attempt: int, holder: str, *, now_epoch: int, lease_seconds: int
+    ) -> bool: ...
+
+    def release(self, job_id: str, attempt: int, holder: str) -> None: ...
+
+
+class Fleet(Protocol):
+    """The instances of this deployment."""
+
+    def run(self, request: LaunchRequest) -> Instance: ...
+
+    def find_attempt(self, job_id: str, attempt: int) -> Instance | None: ...
+
+    def describe_ours(self) -> list[Instance]: ...
+
+    def terminate(self, instance_ids: Iterable[str]) -> None: ...

@@ -1,0 +1,144 @@
+"""The control plane's settings, read once per cold start from the environment: what
+admission and launch need (`LaunchSettings`, the launcher's), and the reaper's thresholds
+on top (`SweepSettings`: the reaper launches too).
+
+Terraform sets exactly these variables (plus POWERTOOLS_*, which Powertools reads itself,
+and AWS_REGION, which Lambda sets).
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GIB = 1024**3
+# The earlier system's choice by estimated size: (size below which, instance type); None = any size.
+DEFAULT_INSTANCE_TYPE_BY_SIZE: list[tuple[int | None, str]] = [
+    (10 * GIB, "t3.medium"),
+    (100 * GIB, "c5.large"),
+    (1024 * GIB, "c5.2xlarge"),
+    (None, "c5.4xlarge"),
+]
+# Variables Lambda provides itself: read here, never set by Terraform.
+RUNTIME_VARIABLES = frozenset({"AWS_REGION"})
+
+
+class LaunchSettings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    jobs_table_name: str = Field(min_length=3)
+    aws_region: str = Field(min_length=1)
+    max_concurrent_jobs: int = Field(default=10, ge=1, le=1000)
+    launch_template_id: str = Field(min_length=1)
+    launch_template_version: str = "$Latest"
+    # Comma-separated, tried in order; empty: the launch template's network settings.
+    subnet_ids: str = ""
+    # When the job gives no estimated size.
+    default_instance_type: str = "c5.large"
+    # JSON list of [bytes below which, type] pairs, ascending; a null bound matches any size.
+    instance_type_by_size: list[tuple[int | None, str]] = Field(
+        default_factory=lambda: list(DEFAULT_INSTANCE_TYPE_BY_SIZE)
+    )
+    # Comma-separated, tried after the chosen type when EC2 has no capacity for it.
+    fallback_instance_types: str = ""
+    project_tag: str = "seren-replication"
+    # A launcher that claimed an attempt and went silent this long is presumed dead; keep it
+    # well above the launcher's Lambda timeout.
+    launch_lease_seconds: int = Field(default=300, ge=30)
+    # Launches of one job that may find no capacity in any subnet or type before it fails;
+    # each slot release and reaper pass retries it, so without a bound it could wait forever.
+    max_capacity_failures: int = Field(default=12, ge=1, le=1000)
+    # Handed to the worker through user-data (all non-secret).
+    worker_log_group: str = Field(min_length=1)
+    heartbeat_interval_seconds: int = Field(default=30, ge=1)
+    allowed_target_suffixes: str = ""
+    allow_loopback_hosts: bool = False
+    allow_private_hosts: bool = False
+    # The worker publishes its job metrics here; the same namespace the functions use.
+    metrics_namespace: str = Field(
+        default="SerenReplication", validation_alias=AliasChoices("POWERTOOLS_METRICS_NAMESPACE")
+    )
+    # A worker that cannot terminate its instance powers it off (the launch template's
+    # shutdown behaviour terminates it). Off only where the "instance" is a developer's
+    # machine: the local cloud.
+    worker_shutdown_if_not_terminated: bool = True
+
+    @property
+    def subnets(self) -> tuple[str, ...]:
+        return _split(self.subnet_ids)
+
+    @property
+    def fallback_types(self) -> tuple[str, ...]:
+        return _split(self.fallback_instance_types)
+
+    @property
+    def managed_by(self) -> str:
+        """The `ManagedBy` tag value of this deployment's instances: its table name is unique
+        per account and region, so two deployments never take each other's instances."""
+        return self.jobs_table_name
+
+    def instance_types_for(self, estimated_size_bytes: int | None) -> list[str]:
+        """The type to ask for first, then the fallbacks, without repeats."""
+        preferred = self.default_instance_type
+        if estimated_size_bytes is not None:
+            for below, instance_type in self.instance_type_by_size:
+                if below is None or estimated_size_bytes < below:
+                    preferred = instance_type
+                    break
+        return list(dict.fromkeys([preferred, *self.fallback_types]))
+
+    def worker_environment(self) -> dict[str, str]:
+        """What the worker needs to find its job; never a secret (user-data is readable by
+        anyone who can describe the instance)."""
+        return {
+            "JOBS_TABLE_NAME": self.jobs_table_name,
+            "AWS_REGION": self.aws_region,
+            "AWS_DEFAULT_REGION": self.aws_region,
+            "WORKER_LOG_GROUP": self.worker_log_group,
+            "HEARTBEAT_INTERVAL_SECONDS": str(self.heartbeat_interval_seconds),
+            "ALLOWED_TARGET_SUFFIXES": self.allowed_target_suffixes,
+            "ALLOW_LOOPBACK_HOSTS": str(self.allow_loopback_hosts).lower(),
+            "ALLOW_PRIVATE_HOSTS": str(self.allow_private_hosts).lower(),
+            "METRICS_NAMESPACE": self.metrics_namespace,
+            "SHUTDOWN_IF_NOT_TERMINATED": str(self.worker_shutdown_if_not_terminated).lower(),
+        }
+
+    def user_data(self, job_id: str) -> str:
+        environment = self.worker_environment()
+        exports = " ".join(f"{name}={shlex.quote(value)}" for name, value in environment.items())
+        return (
+            "#!/bin/bash\n"
+            f"export {exports}\n"
+            f'exec "${{WORKER_SCRIPT:-/opt/seren-replicator/worker.sh}}" {shlex.quote(job_id)}\n'
+        )
+
+
+class SweepSettings(LaunchSettings):
+    # A `running` job whose worker wrote nothing for this long has lost its worker.
+    heartbeat_timeout_seconds: int = Field(default=300, ge=2)
+    # A `provisioning` job whose worker has not started this long after the launch.
+    provisioning_grace_seconds: int = Field(default=900, ge=60)
+    # Allowed beyond the job's own `job_timeout_seconds` before it is timed out.
+    deadline_grace_seconds: int = Field(default=600, ge=0)
+    # A `cancelling` job whose worker has not stopped this long after the request.
+    cancel_grace_seconds: int = Field(default=300, ge=1)
+    # A `pending` job this old lost its stream record (or its launcher).
+    pending_grace_seconds: int = Field(default=180, ge=1)
+    # A `pending`/`queued` job holding a slot this long after its last write is not being launched.
+    slot_hold_grace_seconds: int = Field(default=900, ge=60)
+    # An instance younger than this may belong to a launch still in flight.
+    orphan_grace_seconds: int = Field(default=600, ge=60)
+    max_launch_attempts: int = Field(default=2, ge=1, le=10)
+
+    @model_validator(mode="after")
+    def _heartbeat_timeout_spans_heartbeats(self) -> SweepSettings:
+        # One late heartbeat must not get a healthy worker reaped.
+        if self.heartbeat_timeout_seconds < 2 * self.heartbeat_interval_seconds:
+            raise ValueError("HEARTBEAT_TIMEOUT_SECONDS must be at least twice HEARTBEAT_INTERVAL_SECONDS")
+        return self
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
