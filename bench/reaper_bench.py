@@ -117,7 +117,7 @@ def _measure(
             subnet_ids=subnets,
             user_data="#!/bin/bash\n",
         )
-        instance_id = ctx.fleet.run(request).instance_id
+        instance_id = ctx.fleet.launch(request).instance_id
         running = job(JobStatus.RUNNING, started_at=now, instance_id=instance_id).model_copy(
             update={"job_id": job_id}
         )

@@ -59,7 +59,7 @@ def launch(cp: ControlPlane, job: Job) -> Outcome:
         instance = cp.fleet.find_attempt(job.job_id, attempt)
         if instance is None:
             try:
-                instance = cp.fleet.run(_request(cp.settings, current, attempt))
+                instance = cp.fleet.launch(_request(cp.settings, current, attempt))
             except LaunchError as error:
                 return _launch_failed(cp, current, attempt, sources, error)
         else:

@@ -101,7 +101,7 @@ class Ec2Fleet:
     def __init__(self, managed_by: str) -> None:
         self.managed_by = managed_by
 
-    def run(self, request: LaunchRequest) -> Instance:
+    def launch(self, request: LaunchRequest) -> Instance:
         """Start one instance for the request, trying each subnet for each type in order."""
         subnets: list[str | None] = list(request.subnet_ids) or [None]
         last: LaunchError | None = None

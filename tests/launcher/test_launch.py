@@ -147,7 +147,7 @@ def test_a_job_cancelled_while_its_instance_starts_gets_no_worker(
 ) -> None:
     job = world.put_job()
     started: list[str] = []
-    real_run = instances.Ec2Fleet.run
+    real_run = instances.Ec2Fleet.launch
 
     def run_then_cancel(fleet: instances.Ec2Fleet, request: instances.LaunchRequest) -> instances.Instance:
         instance = real_run(fleet, request)
@@ -155,7 +155,7 @@ def test_a_job_cancelled_while_its_instance_starts_gets_no_worker(
         world.store.transition(job.job_id, [JobStatus.PENDING], JobStatus.CANCELLED)
         return instance
 
-    monkeypatch.setattr(instances.Ec2Fleet, "run", run_then_cancel)
+    monkeypatch.setattr(instances.Ec2Fleet, "launch", run_then_cancel)
     assert admission.admit(world.context(), job) is Outcome.ENDED
 
     assert world.job(job.job_id).status is JobStatus.CANCELLED

@@ -146,7 +146,7 @@ class FakeFleet:
         self.instances[instance.instance_id] = instance
         return instance
 
-    def run(self, request: LaunchRequest) -> Instance:
+    def launch(self, request: LaunchRequest) -> Instance:
         self.runs.append(request)
         if self.refuse:
             code = self.refuse.pop(0)

@@ -97,7 +97,7 @@ class World:
             subnet_ids=self.subnet_ids,
             user_data="#!/bin/bash\n",
         )
-        return instances.Ec2Fleet(managed_by or self.settings.managed_by).run(request).instance_id
+        return instances.Ec2Fleet(managed_by or self.settings.managed_by).launch(request).instance_id
 
     # -- observing --------------------------------------------------------------------
 

@@ -18,8 +18,6 @@ from jobs.states import ACTIVE, TERMINAL, JobStatus
 from tests.support.fakes import FakeFleet, FakeJobs, FakeSlots, fake_control_plane, use_test_metrics
 from tests.support.jobs import new_job
 
-NOW = clock.epoch(clock.now())
-
 
 @pytest.fixture(autouse=True)
 def _metrics(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -33,15 +31,15 @@ def parts(cp) -> tuple[FakeJobs, FakeSlots, FakeFleet]:  # type: ignore[no-untyp
 @pytest.mark.parametrize("status", list(JobStatus))
 def test_a_job_holds_a_slot_and_its_instance_exactly_while_it_has_an_instance(status: JobStatus) -> None:
     job = new_job(status, instance_id="i-1", attempt=1)
-    held = Holdings.of(job, NOW)
+    held = Holdings.of(job, clock.epoch(clock.now()))
     has_instance = status in (JobStatus.PROVISIONING, JobStatus.RUNNING, JobStatus.CANCELLING)
     assert held == (Holdings(slot=True, instance_id="i-1") if has_instance else NOTHING)
 
 
 def test_a_missing_or_expired_job_holds_nothing() -> None:
-    assert Holdings.of(None, NOW) == NOTHING
+    assert Holdings.of(None, clock.epoch(clock.now())) == NOTHING
     expired = new_job(JobStatus.RUNNING, instance_id="i-1", retention=timedelta(seconds=-1))
-    assert Holdings.of(expired, NOW) == NOTHING
+    assert Holdings.of(expired, clock.epoch(clock.now())) == NOTHING
 
 
 def test_settling_an_ended_job_terminates_its_instance_and_frees_its_slot() -> None:
@@ -118,14 +116,14 @@ def test_a_job_cancelled_during_its_launch_gets_no_instance_and_no_slot() -> Non
     job = new_job()
     cp = fake_control_plane(job)
     jobs, slots, fleet = parts(cp)
-    real_run = fleet.run
+    real_run = fleet.launch
 
     def run_then_cancel(request):  # type: ignore[no-untyped-def]
         instance = real_run(request)
         jobs.transition(job.job_id, [JobStatus.PENDING], JobStatus.CANCELLED)
         return instance
 
-    fleet.run = run_then_cancel  # type: ignore[method-assign]
+    fleet.launch = run_then_cancel  # type: ignore[method-assign]
     assert admit(cp, job) is Outcome.ENDED
     assert fleet.describe_ours() == []
     assert slots.holders() == set()
@@ -136,7 +134,7 @@ def test_a_second_launcher_of_the_same_attempt_stands_aside() -> None:
     cp = fake_control_plane(job)
     other = fake_control_plane()
     object.__setattr__(other, "claims", cp.claims)  # the same table, another container
-    assert cp.claims.claim(job.job_id, 1, other.holder, now_epoch=NOW, lease_seconds=300)
+    assert cp.claims.claim(job.job_id, 1, other.holder, now_epoch=clock.epoch(clock.now()), lease_seconds=300)
     cp.slots.acquire(job.job_id, 2)
     assert launch(cp, job) is Outcome.IN_FLIGHT
     assert cp.fleet.runs == []
