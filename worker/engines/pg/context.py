@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 import psycopg
@@ -15,6 +16,21 @@ from worker.engines.pg.events import Emitter
 from worker.engines.pg.tools import EngineError, connect
 
 WORKERS_ENV = "PG_ENGINE_JOBS"
+# What libpq would read as a connection string, or a control character: no legitimate
+# database has these in its name, and a source that does is trying to redirect a tool.
+_UNSAFE_NAME = re.compile(r"=|://|[\x00-\x1f\x7f]")
+
+
+def refuse_unsafe_names(databases: list[str]) -> None:
+    unsafe = [name for name in databases if _UNSAFE_NAME.search(name)]
+    if unsafe:
+        shown = ", ".join(repr(name[:80]) for name in unsafe[:3])
+        raise EngineError(
+            f"refusing source database names that a client library could read as connection "
+            f"settings ('=', '://' or control characters): {shown}; exclude them with exclude_databases"
+        )
+
+
 SPLIT_ENV = "PG_ENGINE_SPLIT_MB"
 DEFAULT_SPLIT_MB = 256
 
@@ -48,6 +64,7 @@ class Context:
         databases = catalog.select_databases(src, self.job_filter)
         if not databases:
             raise EngineError("no source database matches the job's filter")
+        refuse_unsafe_names(databases)
         return databases
 
     def tables(self, database: str) -> tuple[list[Table], list[Table]]:

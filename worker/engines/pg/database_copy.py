@@ -268,6 +268,8 @@ class DatabaseCopy:
             "--no-owner",
             "--no-acl",
             "--exit-on-error",
+            # As a quoted dbname= keyword: pg_restore would read a bare name holding `=` or
+            # a URI as a whole connection string (another host, port or password).
             "-d",
-            self.database,
+            psycopg.conninfo.make_conninfo(dbname=self.database),
         ]
