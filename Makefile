@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck unit demo serve package bench clean
+.PHONY: venv test lint typecheck unit demo serve serve-terraform package bench clean
 
 venv: $(STAMP)
 
@@ -32,6 +32,11 @@ demo: venv
 
 serve: venv
 	$(BIN)/seren-remote local up
+
+# The same, provisioned by `terraform apply` of terraform/ (needs terraform and the provider
+# mirror); Ctrl-C destroys it.
+serve-terraform: venv
+	$(BIN)/seren-remote local up --terraform
 
 package: venv
 	$(BIN)/python -m build_tools.package --arch $(or $(ARCH),arm64)

@@ -30,27 +30,32 @@ def add_up_parser(local_commands: Any) -> None:
         default=argparse.SUPPRESS,
         help="where stack.json and logs go (default .local)",
     )
-    up.add_argument("--max-concurrent-jobs", type=int, default=defaults.max_concurrent_jobs)
-    up.add_argument("--reaper-interval", type=float, default=defaults.reaper_interval, metavar="SECONDS")
     up.add_argument(
-        "--heartbeat-interval", type=float, default=defaults.heartbeat_interval, metavar="SECONDS"
+        "--terraform",
+        action="store_true",
+        help="provision with `terraform apply` of terraform/ (needs terraform and the provider); "
+        "Ctrl-C destroys it",
     )
-    up.add_argument("--heartbeat-timeout", type=float, default=defaults.heartbeat_timeout, metavar="SECONDS")
+    # Unset settings take the mode's defaults: the module refuses the fast mode's shortest.
+    up.add_argument("--max-concurrent-jobs", type=int, default=None)
+    up.add_argument("--reaper-interval", type=float, default=None, metavar="SECONDS")
+    up.add_argument("--heartbeat-interval", type=int, default=None, metavar="SECONDS")
+    up.add_argument("--heartbeat-timeout", type=int, default=None, metavar="SECONDS")
     up.add_argument(
         "--provisioning-grace",
-        type=float,
-        default=defaults.provisioning_grace,
+        type=int,
+        default=None,
         metavar="SECONDS",
-        help="how long an instance may take to report running",
+        help=f"how long an instance may take to report running (default {defaults.provisioning_grace})",
     )
     up.add_argument(
         "--instance-boot-seconds",
         type=float,
-        default=defaults.instance_boot_seconds,
+        default=None,
         metavar="SECONDS",
         help="how long an instance boots before its user-data runs (default 0)",
     )
-    up.add_argument("--log-level", default=defaults.log_level, help="the handlers' POWERTOOLS_LOG_LEVEL")
+    up.add_argument("--log-level", default=None, help="the handlers' POWERTOOLS_LOG_LEVEL")
 
 
 def _defaults() -> Any:
@@ -74,17 +79,21 @@ def add_state_dir_to_admin(admin_parser: argparse.ArgumentParser) -> None:
 def run_up(args: argparse.Namespace) -> int:
     from local_cloud.stack import StackOptions, run
 
-    options = StackOptions(
-        port=args.port,
-        state_dir=getattr(args, "state_dir", None) or DEFAULT_STATE_DIR,
-        max_concurrent_jobs=args.max_concurrent_jobs,
-        reaper_interval=args.reaper_interval,
-        heartbeat_interval=args.heartbeat_interval,
-        heartbeat_timeout=args.heartbeat_timeout,
-        provisioning_grace=args.provisioning_grace,
-        log_level=args.log_level,
-        instance_boot_seconds=args.instance_boot_seconds,
-    )
+    given = {
+        name: value
+        for name, value in {
+            "max_concurrent_jobs": args.max_concurrent_jobs,
+            "reaper_interval": args.reaper_interval,
+            "heartbeat_interval": args.heartbeat_interval,
+            "heartbeat_timeout": args.heartbeat_timeout,
+            "provisioning_grace": args.provisioning_grace,
+            "log_level": args.log_level,
+            "instance_boot_seconds": args.instance_boot_seconds,
+        }.items()
+        if value is not None
+    }
+    given.update(port=args.port, state_dir=getattr(args, "state_dir", None) or DEFAULT_STATE_DIR)
+    options = StackOptions.for_terraform(**given) if args.terraform else StackOptions(**given)
     return run(options)
 
 

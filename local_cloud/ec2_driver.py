@@ -2,7 +2,8 @@
 
 For each new instance it runs the instance's user-data the way cloud-init does (the
 script saved on the instance's disk and run by bash) as a local process tree in its own
-session, with an IMDSv2 endpoint of its own. When the instance leaves the running states
+session, with an instance metadata endpoint of its own as the workers' launch template
+configures it (enabled or not, tokens required or optional). When the instance leaves the running states
 (terminated by the worker, the reaper or anyone, or stopped), the whole session is killed:
 TERM, then KILL after a grace period. A process that exits by itself is simply reaped.
 """
@@ -93,8 +94,12 @@ class Ec2Driver:
         poll_interval_seconds: float = 1.0,
         kill_grace_seconds: float = 5.0,
         boot_seconds: float = 0.0,
+        launch_template: dict[str, Any] | None = None,
     ) -> None:
         self._ec2 = ec2
+        metadata_options = (launch_template or {}).get("MetadataOptions", {})
+        self._metadata_enabled = metadata_options.get("HttpEndpoint", "enabled") == "enabled"
+        self._tokens_required = metadata_options.get("HttpTokens", "required") == "required"
         self._dir = state_dir / "instances"
         self._region = region
         self._env = instance_env
@@ -198,7 +203,10 @@ class Ec2Driver:
             instance_type=described.get("InstanceType", "t3.medium"),
             availability_zone=described.get("Placement", {}).get("AvailabilityZone", f"{self._region}a"),
             user_data=user_data,
-        ).start()
+            tokens_required=self._tokens_required,
+        )
+        if self._metadata_enabled:
+            metadata.start()
         process = None
         if user_data.strip():
             # cloud-init keeps the script on the instance's disk and runs it from there.
@@ -206,7 +214,10 @@ class Ec2Driver:
             script.write_text(user_data)
             script.chmod(0o700)
             env = {name: value.replace(INSTANCE_DIR, str(directory)) for name, value in self._env.items()}
-            env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = metadata.endpoint
+            if self._metadata_enabled:
+                env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = metadata.endpoint
+            else:
+                env["AWS_EC2_METADATA_DISABLED"] = "true"
             env[INSTANCE_MARKER] = instance_id
             with (directory / "console.log").open("ab") as console:
                 process = subprocess.Popen(

@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 # API Gateway's own limit on request bodies.
 MAX_BODY_BYTES = 10 * 1024 * 1024
 TEXT_CONTENT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
+JSON = [("content-type", "application/json")]
 ROUTE_PARAMETER = re.compile(r"\{([A-Za-z0-9_]+)\+?\}")
 
 
@@ -166,9 +167,11 @@ class HttpFront:
         port: int = 0,
         routes: Sequence[Route] = (),
         on_request: Callable[[str], None] | None = None,
+        timeout_seconds: float | None = None,
     ) -> None:
         self._invoke = invoke
         self._routes = list(routes)
+        self._timeout = timeout_seconds
         self._on_request = on_request
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
@@ -236,14 +239,7 @@ class HttpFront:
             request_id=request_id,
             routes=self._routes,
         )
-        try:
-            status, headers, answer = response_parts(self._invoke(event, request_id))
-        except Exception:  # the handler failed: API Gateway answers 500 and logs nothing more
-            status, headers, answer = (
-                500,
-                [("content-type", "application/json")],
-                b'{"message":"Internal Server Error"}',
-            )
+        status, headers, answer = self._call(event, request_id)
         self._reply(request, status, headers, answer, request_id)
         if self._on_request is not None:
             self._on_request(request.command)
@@ -254,6 +250,25 @@ class HttpFront:
             status,
             (time.perf_counter() - started) * 1000,
         )
+
+    def _call(self, event: dict[str, Any], request_id: str) -> tuple[int, list[tuple[str, str]], bytes]:
+        """The function's answer; as API Gateway: 500 when it failed, 503 when it outlasted
+        the integration's timeout (the function itself runs on)."""
+        outcome: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                outcome["result"] = response_parts(self._invoke(event, request_id))
+            except Exception:  # the handler failed: API Gateway answers 500 and logs nothing more
+                outcome["result"] = (500, JSON, b'{"message":"Internal Server Error"}')
+
+        if self._timeout is None:
+            call()
+        else:
+            caller = threading.Thread(target=call, name=f"invoke-{request_id}", daemon=True)
+            caller.start()
+            caller.join(self._timeout)
+        return outcome.get("result") or (503, JSON, b'{"message":"Service Unavailable"}')
 
     @staticmethod
     def _reply(

@@ -1,7 +1,8 @@
 """An IMDSv2-compatible instance metadata endpoint for one local instance.
 
 Session-oriented like the real one: PUT /latest/api/token with a TTL header returns a
-token, and every metadata read must present it; IMDSv1 reads (no token) are refused.
+token, and every metadata read must present it; IMDSv1 reads (no token) are refused unless
+the instance's metadata options make tokens optional.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ class MetadataServer:
         availability_zone: str,
         account_id: str = "123456789012",
         user_data: str = "",
+        tokens_required: bool = True,
     ) -> None:
         self.instance_id = instance_id
+        self._tokens_required = tokens_required
         self._tokens: dict[str, float] = {}
         self._lock = threading.Lock()
         self._user_data = user_data
@@ -64,6 +67,7 @@ class MetadataServer:
 
     def stop(self) -> None:
         if not self._thread.is_alive():
+            self._server.server_close()
             return
         self._server.shutdown()
         self._server.server_close()
@@ -89,7 +93,7 @@ class MetadataServer:
         return expiry is not None and expiry > time.monotonic()
 
     def _read(self, path: str, token: str | None) -> tuple[int, str]:
-        if not self._valid(token):
+        if not self._valid(token) and (self._tokens_required or token is not None):
             return 401, "Unauthorized"
         if path == "/latest/user-data":
             return 200, self._user_data

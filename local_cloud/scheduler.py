@@ -1,4 +1,8 @@
-"""The EventBridge schedule: calls a function with a Scheduled Event at a fixed rate."""
+"""The EventBridge schedule: calls a function with a Scheduled Event at a fixed rate.
+
+The rule, its rate and its target come from EventBridge (local_cloud/wiring.py); the local
+cloud may run the rate faster, since EventBridge's shortest, a minute, is long on a laptop.
+"""
 
 from __future__ import annotations
 
@@ -34,13 +38,13 @@ class Scheduler:
         invoke: Callable[[dict[str, Any]], Any],
         *,
         interval_seconds: float,
-        rule_name: str,
+        rule_arn: str,
         region: str,
         after_run: Callable[[], None] | None = None,
     ) -> None:
         self._invoke = invoke
         self.interval_seconds = interval_seconds
-        self.rule_arn = f"arn:aws:events:{region}:{ACCOUNT_ID}:rule/{rule_name}"
+        self.rule_arn = rule_arn
         self._region = region
         self._after_run = after_run
         self.runs = 0

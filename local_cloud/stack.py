@@ -1,9 +1,13 @@
 """`seren-remote local up`: the whole service on one machine.
 
-moto plays AWS's APIs; four drivers play the parts AWS plays around the code: API
-Gateway (the HTTP front), the stream event source mapping (the poller), EventBridge
-(the scheduler) and EC2 (the driver that runs instances' user-data). The handlers, the
-worker and the engine are the production code; only the endpoints differ.
+moto plays AWS's APIs. The deployment is made in moto either by `terraform apply` of the
+real `terraform/` module (`--terraform`) or, by default and in well under a second, by
+creating the same objects through the same APIs (local_cloud/provision.py). Either way,
+four drivers then play the parts AWS plays around the code, each following what the AWS
+APIs say was deployed (local_cloud/wiring.py): API Gateway (the HTTP front), the stream
+event source mapping (the poller), EventBridge (the scheduler) and EC2 (the driver that
+runs instances' user-data). The handlers, the worker and the engine are the production
+code; only the endpoints differ.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -22,40 +26,60 @@ import boto3
 
 from local_cloud.ec2_driver import INSTANCE_DIR, Ec2Driver
 from local_cloud.http_front import HttpFront, parse_routes
-from local_cloud.lambda_runtime import ACCOUNT_ID, LambdaFunction
+from local_cloud.lambda_runtime import LambdaFunction
 from local_cloud.moto_server import MotoServer
-from local_cloud.resources import DEFAULT_INSTANCE_TYPE, Resources, create_resources
+from local_cloud.provision import Network, apply_module, local_network, provision_fast
 from local_cloud.scheduler import Scheduler
 from local_cloud.stream_poller import StreamPoller
-from services.reaper import schedule as reaper_schedule
+from local_cloud.terraform import Terraform
+from local_cloud.wiring import Wiring, WiringError, read_wiring
 
 logger = logging.getLogger(__name__)
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 WORKER_SCRIPT = CHECKOUT / "worker" / "worker.sh"
 STACK_FILE = "stack.json"
-# The HTTP API's route keys, as Terraform declares them (generated from the api handler).
-API_ROUTES_FILE = CHECKOUT / "terraform" / "generated" / "api_routes.json"
-API_HANDLER = "services.api.handler.lambda_handler"
-LAUNCHER_HANDLER = "services.launcher.handler.lambda_handler"
-REAPER_HANDLER = "services.reaper.handler.lambda_handler"
+TERRAFORM_DIR = "terraform"
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
 }
+CLIENTS = (
+    "dynamodb",
+    "dynamodbstreams",
+    "kms",
+    "ec2",
+    "logs",
+    "sqs",
+    "iam",
+    "lambda",
+    "apigatewayv2",
+    "events",
+)
 
 
 @dataclass
 class StackOptions:
     port: int = 8080
     state_dir: Path = Path(".local")
+    # Provision with `terraform apply` of the module instead of the fast way.
+    terraform: bool = False
     max_concurrent_jobs: int = 2
-    reaper_interval: float = 5.0
-    # Seconds, for a laptop; the reaper's settings allow nothing shorter than these.
+    # Seconds between reaper runs: EventBridge's shortest rate, a minute, is long on a
+    # laptop. None: the deployed rule's own rate.
+    reaper_interval: float | None = 5.0
+    # Seconds, for a laptop; the module's validations refuse most of these below their
+    # minimums, so `for_terraform` raises them.
     heartbeat_interval: int = 2
     heartbeat_timeout: int = 10
     provisioning_grace: int = 60
+    launch_lease: int = 30
+    cancel_grace: int = 30
+    pending_grace: int = 30
+    slot_hold_grace: int = 60
+    orphan_grace: int = 60
+    deadline_grace: int = 30
     region: str = "us-east-1"
     prefix: str = "seren-local"
     owner: str = "local"
@@ -68,45 +92,66 @@ class StackOptions:
     kill_grace_seconds: float = 5.0
     # How long an instance boots before its user-data runs (EC2 takes tens of seconds).
     instance_boot_seconds: float = 0.0
-    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def for_terraform(cls, **settings: Any) -> StackOptions:
+        """Options the module's variable validations accept (its minimums)."""
+        minimums = {"heartbeat_interval": 5, "heartbeat_timeout": 60, "launch_lease": 180}
+        return cls(**{**minimums, **settings, "terraform": True})
 
 
-def handler_environment(options: StackOptions, resources: Resources) -> dict[str, str]:
-    """What Terraform sets on the three functions, with local values."""
+def module_variables(options: StackOptions, network: Network) -> dict[str, Any]:
+    """The module's variables for this stack: its names, the laptop's short intervals, and
+    what only the local cloud sets (loopback databases allowed, workers that never power
+    off this machine, tables that may be destroyed)."""
+    prefix = options.prefix
     return {
-        "JOBS_TABLE_NAME": resources.jobs_table,
-        "API_KEYS_TABLE_NAME": resources.api_keys_table,
-        "KMS_KEY_ID": resources.kms_key_id,
-        "JOB_RETENTION_DAYS": "30",
-        "MAX_UNFINISHED_JOBS_PER_OWNER": "50",
-        "ALLOWED_TARGET_SUFFIXES": "",
-        # Only the local cloud lets jobs reach databases on loopback.
-        "ALLOW_LOOPBACK_HOSTS": "true",
-        "ALLOW_PRIVATE_HOSTS": "false",
-        "WORKER_LOG_GROUP": resources.worker_log_group,
-        "MAX_CONCURRENT_JOBS": str(options.max_concurrent_jobs),
-        "LAUNCH_TEMPLATE_ID": resources.launch_template_id,
-        "LAUNCH_TEMPLATE_VERSION": "$Latest",
-        "SUBNET_IDS": ",".join(resources.subnet_ids),
-        "DEFAULT_INSTANCE_TYPE": DEFAULT_INSTANCE_TYPE,
-        "PROJECT_TAG": resources.project_tag,
-        "HEARTBEAT_INTERVAL_SECONDS": str(options.heartbeat_interval),
-        "HEARTBEAT_TIMEOUT_SECONDS": str(options.heartbeat_timeout),
-        "PROVISIONING_GRACE_SECONDS": str(options.provisioning_grace),
-        # The reaper's other thresholds at their shortest: a laptop session lasts minutes.
-        "LAUNCH_LEASE_SECONDS": "30",
-        "CANCEL_GRACE_SECONDS": "30",
-        "PENDING_GRACE_SECONDS": "30",
-        "SLOT_HOLD_GRACE_SECONDS": "60",
-        "ORPHAN_GRACE_SECONDS": "60",
-        "DEADLINE_GRACE_SECONDS": "30",
-        "POWERTOOLS_METRICS_NAMESPACE": "SerenReplication",
-        "POWERTOOLS_LOG_LEVEL": options.log_level,
-        # The "instance" is this machine: a worker must never power it off.
-        "WORKER_SHUTDOWN_IF_NOT_TERMINATED": "false",
-        # No X-Ray daemon here.
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        **options.extra_env,
+        "aws_region": options.region,
+        "project_name": prefix,
+        "environment": "local",
+        "dynamodb_table_name": f"{prefix}-jobs",
+        "worker_ami_id": network.image_id,
+        "worker_instance_type": "t3.medium",
+        "worker_instance_type_by_size": [{"instance_type": "t3.medium"}],
+        "worker_fallback_instance_types": [],
+        "worker_iam_role_name": f"{prefix}-worker",
+        "worker_root_volume_size_gb": 8,
+        "worker_root_device_name": "/dev/xvda",
+        "vpc_id": network.vpc_id,
+        "subnet_ids": network.subnet_ids,
+        "max_concurrent_jobs": options.max_concurrent_jobs,
+        "max_unfinished_jobs_per_owner": 50,
+        "job_retention_days": 30,
+        "allowed_target_suffixes": [],
+        "allow_loopback_hosts": True,
+        "allow_private_hosts": False,
+        "worker_shutdown_if_not_terminated": False,
+        "table_deletion_protection": False,
+        "heartbeat_interval_seconds": options.heartbeat_interval,
+        "heartbeat_timeout_seconds": options.heartbeat_timeout,
+        "provisioning_grace_seconds": options.provisioning_grace,
+        "launch_lease_seconds": options.launch_lease,
+        "reaper_grace_seconds": {
+            "deadline": options.deadline_grace,
+            "cancel": options.cancel_grace,
+            "pending": options.pending_grace,
+            "slot_hold": options.slot_hold_grace,
+            "orphan": options.orphan_grace,
+        },
+        "max_launch_attempts": 2,
+        "max_capacity_failures": 12,
+        "reaper_schedule_minutes": 1,
+        "api_reserved_concurrency": -1,
+        "launcher_reserved_concurrency": -1,
+        "reaper_reserved_concurrency": 1,
+        "launcher_batch_size": options.batch_size,
+        "launcher_maximum_retry_attempts": options.maximum_retry_attempts,
+        "launcher_maximum_record_age_seconds": 3600,
+        "lambda_runtime": "python3.12",
+        "lambda_architecture": "arm64",
+        "log_level": options.log_level,
+        "log_retention_days": 7,
+        "metrics_namespace": "SerenReplication",
     }
 
 
@@ -131,12 +176,23 @@ def instance_environment(options: StackOptions, aws_endpoint_url: str) -> dict[s
     }
 
 
+def aws_environment(region: str, endpoint: str) -> dict[str, str]:
+    """Where the functions, Terraform and admin commands find the local AWS."""
+    return {
+        **FAKE_CREDENTIALS,
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_ENDPOINT_URL": endpoint,
+    }
+
+
 class LocalStack:
     def __init__(self, options: StackOptions) -> None:
         self.options = options
         self.state_dir = options.state_dir.resolve()
         self.moto = MotoServer(self.state_dir / "moto.log")
-        self.resources: Resources | None = None
+        self.terraform: Terraform | None = None
+        self.wiring: Wiring | None = None
         self.api_key: str | None = None
         self.front: HttpFront | None = None
         self.poller: StreamPoller | None = None
@@ -159,73 +215,81 @@ class LocalStack:
             self.stop()
             raise
 
+    def provision(self, clients: dict[str, Any]) -> None:
+        """Deploy into moto, the way the options say."""
+        options = self.options
+        variables = module_variables(options, local_network(clients["ec2"]))
+        if options.terraform:
+            self.terraform = Terraform(
+                work_dir=self.state_dir / TERRAFORM_DIR,
+                environment=aws_environment(options.region, self.moto.url),
+            )
+            apply_module(self.terraform, variables)
+        else:
+            provision_fast(clients, variables)
+
     def _start_rest(self) -> dict[str, Any]:
         options = self.options
         endpoint = self.moto.url
-        os.environ.update(
-            {
-                **FAKE_CREDENTIALS,
-                "AWS_REGION": options.region,
-                "AWS_DEFAULT_REGION": options.region,
-                "AWS_ENDPOINT_URL": endpoint,
-            }
-        )
+        # The functions' runtime environment: what Lambda gives every function (region,
+        # credentials; here, moto's endpoint), not what the deployment configures.
+        os.environ.update({**aws_environment(options.region, endpoint), "POWERTOOLS_TRACE_DISABLED": "true"})
         session = boto3.session.Session(region_name=options.region)
-        clients = {name: session.client(name) for name in ("dynamodb", "kms", "ec2", "logs", "sqs")}
-        resources = self.resources = create_resources(clients, prefix=options.prefix)
-        os.environ.update(handler_environment(options, resources))
+        clients = {name: session.client(name) for name in CLIENTS}  # type: ignore[call-overload]
+        self.provision(clients)
+        wiring = self.wiring = read_wiring(clients, project_name=options.prefix)
+        if wiring.api.payload_format_version != "2.0":
+            raise WiringError(
+                f"the local front speaks payload format 2.0, not {wiring.api.payload_format_version}"
+            )
 
         from jobs import aws
         from jobs.api_keys import ApiKeyStore
 
         aws.reset_clients()
-        self.api_key = ApiKeyStore(resources.api_keys_table).create(options.owner).key
+        self.api_key = ApiKeyStore(self.api_keys_table).create(options.owner).key
 
         # Lambda sends its functions' stdout (Powertools logs, EMF metrics) to CloudWatch Logs;
         # here the whole process's stdout goes to a file while the stack runs.
         self._lambda_log = (self.state_dir / "lambda.log").open("a", buffering=1)
         self._real_stdout, sys.stdout = sys.stdout, self._lambda_log
-        api = LambdaFunction(f"{options.prefix}-api", API_HANDLER, region=options.region, timeout_seconds=29)
-        launcher = LambdaFunction(f"{options.prefix}-launcher", LAUNCHER_HANDLER, region=options.region)
-        reaper = LambdaFunction(f"{options.prefix}-reaper", REAPER_HANDLER, region=options.region)
+        api = LambdaFunction.from_config(wiring.api.function, region=options.region)
+        launcher = LambdaFunction.from_config(wiring.stream.function, region=options.region)
+        reaper = LambdaFunction.from_config(wiring.schedule.function, region=options.region)
         for function in (api, launcher, reaper):
             function.load()  # cold starts now: a broken import fails `local up`, not a request
-        from local_cloud.event_filter import matches
 
         self.ec2_driver = Ec2Driver(
-            session.client("ec2"),
+            clients["ec2"],
             state_dir=self.state_dir,
             region=options.region,
             instance_env=instance_environment(options, endpoint),
             poll_interval_seconds=options.ec2_poll_interval,
             kill_grace_seconds=options.kill_grace_seconds,
             boot_seconds=options.instance_boot_seconds,
+            launch_template=wiring.launch_template,
         )
-        self.poller = StreamPoller(
-            session.client("dynamodbstreams"),
-            session.client("sqs"),
-            stream_arn=resources.stream_arn,
+        self.poller = StreamPoller.for_mapping(
+            clients["dynamodbstreams"],
+            clients["sqs"],
+            wiring.stream,
             invoke=launcher.invoke,
-            matches=matches,
-            function_arn=f"arn:aws:lambda:{options.region}:{ACCOUNT_ID}:function:{launcher.name}",
-            dlq_url=resources.dlq_url,
-            batch_size=options.batch_size,
-            maximum_retry_attempts=options.maximum_retry_attempts,
             idle_wait_seconds=options.stream_idle_wait,
             on_batch=self.ec2_driver.wake,
         )
         self.scheduler = Scheduler(
             reaper.invoke,
-            interval_seconds=options.reaper_interval,
-            rule_name=reaper_schedule.rule_name(options.prefix),
+            interval_seconds=options.reaper_interval or wiring.schedule.interval_seconds,
+            rule_arn=wiring.schedule.rule_arn,
             region=options.region,
             after_run=self._wake_all,
         )
         self.front = HttpFront(
             api.invoke,
             port=options.port,
-            routes=parse_routes(json.loads(API_ROUTES_FILE.read_text())),
+            routes=parse_routes(wiring.api.route_keys),
             on_request=self._after_request,
+            timeout_seconds=wiring.api.timeout_seconds,
         )
         self.ec2_driver.start()
         self.poller.start()
@@ -235,6 +299,11 @@ class LocalStack:
         self.stack_file.write_text(json.dumps(info, indent=2) + "\n")
         self.stack_file.chmod(0o600)
         return info
+
+    @property
+    def api_keys_table(self) -> str:
+        assert self.wiring is not None
+        return self.wiring.api.function.environment["API_KEYS_TABLE_NAME"]
 
     def _after_request(self, method: str) -> None:
         if method not in ("GET", "HEAD", "OPTIONS"):
@@ -247,26 +316,29 @@ class LocalStack:
             self.ec2_driver.wake()
 
     def info(self) -> dict[str, Any]:
-        assert self.resources is not None and self.front is not None
-        resources = self.resources
+        assert self.wiring is not None and self.front is not None and self.scheduler is not None
+        api_environment = self.wiring.api.function.environment
+        launcher_environment = self.wiring.stream.function.environment
+        reaper_environment = self.wiring.schedule.function.environment
         return {
             "api_endpoint": self.front.url,
             "api_key": self.api_key,
             "owner": self.options.owner,
+            "provisioned_by": "terraform" if self.options.terraform else "api",
             "aws_endpoint_url": self.moto.url,
             "region": self.options.region,
-            "table_name": resources.jobs_table,
-            "api_keys_table_name": resources.api_keys_table,
-            "stream_arn": resources.stream_arn,
-            "kms_key_id": resources.kms_key_id,
-            "launch_template_id": resources.launch_template_id,
-            "worker_log_group": resources.worker_log_group,
-            "dlq_url": resources.dlq_url,
-            "project_tag": resources.project_tag,
-            "max_concurrent_jobs": self.options.max_concurrent_jobs,
-            "reaper_interval_seconds": self.options.reaper_interval,
-            "heartbeat_interval_seconds": self.options.heartbeat_interval,
-            "heartbeat_timeout_seconds": self.options.heartbeat_timeout,
+            "table_name": api_environment["JOBS_TABLE_NAME"],
+            "api_keys_table_name": api_environment["API_KEYS_TABLE_NAME"],
+            "stream_arn": self.wiring.stream.stream_arn,
+            "kms_key_id": api_environment["KMS_KEY_ID"],
+            "launch_template_id": self.wiring.launch_template_id,
+            "worker_log_group": api_environment["WORKER_LOG_GROUP"],
+            "dlq_arn": self.wiring.stream.on_failure_arn,
+            "project_tag": launcher_environment["PROJECT_TAG"],
+            "max_concurrent_jobs": int(launcher_environment["MAX_CONCURRENT_JOBS"]),
+            "reaper_interval_seconds": self.scheduler.interval_seconds,
+            "heartbeat_interval_seconds": int(launcher_environment["HEARTBEAT_INTERVAL_SECONDS"]),
+            "heartbeat_timeout_seconds": int(reaper_environment["HEARTBEAT_TIMEOUT_SECONDS"]),
             "pid": os.getpid(),
             "moto_pid": self.moto.pid,
             "state_dir": str(self.state_dir),
@@ -276,7 +348,11 @@ class LocalStack:
         for component in (self.front, self.scheduler, self.poller, self.ec2_driver):
             if component is not None:
                 component.stop()
-        self.moto.stop()
+        try:
+            if self.terraform is not None and self.terraform.state_file.exists():
+                self.terraform.destroy()
+        finally:
+            self.moto.stop()
         self.stack_file.unlink(missing_ok=True)
         if self._real_stdout is not None:
             sys.stdout = self._real_stdout
@@ -294,10 +370,7 @@ def load_stack_info(state_dir: Path) -> dict[str, Any]:
 def client_environment(info: dict[str, Any]) -> dict[str, str]:
     """Environment for code that talks to a running local stack's AWS (admin commands)."""
     return {
-        **FAKE_CREDENTIALS,
-        "AWS_REGION": info["region"],
-        "AWS_DEFAULT_REGION": info["region"],
-        "AWS_ENDPOINT_URL": info["aws_endpoint_url"],
+        **aws_environment(info["region"], info["aws_endpoint_url"]),
         "JOBS_TABLE_NAME": info["table_name"],
         "API_KEYS_TABLE_NAME": info["api_keys_table_name"],
     }
@@ -323,6 +396,12 @@ def run(options: StackOptions, console: TextIO = sys.stdout) -> int:
     )
     stack = LocalStack(options)
     try:
+        if options.terraform:
+            print(
+                f"terraform apply of terraform/ (log in {state_dir}/{TERRAFORM_DIR})...",
+                file=console,
+                flush=True,
+            )
         info = stack.start()
         print(f"API endpoint : {info['api_endpoint']}", file=console)
         print(f"API key      : {info['api_key']}  (owner {info['owner']})", file=console)
@@ -332,6 +411,7 @@ def run(options: StackOptions, console: TextIO = sys.stdout) -> int:
         print("Ctrl-C stops the stack.", file=console, flush=True)
         stop.wait()
     finally:
-        print("stopping...", file=console, flush=True)
+        destroying = " (terraform destroy first)" if options.terraform else ""
+        print(f"stopping{destroying}...", file=console, flush=True)
         stack.stop()
     return 0

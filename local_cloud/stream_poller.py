@@ -5,7 +5,9 @@ read in order (a child shard only after its parent is done), records are filtere
 mapping's filter criteria before any invocation, batches go to the function, and a
 partial batch response (`batchItemFailures`) makes the batch retry from the lowest failed
 sequence number; after the retry limit the failed part goes to the on-failure destination
-(an SQS queue) as batch metadata, and reading moves on.
+(an SQS queue) as batch metadata, and reading moves on. Records older than the maximum
+record age go there unprocessed. `StreamPoller.for_mapping` takes every setting from the
+deployed mapping (local_cloud/wiring.py).
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
+from moto.events.models import EventPattern
+
+from local_cloud.wiring import StreamWiring
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +55,15 @@ class PollerStats:
     retries: int = 0
     bisections: int = 0
     records_to_dlq: int = 0
+
+
+def pattern_matcher(patterns: Sequence[str]) -> Matches:
+    """A record passes when any filter pattern matches it (no patterns: every record), with
+    EventBridge's pattern rules, which Lambda's filter criteria follow."""
+    compiled = [EventPattern.load(pattern) for pattern in patterns]
+    if not compiled:
+        return lambda record: True
+    return lambda record: any(pattern.matches_event(record) for pattern in compiled)  # type: ignore[arg-type]
 
 
 def lambda_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
@@ -106,6 +120,8 @@ class StreamPoller:
         idle_wait_seconds: float = 0.5,
         retry_delay_seconds: float = 0.2,
         starting_position: str = "TRIM_HORIZON",
+        maximum_record_age_seconds: int = -1,
+        report_batch_item_failures: bool = True,
         on_batch: Callable[[], None] | None = None,
     ) -> None:
         self._streams = streams
@@ -121,6 +137,8 @@ class StreamPoller:
         self._idle_wait = idle_wait_seconds
         self._retry_delay = retry_delay_seconds
         self._starting_position = starting_position
+        self._maximum_record_age = maximum_record_age_seconds
+        self._report_batch_item_failures = report_batch_item_failures
         self._on_batch = on_batch
         self._shards: dict[str, ShardState] = {}
         self._shards_listed_at = 0.0
@@ -128,6 +146,39 @@ class StreamPoller:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stream-poller", daemon=True)
+
+    @classmethod
+    def for_mapping(
+        cls,
+        streams: Any,
+        sqs: Any,
+        mapping: StreamWiring,
+        *,
+        invoke: Invoke,
+        idle_wait_seconds: float = 0.5,
+        on_batch: Callable[[], None] | None = None,
+    ) -> StreamPoller:
+        """A poller with the deployed mapping's filters and delivery settings."""
+        if not mapping.on_failure_arn.startswith("arn:aws:sqs:"):
+            raise ValueError(f"the local poller sends failures to SQS only, not {mapping.on_failure_arn!r}")
+        queue_name = mapping.on_failure_arn.rsplit(":", 1)[1]
+        return cls(
+            streams,
+            sqs,
+            stream_arn=mapping.stream_arn,
+            invoke=invoke,
+            matches=pattern_matcher(mapping.filter_patterns),
+            function_arn=mapping.function.arn,
+            dlq_url=sqs.get_queue_url(QueueName=queue_name)["QueueUrl"],
+            batch_size=mapping.batch_size,
+            maximum_retry_attempts=mapping.maximum_retry_attempts,
+            bisect_batch_on_function_error=mapping.bisect_on_error,
+            idle_wait_seconds=idle_wait_seconds,
+            starting_position=mapping.starting_position,
+            maximum_record_age_seconds=mapping.maximum_record_age_seconds,
+            report_batch_item_failures=mapping.report_batch_item_failures,
+            on_batch=on_batch,
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -219,11 +270,19 @@ class StreamPoller:
         self.stats.records_read += len(records)
         for record in records:
             converted = lambda_record(record, self.stream_arn)
-            if self._matches(converted):
+            if self._too_old(converted):
+                self._send_to_dlq(shard, [converted], condition="RecordAgeExceeded")
+            elif self._matches(converted):
                 shard.buffer.append(converted)
             else:
                 self.stats.records_filtered_out += 1
         return True
+
+    def _too_old(self, record: dict[str, Any]) -> bool:
+        if self._maximum_record_age < 0:
+            return False
+        created = record["dynamodb"].get("ApproximateCreationDateTime", time.time())
+        return bool(time.time() - created > self._maximum_record_age)
 
     def _deliver(self, shard: ShardState) -> None:
         batch = shard.buffer[: shard.batch_limit or self._batch_size]
@@ -231,7 +290,8 @@ class StreamPoller:
         function_error = False
         try:
             response = self._invoke({"Records": batch})
-            first_failed = failed_from(batch, response)
+            # Without ReportBatchItemFailures, Lambda ignores what the function answers.
+            first_failed = failed_from(batch, response) if self._report_batch_item_failures else None
         except Exception:  # a function error: the whole batch is retried
             function_error = True
             first_failed = 0
@@ -261,14 +321,16 @@ class StreamPoller:
         shard.attempts = 0
         shard.batch_limit = None
 
-    def _send_to_dlq(self, shard: ShardState, failed: list[dict[str, Any]]) -> None:
+    def _send_to_dlq(
+        self, shard: ShardState, failed: list[dict[str, Any]], condition: str = "RetryAttemptsExhausted"
+    ) -> None:
         """The on-failure destination gets the batch's coordinates, as Lambda sends them."""
         arrivals = [r["dynamodb"].get("ApproximateCreationDateTime", 0) for r in failed]
         message = {
             "requestContext": {
                 "requestId": str(uuid.uuid4()),
                 "functionArn": self._function_arn,
-                "condition": "RetryAttemptsExhausted",
+                "condition": condition,
                 "approximateInvokeCount": shard.attempts,
             },
             "responseContext": {

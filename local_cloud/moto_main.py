@@ -1,0 +1,27 @@
+"""`python -m local_cloud.moto_main`: moto's server, minus moto's own stream delivery.
+
+When a DynamoDB stream has an event source mapping, moto sends each new record to the
+mapped function itself, during the write, and then drops the stream's records (they count
+as processed); it also fails the write when an item holds binary attributes, which it cannot
+put into JSON. In the local cloud the stream poller is the mapping and reads the records
+with GetRecords, so moto's delivery is switched off here. The configuration API
+(`{"lambda": {"use_docker": false}}`, set by MotoServer) only stops moto from running
+functions; it does not stop the delivery.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from moto.awslambda.models import LambdaBackend
+from moto.server import main
+
+
+def _leave_records_on_the_stream(self: LambdaBackend, function_arn: str, items: Any, source: str) -> None:
+    """Nothing delivered: the records stay for the local poller to read."""
+
+
+LambdaBackend.send_dynamodb_items = _leave_records_on_the_stream  # type: ignore[method-assign,assignment]
+
+if __name__ == "__main__":
+    main()
