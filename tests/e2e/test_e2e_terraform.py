@@ -15,7 +15,6 @@ from typing import Any
 
 import boto3
 import pytest
-from e2e_helpers import ROOT, SEREN_REMOTE, RunningStack, wait_for
 
 from local_cloud.moto_server import MotoServer
 from local_cloud.postgres import LocalPostgres
@@ -24,6 +23,7 @@ from local_cloud.sample_data import row_counts, table_checksums
 from local_cloud.stack import CLIENTS, StackOptions, module_variables
 from local_cloud.terraform import unavailable_reason
 from local_cloud.wiring import LIVE_ALIAS, read_wiring
+from tests.support.e2e import ROOT, SEREN_REMOTE, RunningStack, wait_for
 
 pytestmark = [
     pytest.mark.e2e,
