@@ -27,11 +27,16 @@ MB = 1 << 20
 # no key at all with duplicate rows, NULLs and extreme values, a generated and a dropped
 # column, an inheritance parent whose child must not be read with it, a partition.
 BULK_SQL = """
-CREATE TABLE keyed (id bigint PRIMARY KEY, n int, v text);
-INSERT INTO keyed SELECT g, CASE WHEN g % 5 = 0 THEN NULL ELSE g END, repeat('k', 60) || g
+CREATE TABLE keyed (id bigint PRIMARY KEY, n int, v text, code int, tag text,
+    CONSTRAINT keyed_code_key UNIQUE (code) DEFERRABLE INITIALLY DEFERRED,
+    CONSTRAINT keyed_tag_key UNIQUE NULLS NOT DISTINCT (tag) WITH (fillfactor = 80));
+INSERT INTO keyed SELECT g, CASE WHEN g % 5 = 0 THEN NULL ELSE g END, repeat('k', 60) || g, g, 't' || g
     FROM generate_series(1, 30000) g;
-INSERT INTO keyed VALUES (-9223372036854775808, -2147483648, NULL), (9223372036854775807, 2147483647, ''),
-    (0, 0, E'tab\\there, newline\\n, backslash \\\\ and quote ''');
+INSERT INTO keyed VALUES (-9223372036854775808, -2147483648, NULL, NULL, NULL),
+    (9223372036854775807, 2147483647, '', NULL, ''),
+    (0, 0, E'tab\\there, newline\\n, backslash \\\\ and quote ''', -1, 'edge');
+CREATE TABLE keyed_ref (keyed_id bigint REFERENCES keyed (id), tag text REFERENCES keyed (tag));
+INSERT INTO keyed_ref SELECT g, 't' || g FROM generate_series(1, 30000, 3) g WHERE g % 7 <> 0;
 DELETE FROM keyed WHERE id % 7 = 0;
 UPDATE keyed SET v = v || ' moved' WHERE id % 11 = 0;
 CREATE TABLE nokey (a int, b text);
@@ -85,6 +90,7 @@ def test_block_ranges_cover_every_row_exactly_once(bulk_source: LocalPostgres) -
             expected = {"keyed", "nokey", "shaped", "parent", "child", "measures_old", "measures_new"}
             assert expected <= set(by_table)
             assert "measures" not in by_table  # a partitioned parent has no rows of its own
+            assert len(by_table.pop("keyed_ref")) == 1  # under the threshold: whole
             for name, table_parts in by_table.items():
                 table = table_parts[0].table
                 assert len(table_parts) > 1, name
@@ -136,6 +142,19 @@ def test_no_split_below_threshold_or_when_off(bulk_source: LocalPostgres) -> Non
             assert all(p.in_process for p in parts)  # every table here is small
 
 
+def constraints_and_indexes(url: str) -> set[tuple[str, str, str]]:
+    with psycopg.connect(url) as conn:
+        constraints = conn.execute(
+            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE connamespace = 'public'::regnamespace"
+        ).fetchall()
+        indexes = conn.execute(
+            "SELECT indrelid::regclass::text, indexrelid::regclass::text, pg_get_indexdef(indexrelid) "
+            "FROM pg_index JOIN pg_class c ON c.oid = indrelid WHERE c.relnamespace = 'public'::regnamespace"
+        ).fetchall()
+    return {(r[0], r[1], r[2]) for r in constraints + indexes}
+
+
 def analyzed(url: str) -> dict[str, bool]:
     with psycopg.connect(url) as conn:
         leaves = dict(
@@ -173,6 +192,9 @@ def test_init_copies_split_and_whole_tables_faithfully(
         assert run.returncode == 0, run.text
         assert ("block ranges in parallel" in run.stderr) is expect_ranges
         assert table_fingerprints(target.url(DATABASE)) == table_fingerprints(bulk_source.url(DATABASE))
+        # Keys built as unique indexes first are the same constraints; the foreign keys found them.
+        keys = constraints_and_indexes(bulk_source.url(DATABASE))
+        assert constraints_and_indexes(target.url(DATABASE)) == keys
         statistics = analyzed(target.url(DATABASE))
         assert statistics and all(statistics.values()), statistics
         assert f"analyzed {len(statistics)} tables" in run.stderr  # leaves and the partitioned parent
