@@ -197,5 +197,22 @@ def run_pipeline(steps: list[tuple[list[str], dict[str, str]]], what: str, emit:
     for line in messages:
         emit.log("warn" if all(c == 0 for c in codes) else "error", line)
     if any(codes):
-        detail = "; ".join(messages[-3:]) or f"exit codes {codes}"
-        raise EngineError(f"{what} failed: {detail}")
+        raise EngineError(f"{what} failed: {failure_detail(messages) or f'exit codes {codes}'}")
+
+
+_CAUSE = re.compile(r"\b(ERROR|FATAL|error|fatal):")
+_STATEMENT = "Command was:"
+
+
+def failure_detail(messages: list[str]) -> str:
+    """The tools' real error and the statement it came from, not just their last lines.
+
+    pg_restore ends with context ("Command was: ...", "LINE 1: ...", "errors ignored"),
+    so the line that says what went wrong is often not among the last few.
+    """
+    causes = [line.strip() for line in messages if _CAUSE.search(line)]
+    detail = "; ".join(causes[-2:]) or "; ".join(messages[-3:])
+    statement = next((line for line in reversed(messages) if line.startswith(_STATEMENT)), None)
+    if statement is not None:
+        detail += f" (statement: {statement.removeprefix(_STATEMENT).strip()[:200]})"
+    return detail

@@ -1,0 +1,159 @@
+"""What once failed late or unclearly now works, or fails up front naming what to fix."""
+
+from __future__ import annotations
+
+import io
+import shlex
+
+import psycopg
+import pytest
+from engine_helpers import create_database, engine_job, run_pg_engine, table_fingerprints
+
+from jobs.spec import Command
+from local_cloud.postgres import LocalPostgres
+from worker.engines import summarize_failure
+from worker.engines.pg.events import Emitter
+from worker.engines.pg.tools import EngineError, run_pipeline
+
+pytestmark = pytest.mark.postgres
+
+
+def run_on(
+    command: Command, source: LocalPostgres, target: LocalPostgres, job_filter: dict, **options: object
+):
+    options.setdefault("enable_sync", False)
+    return run_pg_engine(engine_job(command, source.url(), target.url(), job_filter, **options))
+
+
+def target_has(target: LocalPostgres, database: str) -> bool:
+    with psycopg.connect(target.url(), autocommit=True) as conn:
+        return bool(conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone())
+
+
+def test_a_type_without_binary_io_is_copied_as_text(
+    fidelity_source: LocalPostgres, fidelity_target: LocalPostgres
+) -> None:
+    create_database(
+        fidelity_source,
+        "textio",
+        """
+        CREATE TABLE perms (id int PRIMARY KEY, item aclitem, items aclitem[], n int);
+        INSERT INTO perms SELECT g,
+            makeaclitem(current_user::regrole, current_user::regrole, 'SELECT', false),
+            ARRAY[makeaclitem(current_user::regrole, current_user::regrole, 'UPDATE', true)], g
+            FROM generate_series(1, 50) g;
+        CREATE TABLE plain (id int PRIMARY KEY, v text);
+        INSERT INTO plain SELECT g, 'v' || g FROM generate_series(1, 50) g;
+        """,
+    )
+    run = run_on(Command.INIT, fidelity_source, fidelity_target, {"include_databases": ["textio"]})
+    assert run.returncode == 0, run.text
+    assert table_fingerprints(fidelity_target.url("textio")) == table_fingerprints(
+        fidelity_source.url("textio")
+    )
+
+
+def test_policies_naming_roles_the_target_lacks_are_refused_up_front(
+    fidelity_source: LocalPostgres, fidelity_target: LocalPostgres
+) -> None:
+    with psycopg.connect(fidelity_source.url(), autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS app_reader")
+        conn.execute("CREATE ROLE app_reader")
+    create_database(
+        fidelity_source,
+        "policies",
+        """
+        CREATE TABLE docs (id int PRIMARY KEY, owner text);
+        ALTER TABLE docs ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY readers ON docs FOR SELECT TO app_reader USING (true);
+        """,
+    )
+    job_filter = {"include_databases": ["policies"]}
+    for command in (Command.VALIDATE, Command.INIT):
+        run = run_on(command, fidelity_source, fidelity_target, job_filter)
+        assert run.returncode == 1
+        assert "app_reader" in summarize_failure(run.parsed), command
+    assert not target_has(fidelity_target, "policies")
+
+    with psycopg.connect(fidelity_target.url(), autocommit=True) as conn:
+        conn.execute("CREATE ROLE app_reader")
+    try:
+        run = run_on(Command.INIT, fidelity_source, fidelity_target, job_filter)
+        assert run.returncode == 0, run.text
+    finally:
+        with psycopg.connect(fidelity_target.url(), autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS policies WITH (FORCE)")
+            conn.execute("DROP ROLE app_reader")
+
+
+def test_a_filter_that_leaves_out_what_copied_objects_need_is_refused_with_the_list(
+    fidelity_source: LocalPostgres, fidelity_target: LocalPostgres
+) -> None:
+    create_database(
+        fidelity_source,
+        "deps",
+        """
+        CREATE SCHEMA kinds;
+        CREATE TYPE kinds.mood AS ENUM ('ok', 'meh');
+        CREATE TABLE base (id int PRIMARY KEY);
+        CREATE TABLE refers (id int PRIMARY KEY, base_id int REFERENCES base(id));
+        CREATE VIEW base_view AS SELECT id FROM base;
+        CREATE TABLE moods (id int PRIMARY KEY, m kinds.mood);
+        CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+        CREATE TABLE stamped (id int PRIMARY KEY);
+        CREATE TRIGGER stamp BEFORE INSERT ON stamped FOR EACH ROW EXECUTE FUNCTION stamp();
+        """,
+    )
+    excluded = run_on(Command.INIT, fidelity_source, fidelity_target, {"exclude_tables": ["deps.base"]})
+    assert excluded.returncode == 1
+    summary = summarize_failure(excluded.parsed)
+    assert "base_view (view) uses public.base" in summary
+    assert "refers (foreign key refers_base_id_fkey) references public.base" in summary
+
+    included = run_on(
+        Command.VALIDATE, fidelity_source, fidelity_target, {"include_tables": ["deps.moods", "deps.stamped"]}
+    )
+    assert included.returncode == 1
+    summary = summarize_failure(included.parsed)
+    assert "moods uses type kinds.mood" in summary
+    assert "stamped (trigger stamp) calls public.stamp()" in summary
+    assert not target_has(fidelity_target, "deps")
+
+
+def test_a_target_holding_only_functions_is_not_empty(
+    fidelity_source: LocalPostgres, fidelity_target: LocalPostgres
+) -> None:
+    create_database(fidelity_source, "leftovers", "CREATE TABLE t (id int PRIMARY KEY);")
+    create_database(
+        fidelity_target, "leftovers", "CREATE FUNCTION old_helper() RETURNS int LANGUAGE sql AS 'SELECT 1';"
+    )
+    run = run_on(Command.INIT, fidelity_source, fidelity_target, {"include_databases": ["leftovers"]})
+    assert run.returncode == 1
+    assert "not empty" in summarize_failure(run.parsed)
+    with psycopg.connect(fidelity_target.url("leftovers"), autocommit=True) as conn:
+        assert conn.execute("SELECT to_regclass('public.t')").fetchone() == (None,)
+        conn.execute("DROP FUNCTION old_helper()")
+    run = run_on(Command.INIT, fidelity_source, fidelity_target, {"include_databases": ["leftovers"]})
+    assert run.returncode == 0, run.text
+
+
+def test_the_error_names_the_real_cause_and_statement() -> None:
+    # pg_restore's last lines are context; the cause is above them.
+    lines = [
+        "pg_restore: while PROCESSING TOC:",
+        "pg_restore: from TOC entry 215; 1259 16390 TABLE moods user",
+        'pg_restore: error: could not execute query: ERROR:  type "kinds.mood" does not exist',
+        "LINE 3:     m kinds.mood",
+        "              ^",
+        "Command was: CREATE TABLE public.moods (",
+        "    id integer NOT NULL,",
+        "pg_restore: warning: errors ignored on restore: 1",
+    ]
+    script = "; ".join(f"echo {shlex.quote(line)} >&2" for line in lines) + "; exit 1"
+    with pytest.raises(EngineError) as failure:
+        run_pipeline(
+            [(["sh", "-c", script], {})], "schema of deps", Emitter(out=io.StringIO(), err=io.StringIO())
+        )
+    message = str(failure.value)
+    assert 'type "kinds.mood" does not exist' in message
+    assert "statement: CREATE TABLE public.moods (" in message
