@@ -129,6 +129,11 @@ class Terraform:
     def write_variables(self, variables: dict[str, Any]) -> None:
         self.var_file.write_text(json.dumps(variables, indent=2, sort_keys=True) + "\n")
 
+    def plan(self) -> str:
+        return self._run(
+            "plan", "-no-color", "-lock=false", f"-state={self.state_file}", f"-var-file={self.var_file}"
+        )
+
     def apply(self) -> None:
         self._run("apply", *self._changing)
 

@@ -293,6 +293,17 @@ def test_run_instances_is_bound_to_the_template_and_the_project_tag(tf: Terrafor
     assert pass_role.resources == ("${aws_iam_role.worker.arn}",)
 
 
+def test_run_instances_takes_the_image_from_the_template_not_one_ami(tf: TerraformConfig) -> None:
+    """During an AMI roll-out, jobs launched from an older template version still start."""
+    statements = policy_statements(tf, "launch_workers")
+    on_images = [s for s in statements if any(":image/" in r for r in s.resources)]
+    (statement,) = on_images
+    assert statement.resources == ("arn:${local.partition}:ec2:${var.aws_region}::image/*",)
+    assert ("ArnEquals", "ec2:LaunchTemplate", ("${aws_launch_template.worker.arn}",)) in statement.conditions
+    assert ("Bool", "ec2:IsLaunchTemplateResource", ("true",)) in statement.conditions
+    assert not any("worker_ami_id" in r for s in statements for r in s.resources)
+
+
 def test_no_identity_policy_grants_wildcard_actions(tf: TerraformConfig) -> None:
     for name in ("api", "launcher", "reaper", "worker"):
         for statement in policy_statements(tf, name):
