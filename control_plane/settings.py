@@ -1,6 +1,6 @@
 """The control plane's settings, read once per cold start from the environment: what
-admission and launch need (`LaunchSettings`, the launcher's), and the reaper's thresholds
-on top (`SweepSettings`: the reaper launches too).
+admission and launch need. The launcher's settings are these; the reaper's add its
+thresholds (it launches too).
 
 Terraform sets exactly these variables (plus POWERTOOLS_*, which Powertools reads itself,
 and AWS_REGION, which Lambda sets).
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shlex
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GIB = 1024**3
@@ -113,31 +113,6 @@ class LaunchSettings(BaseSettings):
             f"export {exports}\n"
             f'exec "${{WORKER_SCRIPT:-/opt/seren-replicator/worker.sh}}" {shlex.quote(job_id)}\n'
         )
-
-
-class SweepSettings(LaunchSettings):
-    # A `running` job whose worker wrote nothing for this long has lost its worker.
-    heartbeat_timeout_seconds: int = Field(default=300, ge=2)
-    # A `provisioning` job whose worker has not started this long after the launch.
-    provisioning_grace_seconds: int = Field(default=900, ge=60)
-    # Allowed beyond the job's own `job_timeout_seconds` before it is timed out.
-    deadline_grace_seconds: int = Field(default=600, ge=0)
-    # A `cancelling` job whose worker has not stopped this long after the request.
-    cancel_grace_seconds: int = Field(default=300, ge=1)
-    # A `pending` job this old lost its stream record (or its launcher).
-    pending_grace_seconds: int = Field(default=180, ge=1)
-    # A `pending`/`queued` job holding a slot this long after its last write is not being launched.
-    slot_hold_grace_seconds: int = Field(default=900, ge=60)
-    # An instance younger than this may belong to a launch still in flight.
-    orphan_grace_seconds: int = Field(default=600, ge=60)
-    max_launch_attempts: int = Field(default=2, ge=1, le=10)
-
-    @model_validator(mode="after")
-    def _heartbeat_timeout_spans_heartbeats(self) -> SweepSettings:
-        # One late heartbeat must not get a healthy worker reaped.
-        if self.heartbeat_timeout_seconds < 2 * self.heartbeat_interval_seconds:
-            raise ValueError("HEARTBEAT_TIMEOUT_SECONDS must be at least twice HEARTBEAT_INTERVAL_SECONDS")
-        return self
 
 
 def _split(value: str) -> tuple[str, ...]:

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from control_plane.context import ControlPlane
-from control_plane.settings import SweepSettings
 from control_plane.telemetry import metrics
 from jobs import clock
 from jobs.instances import Instance, LaunchError, LaunchRequest
 from jobs.record import ACTIVE_INDEX_KEY, Job
 from jobs.states import ACTIVE, JobStatus, can_transition
 from jobs.store import WriteResult
+from services.reaper.settings import Settings as ReaperSettings
 
 
 class FakeJobs:
@@ -189,7 +189,8 @@ SETTINGS = dict(
 
 
 def fake_control_plane(*jobs: Job, **settings: Any) -> ControlPlane:
-    """A control plane on fakes; `settings` override the sweep settings' defaults."""
+    """A control plane on fakes; `settings` override the reaper settings' defaults (a
+    superset of the launcher's)."""
     return ControlPlane(
-        SweepSettings(**{**SETTINGS, **settings}), FakeJobs(*jobs), FakeSlots(), FakeClaims(), FakeFleet()
+        ReaperSettings(**{**SETTINGS, **settings}), FakeJobs(*jobs), FakeSlots(), FakeClaims(), FakeFleet()
     )
