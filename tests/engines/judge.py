@@ -1,0 +1,108 @@
+"""An independent judge of a copy, built on PostgreSQL's own tools: what the engine's `verify`
+is checked against.
+
+`snapshot(url, database)` reads, for one database: the normalized `pg_dump --schema-only`
+(as sorted statements), a hash of every table's and populated materialized view's
+`COPY (SELECT ... ORDER BY ...) TO STDOUT`, every sequence's state, every large object's
+content and comment, and the database's own properties. Two equal databases have equal
+snapshots.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+from collections import Counter
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from local_cloud.postgres import LocalPostgres, bin_dir
+
+# Lines that differ between two dumps of equal databases: comments, session settings.
+_NOISE = re.compile(r"^(--.*|SET .*|SELECT pg_catalog\.set_config\(.*|\\.*|)$")
+
+
+def database_url(server: LocalPostgres, database: str) -> str:
+    return psycopg.conninfo.make_conninfo(server.url(), dbname=database)
+
+
+def schema_statements(server: LocalPostgres, database: str) -> Counter[str]:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PG")},
+        "PGPASSWORD": server.password,
+    }
+    argv = [
+        str(bin_dir() / "pg_dump"),
+        "--schema-only",
+        "--no-owner",
+        "--no-acl",
+        "--no-publications",
+        "--no-subscriptions",
+        "-d",
+        psycopg.conninfo.make_conninfo(host="127.0.0.1", port=server.port, user=server.user, dbname=database),
+    ]
+    dump = subprocess.run(argv, capture_output=True, text=True, check=True, env=env).stdout
+    lines = [line for line in dump.splitlines() if not _NOISE.match(line.strip())]
+    return Counter(" ".join(s.split()) for s in "\n".join(lines).split(";\n") if s.strip())
+
+
+def _copy_hash(conn: psycopg.Connection, relation: sql.Identifier) -> str:
+    digest = hashlib.sha256()
+    query = sql.SQL('COPY (SELECT * FROM ONLY {} AS t ORDER BY ROW(t.*)::text COLLATE "C") TO STDOUT').format(
+        relation
+    )
+    with conn.cursor().copy(query) as copy:
+        for block in copy:
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def snapshot(server: LocalPostgres, database: str) -> dict[str, Any]:
+    found: dict[str, Any] = {"schema": schema_statements(server, database)}
+    with psycopg.connect(database_url(server, database), autocommit=True) as conn:
+        conn.execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET extra_float_digits = 3")
+        conn.execute("SET row_security = off")
+        relations = conn.execute(
+            "SELECT n.nspname, c.relname, c.relkind::text, c.relispopulated FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'm', 'S') "
+            "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' "
+            "ORDER BY 1, 2"
+        ).fetchall()
+        for schema, name, kind, populated in relations:
+            ident = sql.Identifier(schema, name)
+            if kind == "S":
+                state = conn.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(ident)).fetchone()
+                found[f"sequence {schema}.{name}"] = state
+            elif kind == "m" and not populated:
+                found[f"matview {schema}.{name}"] = "not populated"
+            else:
+                found[f"{'matview' if kind == 'm' else 'table'} {schema}.{name}"] = _copy_hash(conn, ident)
+        found["large objects"] = conn.execute(
+            "SELECT oid::int8, md5(lo_get(oid)), obj_description(oid, 'pg_largeobject') "
+            "FROM pg_largeobject_metadata ORDER BY 1"
+        ).fetchall()
+        found["database"] = conn.execute(
+            "SELECT pg_encoding_to_char(encoding), datcollate, datctype, datlocprovider, datconnlimit, "
+            "shobj_description(oid, 'pg_database'), "
+            "(SELECT array(SELECT unnest(setconfig) ORDER BY 1) FROM pg_db_role_setting "
+            " WHERE setdatabase = d.oid AND setrole = 0) "
+            "FROM pg_database d WHERE datname = current_database()"
+        ).fetchone()
+    return found
+
+
+def differences(left: dict[str, Any], right: dict[str, Any]) -> list[str]:
+    """What differs between two snapshots, readable in an assertion message."""
+    found = []
+    for key in sorted(left.keys() | right.keys()):
+        mine, theirs = left.get(key), right.get(key)
+        if key == "schema" and mine != theirs:
+            found += [f"schema only on the left: {s[:200]}" for s in (mine - theirs)]
+            found += [f"schema only on the right: {s[:200]}" for s in (theirs - mine)]
+        elif mine != theirs:
+            found.append(f"{key}: {mine!r} vs {theirs!r}")
+    return found
