@@ -1,6 +1,7 @@
-"""The launcher's event source mapping filter, applied here as Lambda applies it: the local
-stream poller delivers only the records the control plane's change rules select (the rules
-Terraform's `filter_criteria` is generated from)."""
+"""The launcher's event source mapping filter, as the control plane's change rules select
+records (the rules Terraform's `filter_criteria` is generated from). The local stack's
+poller applies the deployed mapping's patterns instead (local_cloud/wiring.py); tests check
+that the two select the same records."""
 
 from __future__ import annotations
 

@@ -162,4 +162,6 @@ def test_the_fast_provisioning_creates_what_terraform_creates(
     finally:
         moto.stop()
     for part in by_terraform:
-        assert by_api[part] == by_terraform[part], part
+        assert by_api[part] == by_terraform[part], (
+            f"{part}: local_cloud/provision.py no longer creates what terraform/ does"
+        )

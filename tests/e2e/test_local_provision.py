@@ -10,6 +10,8 @@ from typing import Any
 import boto3
 import pytest
 
+from jobs.states import JobStatus
+from local_cloud.event_filter import matches as change_rules_select
 from local_cloud.moto_server import MOTO_CONFIG, MotoServer
 from local_cloud.provision import api_route_keys, launcher_filter_patterns, local_network, provision_fast
 from local_cloud.stack import CLIENTS, StackOptions, module_variables
@@ -88,6 +90,25 @@ def test_the_deployed_filters_pass_exactly_the_launchers_records(
     assert not matches(record("MODIFY", "completed", old="completed"))
     assert not matches(record("MODIFY", "running", old="provisioning"))
     assert not matches(record("INSERT", None))  # the slot ledger and launch claims
+
+
+@pytest.mark.parametrize("event", ["INSERT", "MODIFY", "REMOVE"])
+def test_the_deployed_filters_select_what_the_change_rules_select(
+    deployed: tuple[MotoServer, dict[str, Any], Wiring], event: str
+) -> None:
+    deployed_filter = pattern_matcher(deployed[2].stream.filter_patterns)
+    statuses = [None, *(s.value for s in JobStatus)]
+    for old in statuses:
+        for new in statuses:
+            record: dict[str, Any] = {
+                "eventName": event,
+                "dynamodb": {"Keys": {"job_id": {"S": "j"}}, "NewImage": {"job_id": {"S": "j"}}},
+            }
+            if new is not None:
+                record["dynamodb"]["NewImage"]["status"] = {"S": new}
+            if old is not None:
+                record["dynamodb"]["OldImage"] = {"job_id": {"S": "j"}, "status": {"S": old}}
+            assert deployed_filter(record) == change_rules_select(record), (event, old, new)
 
 
 def test_a_mapped_stream_keeps_its_records_for_the_poller(
