@@ -231,7 +231,7 @@ def provision_fast(clients: dict[str, Any], variables: dict[str, Any]) -> None:
         FunctionName=aliases["launcher"],
         StartingPosition="LATEST",
         BatchSize=variables["launcher_batch_size"],
-        MaximumBatchingWindowInSeconds=1,
+        MaximumBatchingWindowInSeconds=variables["launcher_batching_window_seconds"],
         BisectBatchOnFunctionError=True,
         MaximumRetryAttempts=variables["launcher_maximum_retry_attempts"],
         MaximumRecordAgeInSeconds=variables["launcher_maximum_record_age_seconds"],

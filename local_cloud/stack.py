@@ -86,6 +86,8 @@ class StackOptions:
     log_level: str = "WARNING"
     # The event source mapping's settings (Terraform's defaults).
     batch_size: int = 10
+    # The module's default is 1 s; a laptop session wants launches at once.
+    batching_window: int = 0
     maximum_retry_attempts: int = 5
     stream_idle_wait: float = 0.5
     ec2_poll_interval: float = 1.0
@@ -145,6 +147,7 @@ def module_variables(options: StackOptions, network: Network) -> dict[str, Any]:
         "launcher_reserved_concurrency": -1,
         "reaper_reserved_concurrency": 1,
         "launcher_batch_size": options.batch_size,
+        "launcher_batching_window_seconds": options.batching_window,
         "launcher_maximum_retry_attempts": options.maximum_retry_attempts,
         "launcher_maximum_record_age_seconds": 3600,
         "lambda_runtime": "python3.12",

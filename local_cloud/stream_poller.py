@@ -45,6 +45,8 @@ class ShardState:
     attempts: int = 0
     # Halved on each function error (bisect on error); None: the configured batch size.
     batch_limit: int | None = None
+    # When the buffer last went from empty to holding records (the batching window's start).
+    gathering_since: float = 0.0
 
 
 @dataclass
@@ -122,6 +124,7 @@ class StreamPoller:
         starting_position: str = "TRIM_HORIZON",
         maximum_record_age_seconds: int = -1,
         report_batch_item_failures: bool = True,
+        batching_window_seconds: float = 0.0,
         on_batch: Callable[[], None] | None = None,
     ) -> None:
         self._streams = streams
@@ -139,6 +142,8 @@ class StreamPoller:
         self._starting_position = starting_position
         self._maximum_record_age = maximum_record_age_seconds
         self._report_batch_item_failures = report_batch_item_failures
+        self._batching_window = batching_window_seconds
+        self._next_due: float | None = None  # a gathering batch's end of window
         self._on_batch = on_batch
         self._shards: dict[str, ShardState] = {}
         self._shards_listed_at = 0.0
@@ -177,6 +182,7 @@ class StreamPoller:
             starting_position=mapping.starting_position,
             maximum_record_age_seconds=mapping.maximum_record_age_seconds,
             report_batch_item_failures=mapping.report_batch_item_failures,
+            batching_window_seconds=mapping.batching_window_seconds,
             on_batch=on_batch,
         )
 
@@ -199,25 +205,52 @@ class StreamPoller:
                 logger.exception("stream poll failed")
                 busy = False
             if not busy:
-                self._wake.wait(self._idle_wait)
+                wait = self._idle_wait
+                if self._next_due is not None:
+                    wait = max(0.0, min(wait, self._next_due - time.monotonic()))
+                self._wake.wait(wait)
                 self._wake.clear()
 
     def poll_once(self) -> bool:
         """One round over the shards; True when it read or delivered anything."""
         self._refresh_shards()
         busy = False
+        self._next_due = None
         for shard in list(self._shards.values()):
             if shard.closed and not shard.buffer:
                 continue
             parent = self._shards.get(shard.parent_id or "")
             if parent is not None and not (parent.closed and not parent.buffer):
                 continue  # records of a key stay in order: the parent shard goes first
-            if not shard.buffer and not shard.closed:
+            if (not shard.buffer and not shard.closed) or self._gathering(shard):
                 busy |= self._read(shard)
-            if shard.buffer:
+            if shard.buffer and self._window_closed(shard):
                 self._deliver(shard)
                 busy = True
         return busy
+
+    def _gathering(self, shard: ShardState) -> bool:
+        """A first attempt at a partial batch inside an open window reads on to fill it."""
+        return (
+            self._batching_window > 0
+            and not shard.closed
+            and not shard.attempts
+            and not shard.batch_limit
+            and len(shard.buffer) < self._batch_size
+        )
+
+    def _window_closed(self, shard: ShardState) -> bool:
+        """As the mapping's batching window: deliver a full batch at once, a partial one when
+        the window since its first record has passed (or the shard ended, or a retry runs)."""
+        if self._batching_window <= 0 or shard.closed or shard.attempts or shard.batch_limit:
+            return True
+        if len(shard.buffer) >= self._batch_size:
+            return True
+        due = shard.gathering_since + self._batching_window
+        if time.monotonic() >= due:
+            return True
+        self._next_due = due if self._next_due is None else min(self._next_due, due)
+        return False
 
     def _refresh_shards(self) -> None:
         now = time.monotonic()
@@ -268,6 +301,8 @@ class StreamPoller:
             return False
         shard.last_sequence = records[-1]["dynamodb"]["SequenceNumber"]
         self.stats.records_read += len(records)
+        if not shard.buffer:
+            shard.gathering_since = time.monotonic()
         for record in records:
             converted = lambda_record(record, self.stream_arn)
             if self._too_old(converted):

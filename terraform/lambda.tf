@@ -147,7 +147,7 @@ resource "aws_lambda_event_source_mapping" "jobs_stream" {
   function_name                      = aws_lambda_alias.live["launcher"].arn
   starting_position                  = "LATEST"
   batch_size                         = var.launcher_batch_size
-  maximum_batching_window_in_seconds = 1
+  maximum_batching_window_in_seconds = var.launcher_batching_window_seconds
   bisect_batch_on_function_error     = true
   maximum_retry_attempts             = var.launcher_maximum_retry_attempts
   maximum_record_age_in_seconds      = var.launcher_maximum_record_age_seconds

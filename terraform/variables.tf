@@ -362,6 +362,17 @@ variable "launcher_batch_size" {
   }
 }
 
+variable "launcher_batching_window_seconds" {
+  description = "How long the stream mapping gathers records before it calls the launcher (0: as soon as any arrive). A longer window makes fewer, larger batches under load and delays every launch by up to that long."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = floor(var.launcher_batching_window_seconds) == var.launcher_batching_window_seconds && var.launcher_batching_window_seconds >= 0 && var.launcher_batching_window_seconds <= 300
+    error_message = "launcher_batching_window_seconds must be between 0 and 300, a whole number."
+  }
+}
+
 variable "launcher_maximum_retry_attempts" {
   description = "Retries of a failing stream batch (halved by bisection) before its records go to the DLQ."
   type        = number

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -166,3 +167,43 @@ def test_unknown_failure_identifier_fails_the_whole_batch() -> None:
     assert failed_from(batch, {"batchItemFailures": [{"itemIdentifier": "11"}]}) == 1
     assert failed_from(batch, {"batchItemFailures": [{"itemIdentifier": "99"}]}) == 0
     assert failed_from(batch, {"batchItemFailures": [{"itemIdentifier": None}]}) == 0
+
+
+def test_a_batching_window_gathers_records_before_the_call(aws: dict[str, Any]) -> None:
+    batches: list[int] = []
+    poller = make_poller(
+        aws, lambda event: batches.append(len(event["Records"])), batching_window_seconds=0.5
+    )
+    put_job(aws["dynamodb"], "job-0", "pending")
+    drain(poller)
+    put_job(aws["dynamodb"], "job-1", "pending")
+    drain(poller)
+    assert batches == []  # the window is still open
+    time.sleep(0.6)
+    drain(poller)
+    assert batches == [2]
+
+
+def test_records_older_than_the_maximum_age_go_to_the_dlq_uncalled(aws: dict[str, Any]) -> None:
+    calls: list[Any] = []
+    poller = make_poller(aws, calls.append, maximum_record_age_seconds=0)
+    put_job(aws["dynamodb"], "job-0", "pending")
+    time.sleep(0.05)
+    drain(poller)
+    assert calls == []
+    [message] = aws["sqs"].receive_message(QueueUrl=aws["queue"], MaxNumberOfMessages=10)["Messages"]
+    assert json.loads(message["Body"])["requestContext"]["condition"] == "RecordAgeExceeded"
+
+
+def test_without_partial_batch_responses_the_answer_is_ignored(aws: dict[str, Any]) -> None:
+    calls: list[int] = []
+
+    def invoke(event: dict[str, Any]) -> dict[str, Any]:
+        calls.append(len(event["Records"]))
+        return {"batchItemFailures": [{"itemIdentifier": "whatever"}]}
+
+    poller = make_poller(aws, invoke, report_batch_item_failures=False)
+    put_job(aws["dynamodb"], "job-0", "pending")
+    drain(poller)
+    assert calls == [1]
+    assert poller.stats.retries == 0
