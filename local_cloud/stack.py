@@ -31,7 +31,7 @@ from local_cloud.moto_server import MotoServer
 from local_cloud.provision import Network, apply_module, local_network, provision_fast
 from local_cloud.scheduler import Scheduler
 from local_cloud.stream_poller import StreamPoller
-from local_cloud.terraform import Terraform
+from local_cloud.terraform import Terraform, unavailable_reason
 from local_cloud.wiring import Wiring, WiringError, read_wiring
 
 logger = logging.getLogger(__name__)
@@ -397,6 +397,9 @@ def run(options: StackOptions, console: TextIO = sys.stdout) -> int:
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if options.terraform and (reason := unavailable_reason()) is not None:
+        print(f"seren-remote local up --terraform: {reason}", file=sys.stderr)
+        return 2
     stack = LocalStack(options)
     try:
         if options.terraform:

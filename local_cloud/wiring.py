@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from services.reaper import schedule as reaper_schedule
+
 LIVE_ALIAS = "live"
 # arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]
 _FUNCTION_ARN = re.compile(r"arn:[^:]+:lambda:[^:]+:\d+:function:([^:/]+)(?::([^:/]+))?")
@@ -192,8 +194,8 @@ def read_launch_template(ec2: Any, template_id: str) -> dict[str, Any]:
 
 
 def read_wiring(clients: dict[str, Any], *, project_name: str) -> Wiring:
-    """The deployment of `project_name`: its API is "<project>-api" and its schedule
-    "<project>-reaper" (the module's names); everything else is followed from there."""
+    """The deployment of `project_name`: its API is "<project>-api" and its schedule the
+    reaper's rule (the module's names); everything else is followed from there."""
     lambda_client = clients["lambda"]
     api = read_api(clients["apigatewayv2"], lambda_client, f"{project_name}-api")
     table = api.function.environment.get("JOBS_TABLE_NAME")
@@ -201,7 +203,7 @@ def read_wiring(clients: dict[str, Any], *, project_name: str) -> Wiring:
         raise WiringError(f"function {api.function.name} has no JOBS_TABLE_NAME")
     stream_arn = clients["dynamodb"].describe_table(TableName=table)["Table"]["LatestStreamArn"]
     stream = read_stream(lambda_client, stream_arn)
-    schedule = read_schedule(clients["events"], lambda_client, f"{project_name}-reaper")
+    schedule = read_schedule(clients["events"], lambda_client, reaper_schedule.rule_name(project_name))
     template_id = stream.function.environment.get("LAUNCH_TEMPLATE_ID", "")
     if not template_id:
         raise WiringError(f"function {stream.function.name} has no LAUNCH_TEMPLATE_ID")
