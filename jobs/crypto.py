@@ -1,4 +1,5 @@
-"""Data access for KMS: a job's connection URLs, encrypted under a context bound to the job.
+"""Data access for KMS: a job's connection URLs (and a SerenDB console key, when the target is
+a SerenDB project), encrypted under a context bound to the job.
 
 The API encrypts, only the worker decrypts; a ciphertext moved to another job's item does
 not decrypt, because the context names the job.
@@ -25,6 +26,7 @@ class CredentialsTooLong(ValueError):
 class Credentials:
     source_url: str = field(repr=False)
     target_url: str = field(repr=False)
+    seren_api_key: str | None = field(default=None, repr=False)
 
 
 def encryption_context(job_id: str) -> dict[str, str]:
@@ -32,11 +34,14 @@ def encryption_context(job_id: str) -> dict[str, str]:
 
 
 def plaintext_for(credentials: Credentials) -> bytes:
-    data = json.dumps({"source_url": credentials.source_url, "target_url": credentials.target_url})
-    encoded = data.encode()
+    fields = {"source_url": credentials.source_url, "target_url": credentials.target_url}
+    if credentials.seren_api_key is not None:
+        fields["seren_api_key"] = credentials.seren_api_key
+    encoded = json.dumps(fields).encode()
     if len(encoded) > MAX_PLAINTEXT_BYTES:
         raise CredentialsTooLong(
-            f"source_url and target_url together must be under {MAX_PLAINTEXT_BYTES - 40} bytes"
+            f"source_url, target_url and seren_api_key, as JSON, must be at most "
+            f"{MAX_PLAINTEXT_BYTES} bytes together"
         )
     return encoded
 
@@ -59,4 +64,8 @@ class CredentialCipher:
     def decrypt(self, job_id: str, ciphertext: bytes) -> Credentials:
         answer = self._kms.decrypt(CiphertextBlob=ciphertext, EncryptionContext=encryption_context(job_id))
         data = json.loads(answer["Plaintext"])
-        return Credentials(source_url=data["source_url"], target_url=data["target_url"])
+        return Credentials(
+            source_url=data["source_url"],
+            target_url=data["target_url"],
+            seren_api_key=data.get("seren_api_key"),
+        )

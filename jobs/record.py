@@ -30,6 +30,10 @@ class Job(BaseModel):
     options: JobOptions = Field(default_factory=JobOptions)
     source: str  # redacted: postgresql://host:port/db
     target: str
+    # A SerenDB project target (its console key is with the encrypted credentials).
+    target_project_id: str | None = None
+    target_branch_id: str | None = None
+    target_databases: list[str] | None = None
     created_at: str
     updated_at: str
     started_at: str | None = None

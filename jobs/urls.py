@@ -23,11 +23,52 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
 _HOST_NAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
 _IPV6 = re.compile(r"^[0-9A-Fa-f:.]{2,45}$")
 DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,62}$")
-# Query parameters a job may set; their values are plain words.
+# libpq parameters a URL may carry that change nothing outside the connection itself
+# (managed-PostgreSQL strings carry channel_binding, client_encoding, options, ...).
 ALLOWED_PARAMETERS = frozenset(
-    {"sslmode", "connect_timeout", "application_name", "target_session_attrs", "sslrootcert"}
+    {
+        "application_name",
+        "channel_binding",
+        "client_encoding",
+        "connect_timeout",
+        "fallback_application_name",
+        "gssencmode",
+        "keepalives",
+        "keepalives_count",
+        "keepalives_idle",
+        "keepalives_interval",
+        "load_balance_hosts",
+        "require_auth",
+        "ssl_max_protocol_version",
+        "ssl_min_protocol_version",
+        "sslcompression",
+        "sslmode",
+        "sslnegotiation",
+        "sslrootcert",
+        "sslsni",
+        "target_session_attrs",
+        "tcp_user_timeout",
+    }
 )
-_PARAMETER_VALUE = re.compile(r"^[A-Za-z0-9_.\-/]{1,128}$")
+# libpq parameters a job may not set, and why (the error names both).
+REFUSED_PARAMETERS = {
+    **dict.fromkeys(
+        ("sslcert", "sslkey", "sslcrl", "sslcrldir", "sslpassword", "passfile", "service", "krbsrvname"),
+        "it makes libpq read files or settings on the worker",
+    ),
+    **dict.fromkeys(
+        ("host", "hostaddr", "port", "dbname", "user", "password"),
+        "it would override the URL's own part; write it in the URL itself",
+    ),
+    "replication": "replication connections are not supported",
+    "options": "the engine sets the session's server options itself",
+    "gsslib": "it selects a library on the worker",
+    "requirepeer": "it applies to Unix sockets on the worker only",
+}
+# sslrootcert names a file on the worker; only "system" (the worker's CA store) is a value.
+SSLROOTCERT_VALUES = frozenset({"system"})
+MAX_PARAMETER_VALUE_LENGTH = 128
+_PARAMETER_VALUE = re.compile(rf"^[A-Za-z0-9_.\-]{{1,{MAX_PARAMETER_VALUE_LENGTH}}}$")
 
 
 class InvalidUrl(ValueError):
@@ -136,8 +177,22 @@ def _parse_query(query: str, field: str) -> tuple[tuple[str, str], ...]:
     pairs = []
     for item in query.split("&"):
         key, eq, value = item.partition("=")
-        if not eq or key not in ALLOWED_PARAMETERS or not _PARAMETER_VALUE.match(value):
-            allowed = ", ".join(sorted(ALLOWED_PARAMETERS))
-            raise InvalidUrl(f"{field} has an unsupported query parameter; allowed: {allowed}")
+        if key in REFUSED_PARAMETERS:
+            raise InvalidUrl(f"{field} query parameter {key} is not allowed: {REFUSED_PARAMETERS[key]}")
+        if key not in ALLOWED_PARAMETERS:
+            raise InvalidUrl(
+                f"{field} has a query parameter that is not a libpq connection parameter "
+                f"or is not supported; allowed: {', '.join(sorted(ALLOWED_PARAMETERS))}"
+            )
+        if key == "sslrootcert" and value not in SSLROOTCERT_VALUES:
+            raise InvalidUrl(
+                f"{field} query parameter sslrootcert may only be 'system': "
+                "any other value makes libpq read a file on the worker"
+            )
+        if not eq or not _PARAMETER_VALUE.match(value):
+            raise InvalidUrl(
+                f"{field} query parameter {key} needs a value of 1 to {MAX_PARAMETER_VALUE_LENGTH} "
+                "letters, digits, '_', '.' or '-'"
+            )
         pairs.append((key, value))
     return tuple(pairs)

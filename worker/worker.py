@@ -69,7 +69,7 @@ def checked_addresses(
 
 
 def job_deadline_seconds(job: Job, settings: Settings) -> int:
-    limit = job.options.job_timeout_seconds
+    limit = job.options.timeout_seconds
     if settings.max_job_runtime_seconds is not None:
         limit = min(limit, settings.max_job_runtime_seconds)
     return limit

@@ -81,7 +81,10 @@ def submit_job(res: Resources, owner: str, spec: JobSpec, idempotency_key: str |
 
     try:
         ciphertext = res.cipher.encrypt(
-            job_id, Credentials(source_url=spec.source_url, target_url=spec.target_url)
+            job_id,
+            Credentials(
+                source_url=spec.source_url, target_url=spec.target_url, seren_api_key=spec.seren_api_key
+            ),
         )
     except CredentialsTooLong as exc:
         raise bad_request(str(exc)) from exc
@@ -99,6 +102,9 @@ def submit_job(res: Resources, owner: str, spec: JobSpec, idempotency_key: str |
         options=spec.options,
         source=source.redacted,
         target=target.redacted,
+        target_project_id=spec.target_project_id,
+        target_branch_id=spec.target_branch_id,
+        target_databases=spec.target_databases,
         created_at=created_at,
         updated_at=created_at,
         idempotency_key=idempotency_key,

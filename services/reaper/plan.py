@@ -149,7 +149,7 @@ def older_than(now: datetime, timestamp: str | None, seconds: int) -> bool:
 def deadline(job: Job, settings: Settings) -> datetime:
     started = job.started_at or job.launched_at or job.created_at
     return clock.parse_iso(started) + timedelta(
-        seconds=job.options.job_timeout_seconds + settings.deadline_grace_seconds
+        seconds=job.options.timeout_seconds + settings.deadline_grace_seconds
     )
 
 
@@ -196,7 +196,7 @@ def _job_actions(job: Job, now: datetime, settings: Settings, live: set[str]) ->
             yield EndJob(
                 job,
                 JobStatus.TIMEOUT,
-                f"Job exceeded its time limit of {job.options.job_timeout_seconds} s",
+                f"Job exceeded its time limit of {job.options.timeout_seconds} s",
                 _same_launch(job),
                 "timed_out",
                 f"deadline {clock.iso(due)} passed",

@@ -89,7 +89,7 @@ def test_newer_client_fields_are_kept(world: ApiWorld) -> None:
     assert job is not None and job.command == "verify"
     assert job.filter.exclude_databases == ["tmp"]
     assert job.filter.include_tables == ["db1.orders", "db1.public.items"]
-    assert job.options.job_timeout_seconds == 3600 and job.options.log_level == "debug"
+    assert job.options.job_timeout_seconds == 3600 and job.options.log_level == "DEBUG"
 
 
 @pytest.mark.parametrize(
@@ -97,7 +97,11 @@ def test_newer_client_fields_are_kept(world: ApiWorld) -> None:
     [
         ({"options": {"bogus_option": True}}, "options.bogus_option"),
         ({"options": {"drop_existing": "yes"}}, "options.drop_existing"),
-        ({"options": {"job_timeout_seconds": 5}}, "options.job_timeout_seconds"),
+        ({"options": {"job_timeout_seconds": -(1 << 63) - 1}}, "options.job_timeout_seconds"),
+        ({"options": {"job_timeout_seconds": 1 << 64}}, "options.job_timeout_seconds"),
+        ({"options": {"log_level": "info;rm"}}, "options.log_level"),
+        ({"target_project_id": "p1"}, "seren_api_key"),
+        ({"target_databases": ["shop"]}, "target_project_id"),
         ({"filter": {"include_databases": ["bad name;"]}}, "filter.include_databases"),
         ({"filter": {"include_databases": [f"d{i}" for i in range(101)]}}, "filter.include_databases"),
         ({"command": "drop"}, "command"),

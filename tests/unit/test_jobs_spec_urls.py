@@ -39,7 +39,7 @@ def test_null_filter_and_options_are_empty() -> None:
         ({"options": {"unknown": 1}}, "unknown"),
         ({"options": {"enable_sync": "true"}}, "enable_sync"),
         ({"options": {"estimated_size_bytes": -1}}, "estimated_size_bytes"),
-        ({"options": {"log_level": "loud"}}, "log_level"),
+        ({"options": {"log_level": "info;loud"}}, "log_level"),
         ({"filter": {"include_tables": ["no_dot"]}}, "include_tables"),
         ({"filter": {"exclude_databases": ["x"] * (MAX_FILTER_ITEMS + 1)}}, "exclude_databases"),
         ({"command": "rm"}, "command"),

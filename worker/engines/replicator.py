@@ -129,7 +129,8 @@ class ReplicatorEngine:
             if not job.options.enable_sync:
                 argv.append("--no-sync")
         argv += _UNATTENDED[job.command]
-        env = {"RUST_LOG": job.options.log_level.value, "NO_COLOR": "1"}
+        # The job's log_level is the CLI's --log value, a tracing filter: RUST_LOG as given.
+        env = {"RUST_LOG": job.options.log_level, "NO_COLOR": "1"}
         return Invocation(argv=argv, env=env, secrets=[source_url, target_url, *job_secrets(job)])
 
     def parser(self, invocation: Invocation) -> ReplicatorParser:

@@ -69,6 +69,7 @@ def main() -> int:
         emit.error(f"invalid engine input: {exc}")
         return EXIT_BAD_INPUT
     emit.secrets += [p for p in (source.password, target.password) if p]
+    emit.level = ctx.options.engine_log_level
     emit.info(f"pg engine: {command.value} from {source.redacted} to {target.redacted}")
     try:
         run(command, ctx)

@@ -19,6 +19,10 @@ from jobs.redact import redact
 PROGRESS_EVENT = "progress"
 # Progress during a long copy is printed at most this often (seconds).
 PROGRESS_INTERVAL = 1.0
+# The lowest log level printed for each overall level of the job's `log_level` filter
+# (errors are always printed: the job's error is made of them).
+_LOWEST_PRINTED = {"off": "error", "error": "error", "warn": "warn"}
+_RANK = {"info": 0, "warn": 1, "error": 2}
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class ProgressUpdate(TypedDict, total=False):
 @dataclass
 class Emitter:
     secrets: list[str] = field(repr=False, default_factory=list)
+    level: str = "info"  # the job's overall level: jobs.spec.LOG_LEVELS
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
     state: EngineProgress = field(default_factory=EngineProgress)
@@ -60,6 +65,8 @@ class Emitter:
         return redact(" ".join(text.split()), self.secrets)
 
     def log(self, level: str, message: str) -> None:
+        if _RANK.get(level, 0) < _RANK[_LOWEST_PRINTED.get(self.level, "info")]:
+            return
         lines = [self._clean(line) for line in message.splitlines() if line.strip()] or [""]
         with self._lock:
             for line in lines:

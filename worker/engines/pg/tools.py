@@ -114,12 +114,25 @@ def conninfo(url: ConnectionUrl, database: str) -> str:
     return psycopg.conninfo.make_conninfo(**conn_kwargs(url, database))
 
 
+# URL parameters (jobs.urls.ALLOWED_PARAMETERS) the client tools read from the environment;
+# the others (keepalives*, tcp_user_timeout, fallback_application_name) tune psycopg's
+# connections only.
 _LIBPQ_ENV = {
     "sslmode": "PGSSLMODE",
     "connect_timeout": "PGCONNECT_TIMEOUT",
     "application_name": "PGAPPNAME",
     "target_session_attrs": "PGTARGETSESSIONATTRS",
     "sslrootcert": "PGSSLROOTCERT",
+    "channel_binding": "PGCHANNELBINDING",
+    "client_encoding": "PGCLIENTENCODING",
+    "gssencmode": "PGGSSENCMODE",
+    "load_balance_hosts": "PGLOADBALANCEHOSTS",
+    "require_auth": "PGREQUIREAUTH",
+    "ssl_max_protocol_version": "PGSSLMAXPROTOCOLVERSION",
+    "ssl_min_protocol_version": "PGSSLMINPROTOCOLVERSION",
+    "sslcompression": "PGSSLCOMPRESSION",
+    "sslnegotiation": "PGSSLNEGOTIATION",
+    "sslsni": "PGSSLSNI",
 }
 
 
@@ -134,7 +147,8 @@ def tool_env(url: ConnectionUrl, database: str) -> dict[str, str]:
     if url.password is not None:
         env["PGPASSFILE"] = _password_file(url)
     for key, value in url.parameters:
-        env[_LIBPQ_ENV[key]] = value
+        if key in _LIBPQ_ENV:
+            env[_LIBPQ_ENV[key]] = value
     env["PGOPTIONS"] = SESSION_OPTIONS
     return env
 
