@@ -2,8 +2,8 @@
 
 - `terraform/generated/launcher_filters.json`: the launcher's event source mapping filter
   patterns (services/launcher/filters.py, the same ones the local cloud's poller applies).
-- `terraform/generated/api_routes.json`: the HTTP API route keys ("POST /jobs", ...), read
-  from the route decorators of services/api/handler.py.
+- `terraform/generated/api_routes.json`: the HTTP API route keys ("POST /jobs", ...), from
+  the API's route table (services/api/routes.py).
 - `terraform/generated/public_ipv4_cidrs.json`: the workers' default database egress: all of
   IPv4 but the ranges a VPC may use for itself (jobs/policy.py `VPC_ASSIGNABLE_NETWORKS`).
 
@@ -12,17 +12,12 @@ Run `python -m build_tools.generate` after changing either; tests/infra fails un
 
 from __future__ import annotations
 
-import ast
 import ipaddress
 import json
-import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED_DIR = ROOT / "terraform" / "generated"
-API_HANDLER = ROOT / "services" / "api" / "handler.py"
-HTTP_METHODS = frozenset({"get", "post", "put", "delete", "patch", "head", "options"})
-_PATH_PARAMETER = re.compile(r"<(\w+)>")
 
 
 def launcher_filter_patterns() -> list[dict[str, object]]:
@@ -31,25 +26,11 @@ def launcher_filter_patterns() -> list[dict[str, object]]:
     return [json.loads(pattern) for pattern in FILTER_PATTERNS]
 
 
-def api_route_keys(handler_source: Path = API_HANDLER) -> list[str]:
-    """Route keys in API Gateway's syntax, from `@app.<method>("<path>")` decorators
-    (Powertools writes path parameters as <name>, API Gateway as {name})."""
-    tree = ast.parse(handler_source.read_text(), filename=str(handler_source))
-    keys: set[str] = set()
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            continue
-        for decorator in node.decorator_list:
-            if not (isinstance(decorator, ast.Call) and isinstance(decorator.func, ast.Attribute)):
-                continue
-            method = decorator.func.attr
-            if method not in HTTP_METHODS or not decorator.args:
-                continue
-            path = decorator.args[0]
-            if isinstance(path, ast.Constant) and isinstance(path.value, str):
-                gateway_path = _PATH_PARAMETER.sub(r"{\1}", path.value)
-                keys.add(f"{method.upper()} {gateway_path}")
-    return sorted(keys)
+def api_route_keys() -> list[str]:
+    """Route keys in API Gateway's syntax, from the table the API registers its routes from."""
+    from services.api.routes import ROUTES
+
+    return sorted(route.key for route in ROUTES)
 
 
 def public_ipv4_cidrs() -> list[str]:

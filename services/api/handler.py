@@ -6,51 +6,46 @@ more to import than boto3 itself, is loaded only when tracing is on (see `_resol
 
 from __future__ import annotations
 
-import json
 import os
 import traceback
 from collections.abc import Callable
 from functools import cache
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
+    OpenAPIRequestValidationMiddleware,
+)
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
-from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from jobs.redact import redact
-from jobs.spec import JobSpec
-from jobs.states import JobStatus
-from services.api import cancel, queries, submit
+from services.api import routes
 from services.api.errors import ApiError, unauthorized
-from services.api.request_checks import body_rejection, validation_message
+from services.api.request_checks import JSON_MEDIA_TYPE, body_rejection, validation_message
 from services.api.resources import resources
-from services.api.views import job_view, submit_view
 
 logger = Logger()
-app = APIGatewayHttpResolver(enable_validation=True)
+# Validation is added below as the last middleware, after the key check and the body
+# checks: the resolver's own validation would parse the body before any middleware runs.
+app = APIGatewayHttpResolver(enable_validation=False)
 
 API_TITLE = "Remote replication service"
 API_VERSION = "1.1"
 API_KEY_HEADER = "x-api-key"
-PUBLIC_PATHS = ("/health", "/openapi.json")
-API_KEY_SECURITY: list[dict[str, list[str]]] = [{"apiKey": []}]
 JsonResponse = Response[dict[str, Any]]
-JobId = Annotated[str, Path(description="The job's id (a UUID)")]
 
 
-def _json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JsonResponse:
-    return Response(
-        status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers
-    )
+def _json_response(status: int, body: dict[str, Any]) -> JsonResponse:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
 
 
 def _error_response(error: ApiError) -> JsonResponse:
@@ -59,124 +54,43 @@ def _error_response(error: ApiError) -> JsonResponse:
     return _json_response(error.status, {"error": error.message})
 
 
-def _owner() -> str:
-    """The owner of the request's API key (header name in any case), or 401."""
-    owner = resources().api_keys.owner_of(app.current_event.headers.get(API_KEY_HEADER))
-    if owner is None:
-        raise unauthorized()
-    return owner
+# -- middlewares, in this order on every route ------------------------------------------
 
 
-def authenticated(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> JsonResponse:
-    app.append_context(owner=_owner())
+def _served_route(app: APIGatewayHttpResolver) -> tuple[str, str]:
+    """(method, path as the table writes it) of the matched route (Powertools keeps the
+    matched route in the context; its own validation middleware reads it there too)."""
+    route = app.context["_route"]
+    return route.method, route.path
+
+
+def require_api_key(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
+    """The owner of the request's API key (header name in any case) into the context, or 401;
+    before anything reads the request."""
+    if _served_route(app)[1] not in routes.PUBLIC_PATHS:
+        owner = resources().api_keys.owner_of(app.current_event.headers.get(API_KEY_HEADER))
+        if owner is None:
+            raise unauthorized()
+        app.append_context(owner=owner)
     return next_middleware(app)
 
 
-# -- routes ---------------------------------------------------------------------------
+def check_body(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
+    """A route that takes a body gets a JSON object sent as application/json, or a 4xx."""
+    if _served_route(app) in routes.BODY_ROUTES:
+        event = app.current_event.raw_event
+        rejection = body_rejection(event)
+        if rejection is not None:
+            raise rejection
+        # Media types are case-insensitive and may carry parameters; the validation
+        # middleware compares the header's start case-sensitively.
+        headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
+        event["headers"] = {**headers, "content-type": JSON_MEDIA_TYPE}
+    return next_middleware(app)
 
 
-@app.post(
-    "/jobs", middlewares=[authenticated], security=API_KEY_SECURITY, summary="Submit a job", tags=["jobs"]
-)
-def post_job(
-    spec: Annotated[JobSpec, Body(description="The job spec; schema_version defaults to 1.0")],
-    idempotency_key: Annotated[
-        str | None,
-        Header(alias="Idempotency-Key", description="A retry with the same key returns the same job"),
-    ] = None,
-) -> JsonResponse:
-    submission = submit.submit_job(resources(), app.context["owner"], spec, idempotency_key)
-    job = submission.job
-    logger.append_keys(job_id=job.job_id, trace_id=job.trace_id)
-    if submission.created:
-        logger.info("job submitted", extra={"command": job.command, "schema_version": job.schema_version})
-        with single_metric(name="JobsSubmitted", unit=MetricUnit.Count, value=1) as metric:
-            metric.add_dimension(name="command", value=job.command)
-    else:
-        logger.info("idempotent retry answered with the existing job")
-    # A retry gets the very answer of the first request (the deployed CLI expects 201).
-    return _json_response(
-        HTTPStatus.CREATED,
-        submit_view(job),
-        headers={"Idempotent-Replayed": "false" if submission.created else "true"},
-    )
-
-
-@app.get(
-    "/jobs",
-    middlewares=[authenticated],
-    security=API_KEY_SECURITY,
-    summary="List the caller's jobs, newest first",
-    tags=["jobs"],
-)
-def get_jobs(
-    limit: Annotated[int, Query(ge=1, le=queries.MAX_LIST_LIMIT)] = queries.DEFAULT_LIST_LIMIT,
-    status: Annotated[JobStatus | None, Query(description="Only jobs in this status")] = None,
-    next_token: Annotated[str | None, Query(max_length=2048, description="From the previous page")] = None,
-) -> JsonResponse:
-    listing = queries.list_jobs(
-        resources(), app.context["owner"], limit=limit, status=status, next_token=next_token
-    )
-    return _json_response(
-        HTTPStatus.OK, {"jobs": [job_view(job) for job in listing.jobs], "next_token": listing.next_token}
-    )
-
-
-@app.get(
-    "/jobs/<job_id>",
-    middlewares=[authenticated],
-    security=API_KEY_SECURITY,
-    summary="A job's status and progress",
-    tags=["jobs"],
-)
-def get_job(job_id: JobId) -> JsonResponse:
-    res = resources()
-    job = queries.owned_job(res, app.context["owner"], job_id)
-    logger.append_keys(job_id=job.job_id, trace_id=job.trace_id)
-    return _json_response(HTTPStatus.OK, job_view(job, logs=queries.failure_logs(res, job)))
-
-
-@app.post(
-    "/jobs/<job_id>/cancel",
-    middlewares=[authenticated],
-    security=API_KEY_SECURITY,
-    summary="Cancel a job",
-    tags=["jobs"],
-)
-def post_cancel(job_id: JobId) -> JsonResponse:
-    job = cancel.cancel_job(resources(), app.context["owner"], job_id)
-    logger.append_keys(job_id=job.job_id, trace_id=job.trace_id)
-    logger.info("cancel requested", extra={"status": job.status.value})
-    return _json_response(HTTPStatus.ACCEPTED, job_view(job))
-
-
-@app.get(
-    "/jobs/<job_id>/logs",
-    middlewares=[authenticated],
-    security=API_KEY_SECURITY,
-    summary="A job's worker log lines",
-    tags=["jobs"],
-)
-def get_logs(
-    job_id: JobId,
-    limit: Annotated[int, Query(ge=1, le=queries.MAX_LOG_LINES)] = queries.DEFAULT_LOG_LINES,
-) -> JsonResponse:
-    res = resources()
-    job = queries.owned_job(res, app.context["owner"], job_id)
-    logger.append_keys(job_id=job.job_id, trace_id=job.trace_id)
-    return _json_response(HTTPStatus.OK, {"job_id": job.job_id, "logs": queries.log_lines(res, job, limit)})
-
-
-@app.get("/health", summary="Liveness, without a key", tags=["service"])
-def get_health() -> JsonResponse:
-    return _json_response(HTTPStatus.OK, {"status": "ok"})
-
-
-@app.get("/openapi.json", include_in_schema=False)
-def get_openapi() -> Response[str]:
-    return Response(
-        status_code=HTTPStatus.OK, content_type=content_types.APPLICATION_JSON, body=openapi_json()
-    )
+app.use(middlewares=[require_api_key, check_body, OpenAPIRequestValidationMiddleware()])
+app.include_router(routes.router)
 
 
 @cache
@@ -201,13 +115,6 @@ def handle_api_error(error: ApiError) -> JsonResponse:
 
 @app.exception_handler([RequestValidationError, RequestUnsupportedContentType])
 def handle_invalid_request(error: RequestValidationError | RequestUnsupportedContentType) -> JsonResponse:
-    # The event handler validates before any middleware runs: answer 401 before 400 on
-    # protected routes, so that an unauthenticated caller learns nothing about the input.
-    if app.current_event.path not in PUBLIC_PATHS:
-        try:
-            _owner()
-        except ApiError as auth_error:
-            return _error_response(auth_error)
     return _error_response(
         ApiError(HTTPStatus.BAD_REQUEST, validation_message(error.errors()), reason="validation")
     )
@@ -248,13 +155,4 @@ def _resolver() -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    rejection = body_rejection(event)
-    if rejection is not None:
-        response = _error_response(rejection)
-        return {
-            "statusCode": response.status_code,
-            "headers": {"Content-Type": content_types.APPLICATION_JSON},
-            "body": json.dumps(response.body, separators=(",", ":")),
-            "isBase64Encoded": False,
-        }
     return _resolver()(event, context)

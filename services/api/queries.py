@@ -25,6 +25,7 @@ DEFAULT_LIST_LIMIT = 20
 MAX_LIST_LIMIT = 100
 DEFAULT_LOG_LINES = 100
 MAX_LOG_LINES = 1000
+MAX_TOKEN_LENGTH = 2048
 # Lines shown with a failed job in GET /jobs/{id} (newer clients print them).
 FAILURE_LOG_LINES = 50
 FAILED_STATUSES = frozenset({JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.CANCELLED})

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Sequence
+from email.message import Message
 from http import HTTPStatus
 from typing import Any
 
@@ -14,22 +16,26 @@ from services.api.errors import ApiError, bad_request
 MAX_BODY_BYTES = 16 * 1024
 MAX_FIELD_NAME_LENGTH = 100
 MAX_REPORTED_ERRORS = 3
+JSON_MEDIA_TYPE = "application/json"
 _LOCATIONS = ("body", "query", "path", "header", "cookie")
 
 
 def body_rejection(event: dict[str, Any]) -> ApiError | None:
-    """A body too large (413), not UTF-8 or not JSON by its content type (400); None when
-    the body may be parsed. The event handler would also parse form and multipart bodies,
-    which this API never takes."""
+    """Why the body of a route that takes one cannot be read as a job spec: not sent as
+    application/json (415), too large (413), not base64, UTF-8 or JSON, or not a JSON
+    object (400). None when it is a JSON object."""
+    headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
     body = event.get("body")
     if not body:
-        return None
+        return bad_request("Request body is required: a JSON object")
+    if _media_type(str(headers.get("content-type") or "")) != JSON_MEDIA_TYPE:
+        return ApiError(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json",
+            reason="media_type",
+        )
     if not isinstance(body, str):
         return bad_request("Request body must be JSON text")
-    headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
-    content_type = str(headers.get("content-type") or "").strip().lower()
-    if content_type and not content_type.startswith("application/json"):
-        return bad_request("Content-Type must be application/json")
     if event.get("isBase64Encoded"):
         if len(body) > (MAX_BODY_BYTES + 2) * 4 // 3 + 4:
             return _too_large()
@@ -42,10 +48,25 @@ def body_rejection(event: dict[str, Any]) -> ApiError | None:
     if len(raw) > MAX_BODY_BYTES:
         return _too_large()
     try:
-        raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return bad_request("Request body must be UTF-8 JSON")
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        # ValueError also covers integers beyond Python's digit limit; RecursionError,
+        # nesting deeper than the parser's stack.
+        return bad_request("Request body is not valid JSON")
+    if not isinstance(value, dict):
+        return bad_request("Request body must be a JSON object")
     return None
+
+
+def _media_type(content_type: str) -> str:
+    """The media type without its parameters ("application/json; charset=utf-8")."""
+    message = Message()
+    message["content-type"] = content_type
+    return message.get_content_type() if content_type.strip() else ""
 
 
 def _too_large() -> ApiError:

@@ -37,6 +37,9 @@ BAD_BODIES: list[tuple[str | None, int]] = [
     ('{"command": "init", "command": "init"', 400),
     ("\ud800", 400),
     ("{" * 5000 + "}" * 5000, 400),
+    ("[" * 3000 + "]" * 3000, 400),
+    ('{"a": ' + "9" * 4400 + "}", 400),
+    (json.dumps([V1_BODY]), 400),
     ("x" * 20000, 413),
 ]
 
@@ -48,12 +51,22 @@ def test_bad_bodies_are_refused_with_an_error_message(world: ApiWorld, body: str
     assert isinstance(answer.body, dict) and set(answer.body) == {"error"} and answer.body["error"]
 
 
+@pytest.mark.parametrize("body", [body for body, _ in BAD_BODIES if body] + [json.dumps(V1_BODY)])
+def test_the_key_is_checked_before_the_body_is_read(world: ApiWorld, body: str) -> None:
+    for key in ("", "srk_not-a-key"):
+        answer = invoke(http_event("POST", "/jobs", body=body, headers={"x-api-key": key}))
+        assert answer.status == 401 and answer.body == {"error": "Unauthorized"}
+
+
 @pytest.mark.parametrize(
     ("headers", "status"),
     [
-        ({"content-type": "text/plain"}, 400),
-        ({"content-type": "application/x-www-form-urlencoded"}, 400),
-        ({"content-type": "multipart/form-data"}, 400),
+        ({"content-type": "text/plain"}, 415),
+        ({"content-type": "application/x-www-form-urlencoded"}, 415),
+        ({"content-type": "multipart/form-data"}, 415),
+        ({"content-type": "application/jsonx"}, 415),
+        ({"content-type": "application/json-patch+json"}, 415),
+        ({"content-type": ""}, 415),
         ({"Idempotency-Key": "x" * 300}, 400),
     ],
 )
@@ -63,6 +76,20 @@ def test_bad_headers_are_refused(world: ApiWorld, headers: dict[str, str], statu
     )
     answer = invoke(event)
     assert answer.status == status and set(answer.body) == {"error"}
+    if status == 415:
+        assert answer.body["error"] == "Content-Type must be application/json"
+    assert world.dynamodb.scan(TableName="test-jobs")["Count"] == 0
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "Application/JSON; charset=utf-8"])
+def test_json_media_type_with_parameters_is_accepted(world: ApiWorld, content_type: str) -> None:
+    event = http_event(
+        "POST",
+        "/jobs",
+        body=json.dumps(V1_BODY),
+        headers={"x-api-key": world.alice.key or "", "content-type": content_type},
+    )
+    assert invoke(event).status == 201
 
 
 def test_undecodable_base64_body_is_400(world: ApiWorld) -> None:

@@ -1,0 +1,59 @@
+"""Request bodies the OpenAPI document shows: the shapes the replicator CLI sends
+(reference: its serde output), with obviously fake credentials."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler.openapi.models import Example
+
+_SOURCE = "postgresql://replicator:example-password@source.example.com:5432/shop?sslmode=require"
+_TARGET = "postgresql://replicator:example-password@db.example.com:5432/shop?channel_binding=require"
+_OPTIONS = {
+    "drop_existing": False,
+    "enable_sync": True,
+    "log_level": "info",
+    "estimated_size_bytes": 123456789,
+    "job_timeout_seconds": 28800,
+}
+
+SUBMIT_EXAMPLES: dict[str, Example] = {
+    "cli_url_mode": Example(
+        summary="The replicator CLI, a target URL and one filter flag",
+        value={
+            "schema_version": "1.0",
+            "command": "init",
+            "source_url": _SOURCE,
+            "target_url": _TARGET,
+            "filter": {
+                "include_databases": ["shop"],
+                "exclude_databases": None,
+                "include_tables": None,
+                "exclude_tables": None,
+            },
+            "options": _OPTIONS,
+        },
+    ),
+    "cli_project_mode": Example(
+        summary="The replicator CLI with a SerenDB project picked as the target",
+        value={
+            "schema_version": "1.0",
+            "command": "init",
+            "source_url": _SOURCE,
+            "target_url": _TARGET,
+            "target_project_id": "example-project",
+            "target_branch_id": "example-branch",
+            "target_databases": ["shop"],
+            "seren_api_key": "example-console-key",
+            "options": {**_OPTIONS, "log_level": "info,tokio_postgres=warn"},
+        },
+    ),
+    "curl": Example(
+        summary="The shortest request: no schema_version, empty filter and options",
+        value={
+            "command": "verify",
+            "source_url": _SOURCE,
+            "target_url": _TARGET,
+            "filter": {},
+            "options": {},
+        },
+    ),
+}

@@ -1,0 +1,105 @@
+"""The API's answers as models: what `docs/openapi.json` declares for each status.
+
+The views are built as plain dicts (`services.api.views`); these models describe them for
+the OpenAPI document and for the tests that check every answer against it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from jobs.progress import MAX_MESSAGE_LENGTH
+from jobs.states import JobStatus
+
+# The four words a 1.0 client (the deployed replicator CLI) knows.
+V1_STATUSES = Literal["provisioning", "running", "completed", "failed"]
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(_Answer):
+    """Every refusal: a sentence for a person (it never repeats credentials)."""
+
+    error: str = Field(examples=["Job not found"])
+
+
+class SubmitAnswer(_Answer):
+    job_id: str = Field(description="The job's id (a UUID)")
+    trace_id: str
+    status: str = Field(
+        description="provisioning for schema 1.0 clients; pending (or the job's status, for an "
+        "idempotent retry) for 1.1"
+    )
+
+
+class ProgressView(_Answer):
+    message: str | None = Field(max_length=MAX_MESSAGE_LENGTH)
+    current_database: str | None
+    databases_completed: int = Field(ge=0)
+    databases_total: int = Field(ge=0)
+    # Shown only when the engine reports them.
+    phase: str | None = None
+    percent: float | None = Field(default=None, ge=0, le=100)
+    tables_completed: int | None = Field(default=None, ge=0)
+    tables_total: int | None = Field(default=None, ge=0)
+    bytes_copied: int | None = Field(default=None, ge=0)
+
+
+class _JobView(_Answer):
+    job_id: str
+    trace_id: str
+    created_at: str = Field(description="ISO-8601 UTC, with Z")
+    started_at: str | None
+    completed_at: str | None
+    error: str | None
+    progress: ProgressView
+    log_url: str | None
+    command: str
+    source: str = Field(description="postgresql://host:port/database, without credentials")
+    target: str
+    target_project_id: str | None
+    target_branch_id: str | None
+    target_databases: list[str] | None
+    updated_at: str
+    heartbeat_at: str | None
+    cancel_requested_at: str | None
+    exit_code: int | None
+    attempt: int = Field(ge=0)
+    logs: list[str] | None = Field(
+        default=None, description="The last worker log lines; only in GET /jobs/{job_id} of a failed job"
+    )
+
+
+class JobViewV1(_JobView):
+    """A job submitted with schema 1.0 (or none): timeout and cancelled show as failed."""
+
+    schema_version: Literal["1.0"]
+    status: V1_STATUSES
+
+
+class JobViewV11(_JobView):
+    """A job submitted with schema 1.1: every status."""
+
+    schema_version: Literal["1.1"]
+    status: JobStatus
+
+
+JobView = JobViewV1 | JobViewV11
+
+
+class JobPage(_Answer):
+    jobs: list[JobView]
+    next_token: str | None = Field(description="Pass it back as next_token for the next page")
+
+
+class LogLines(_Answer):
+    job_id: str
+    logs: list[str]
+
+
+class Health(_Answer):
+    status: Literal["ok"]
