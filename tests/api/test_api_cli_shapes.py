@@ -10,10 +10,10 @@ from typing import Any
 
 import boto3
 import pytest
-from api_helpers import SOURCE_URL, TARGET_URL, TEST_PASSWORD, V1_BODY, ApiWorld
 
 from jobs.crypto import CredentialCipher
 from jobs.spec import MAX_JOB_TIMEOUT_SECONDS, U64_MAX
+from tests.support.api import SOURCE_URL, TARGET_URL, TEST_PASSWORD, V1_BODY, ApiWorld
 
 CONSOLE_KEY = "seren_console-test-key-0123456789"
 NULL_FILTER = {
