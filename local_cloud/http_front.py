@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -25,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 # API Gateway's own limit on request bodies.
 MAX_BODY_BYTES = 10 * 1024 * 1024
+# API Gateway's own answer, given without calling the function.
+NOT_FOUND = b'{"message":"Not Found"}'
 TEXT_CONTENT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
 JSON = [("content-type", "application/json")]
 ROUTE_PARAMETER = re.compile(r"\{([A-Za-z0-9_]+)\+?\}")
@@ -208,7 +211,25 @@ class HttpFront:
             def do_request(self) -> None:
                 front._serve(self)
 
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_request
+            def __getattr__(self, name: str) -> Any:
+                # Any method (TRACE, PROPFIND, ...) is served like the others: the HTTP API
+                # answers 404 for a method and path it has no route for, never 501.
+                if name.startswith("do_"):
+                    return self.do_request
+                raise AttributeError(name)
+
+            def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+                # A request line or headers the server cannot read: JSON, as API Gateway
+                # answers (its phrase only: the server's message may quote the request).
+                self.close_connection = True
+                self.request_version = self.protocol_version  # never HTTP/0.9's bare body
+                front._reply(
+                    self,
+                    code,
+                    JSON,
+                    json.dumps({"message": HTTPStatus(code).phrase}).encode(),
+                    str(uuid.uuid4()),
+                )
 
             def log_message(self, format: str, *args: Any) -> None:
                 logger.debug("%s %s", self.address_string(), format % args)
@@ -239,6 +260,10 @@ class HttpFront:
             request_id=request_id,
             routes=self._routes,
         )
+        if self._routes and event["routeKey"] == "$default":
+            # No $default route is declared: API Gateway answers itself.
+            self._reply(request, 404, JSON, NOT_FOUND, request_id)
+            return
         status, headers, answer = self._call(event, request_id)
         self._reply(request, status, headers, answer, request_id)
         if self._on_request is not None:

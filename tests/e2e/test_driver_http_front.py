@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import json
+import socket
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -112,7 +114,7 @@ def front() -> Iterator[tuple[HttpFront, list[dict[str, Any]]]]:
             "body": json.dumps({"path": event["rawPath"], "request_id": request_id}),
         }
 
-    server = HttpFront(handler, port=0, routes=ROUTES)
+    server = HttpFront(handler, port=0, routes=[*ROUTES, *parse_routes(["GET /boom"])])
     server.start()
     yield server, events
     server.stop()
@@ -146,3 +148,43 @@ def test_handler_exception_is_a_500(front: tuple[HttpFront, list[dict[str, Any]]
         urllib.request.urlopen(f"{server.url}/boom", timeout=5)
     assert failure.value.code == 500
     assert json.loads(failure.value.read()) == {"message": "Internal Server Error"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/nowhere"),
+        ("DELETE", "/jobs"),
+        ("TRACE", "/jobs"),
+        ("PROPFIND", "/jobs/j-1"),
+        ("BREW", "/"),
+        ("HEAD", "/jobs"),
+        ("OPTIONS", "/jobs"),
+    ],
+)
+def test_a_method_and_path_without_a_route_is_a_json_404(
+    front: tuple[HttpFront, list[dict[str, Any]]], method: str, path: str
+) -> None:
+    """As the HTTP API without a $default route: 404 from the gateway, the function not called."""
+    server, events = front
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    connection.request(method, path)
+    answer = connection.getresponse()
+    body = answer.read()
+    connection.close()
+    assert answer.status == 404
+    assert answer.headers["content-type"] == "application/json"
+    if method != "HEAD":
+        assert json.loads(body) == {"message": "Not Found"}
+    assert events == []
+
+
+def test_an_unreadable_request_is_a_json_400(front: tuple[HttpFront, list[dict[str, Any]]]) -> None:
+    server, events = front
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+        raw.sendall(b"GET /jobs HTTP/1.1 extra\r\n\r\n")
+        answer = raw.recv(65536).decode()
+    head, _, body = answer.partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 400") and "content-type: application/json" in head.lower()
+    assert "message" in json.loads(body)
+    assert events == []
