@@ -56,6 +56,12 @@ def add_up_parser(local_commands: Any) -> None:
         help="how long an instance boots before its user-data runs (default 0)",
     )
     up.add_argument("--log-level", default=None, help="the handlers' POWERTOOLS_LOG_LEVEL")
+    up.add_argument(
+        "--seren-console-url",
+        default=None,
+        metavar="URL",
+        help="the SerenDB console API for project targets (e.g. a python -m local_cloud.console stand-in)",
+    )
 
 
 def _defaults() -> Any:
@@ -89,6 +95,7 @@ def run_up(args: argparse.Namespace) -> int:
             "provisioning_grace": args.provisioning_grace,
             "log_level": args.log_level,
             "instance_boot_seconds": args.instance_boot_seconds,
+            "seren_console_url": args.seren_console_url,
         }.items()
         if value is not None
     }

@@ -64,6 +64,8 @@ class LaunchSettings(BaseSettings):
     # shutdown behaviour terminates it). Off only where the "instance" is a developer's
     # machine: the local cloud.
     worker_shutdown_if_not_terminated: bool = True
+    # The SerenDB console API the worker prepares project targets through.
+    seren_console_url: str = Field(default="https://api.serendb.com", min_length=1)
 
     @property
     def subnets(self) -> tuple[str, ...]:
@@ -103,6 +105,7 @@ class LaunchSettings(BaseSettings):
             "ALLOW_PRIVATE_HOSTS": str(self.allow_private_hosts).lower(),
             "METRICS_NAMESPACE": self.metrics_namespace,
             "SHUTDOWN_IF_NOT_TERMINATED": str(self.worker_shutdown_if_not_terminated).lower(),
+            "SEREN_CONSOLE_URL": self.seren_console_url,
         }
 
     def user_data(self, job_id: str) -> str:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from jobs.dynamo_values import from_dynamo
 from jobs.progress import Progress
-from jobs.spec import JobFilter, JobOptions
+from jobs.spec import JobFilter, JobOptions, ProjectTarget
 from jobs.states import ACTIVE, JobStatus
 
 
@@ -55,6 +55,17 @@ class Job(BaseModel):
     idempotency_key: str | None = None
     request_fingerprint: str | None = None
     expires_at: int  # epoch seconds; the table's TTL attribute
+
+    @property
+    def project(self) -> ProjectTarget | None:
+        """The SerenDB project target, when the client picked one."""
+        if self.target_project_id is None or self.target_branch_id is None:
+            return None
+        return ProjectTarget(
+            project_id=self.target_project_id,
+            branch_id=self.target_branch_id,
+            databases=list(self.target_databases or []),
+        )
 
     @property
     def is_active(self) -> bool:

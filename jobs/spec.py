@@ -217,16 +217,6 @@ class JobSpec(_Strict):
             raise ValueError("target_databases needs target_project_id (a SerenDB project target)")
         return self
 
-    @property
-    def project(self) -> ProjectTarget | None:
-        if self.target_project_id is None or self.target_branch_id is None:
-            return None
-        return ProjectTarget(
-            project_id=self.target_project_id,
-            branch_id=self.target_branch_id,
-            databases=list(self.target_databases or []),
-        )
-
     def fingerprint_fields(self) -> dict[str, Any]:
         """Everything that makes two submissions the same request (for idempotency keys)."""
         return self.model_dump(mode="json")

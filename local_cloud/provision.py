@@ -152,6 +152,7 @@ def function_environments(variables: dict[str, Any], ids: dict[str, str]) -> dic
         "MAX_CAPACITY_FAILURES": str(variables["max_capacity_failures"]),
         "HEARTBEAT_INTERVAL_SECONDS": str(variables["heartbeat_interval_seconds"]),
         "WORKER_SHUTDOWN_IF_NOT_TERMINATED": flag("worker_shutdown_if_not_terminated"),
+        "SEREN_CONSOLE_URL": variables["seren_console_url"],
     }
     grace = variables["reaper_grace_seconds"]
     return {

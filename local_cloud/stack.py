@@ -94,6 +94,8 @@ class StackOptions:
     kill_grace_seconds: float = 5.0
     # How long an instance boots before its user-data runs (EC2 takes tens of seconds).
     instance_boot_seconds: float = 0.0
+    # Where workers reach the SerenDB console API (a `local_cloud.console` stand-in in tests).
+    seren_console_url: str = "https://api.serendb.com"
 
     @classmethod
     def for_terraform(cls, **settings: Any) -> StackOptions:
@@ -155,6 +157,7 @@ def module_variables(options: StackOptions, network: Network) -> dict[str, Any]:
         "log_level": options.log_level,
         "log_retention_days": 7,
         "metrics_namespace": "SerenReplication",
+        "seren_console_url": options.seren_console_url,
     }
 
 

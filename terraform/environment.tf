@@ -36,6 +36,7 @@ locals {
     ALLOW_LOOPBACK_HOSTS              = tostring(var.allow_loopback_hosts)
     ALLOW_PRIVATE_HOSTS               = tostring(var.allow_private_hosts)
     WORKER_SHUTDOWN_IF_NOT_TERMINATED = tostring(var.worker_shutdown_if_not_terminated)
+    SEREN_CONSOLE_URL                 = var.seren_console_url
     POWERTOOLS_SERVICE_NAME           = "launcher"
     POWERTOOLS_METRICS_NAMESPACE      = var.metrics_namespace
     POWERTOOLS_LOG_LEVEL              = var.log_level
@@ -67,6 +68,7 @@ locals {
     ORPHAN_GRACE_SECONDS              = tostring(var.reaper_grace_seconds.orphan)
     MAX_LAUNCH_ATTEMPTS               = tostring(var.max_launch_attempts)
     WORKER_SHUTDOWN_IF_NOT_TERMINATED = tostring(var.worker_shutdown_if_not_terminated)
+    SEREN_CONSOLE_URL                 = var.seren_console_url
     POWERTOOLS_SERVICE_NAME           = "reaper"
     POWERTOOLS_METRICS_NAMESPACE      = var.metrics_namespace
     POWERTOOLS_LOG_LEVEL              = var.log_level

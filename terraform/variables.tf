@@ -195,6 +195,17 @@ variable "worker_shutdown_if_not_terminated" {
   default     = true
 }
 
+variable "seren_console_url" {
+  description = "The SerenDB console API that workers call for jobs whose target is a SerenDB project (creating its databases, enabling logical replication)."
+  type        = string
+  default     = "https://api.serendb.com"
+
+  validation {
+    condition     = can(regex("^https?://[^/?#\\s]+(/[^?#\\s]*)?$", var.seren_console_url))
+    error_message = "seren_console_url must be an http(s) URL."
+  }
+}
+
 variable "allow_private_hosts" {
   description = "Whether sources and targets may be private (RFC 1918) addresses, for databases inside the workers' VPC."
   type        = bool

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 
 from jobs.settings import HostPolicySettings
+from worker.serendb import DEFAULT_CONSOLE_URL
 
 # Heartbeats every 30 s are 120 writes an hour; progress gets what is left of this budget.
 DEFAULT_ITEM_WRITES_PER_HOUR = 130
@@ -41,6 +42,9 @@ class Settings(HostPolicySettings):
     # anyway, many for the writes that must land (running, the outcome).
     heartbeat_write_max_attempts: int = Field(default=3, ge=1, le=20)
     status_write_max_attempts: int = Field(default=10, ge=1, le=20)
+    # The SerenDB console API, for jobs whose target is a SerenDB project.
+    seren_console_url: str = Field(default=DEFAULT_CONSOLE_URL, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+    seren_console_timeout_seconds: float = Field(default=30, gt=0, le=300)
 
 
 def environment_variables() -> frozenset[str]:

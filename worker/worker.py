@@ -29,7 +29,7 @@ from jobs.redact import redact
 from jobs.spec import Command
 from jobs.states import JobStatus
 from jobs.urls import parse_url
-from worker import metadata, metrics
+from worker import metadata, metrics, serendb
 from worker.addresses import Resolver, pin, system_resolver
 from worker.engines import Engine, EngineJob, Invocation, select_engine
 from worker.engines.base import job_secrets
@@ -37,6 +37,7 @@ from worker.job_item import JobItem, Outcome
 from worker.output import EngineOutput, open_local_log
 from worker.process import EngineProcess
 from worker.schedule import WriteSchedule
+from worker.serendb import ConsoleClient
 from worker.settings import Settings
 
 logger = Logger(service="replication-worker")
@@ -148,6 +149,8 @@ class Worker:
             replace(engine_job, source_hostaddr=source_hostaddr, target_hostaddr=target_hostaddr)
         )
         self.secrets = list(invocation.secrets)
+        if credentials.seren_api_key:
+            self.secrets.append(credentials.seren_api_key)
         self.output = EngineOutput(
             engine.parser(invocation),
             LogWriter(
@@ -171,8 +174,36 @@ class Worker:
             logger.info("job changed before it started; leaving it alone")
             return
         self.output.take_progress()
+        refusal = self._prepare_project(job, credentials.seren_api_key)
+        if refusal is not None:
+            self._end(job, refusal, duration=time.monotonic() - started, engine_name=engine.name)
+            return
         outcome = self._supervise(job, engine, invocation, started)
         self._end(job, outcome, duration=time.monotonic() - started, engine_name=engine.name)
+
+    def _prepare_project(self, job: Job, seren_api_key: str | None) -> Outcome | None:
+        """A SerenDB project target's console steps; the failure when one fails."""
+        project = job.project
+        if project is None:
+            return None
+        output = self.output
+        assert output is not None
+        if not seren_api_key:
+            return Outcome(JobStatus.FAILED, "the job's SerenDB project target has no seren_api_key")
+        client = ConsoleClient(
+            self.settings.seren_console_url, seren_api_key, self.settings.seren_console_timeout_seconds
+        )
+        try:
+            serendb.prepare_target(
+                client,
+                project,
+                Command(job.command),
+                enable_sync=job.options.enable_sync,
+                note=output.note,
+            )
+        except serendb.ConsoleError as exc:
+            return Outcome(JobStatus.FAILED, redact(str(exc), self.secrets))
+        return None
 
     # -- the engine --------------------------------------------------------------------
 
