@@ -8,8 +8,9 @@ gets an error, not a subset.
 
 Two ways, by size:
 - a large table runs as two psql processes (credentials in their environment) joined by
-  a pump thread that only moves 1 MiB blocks and counts bytes: rows never pass through
-  Python one by one, which would cap throughput at the GIL;
+  one pipe: the data never passes through Python, which would cap throughput at the GIL
+  and cost a copy of every byte; progress is what the reader has written so far, read
+  from its /proc entry;
 - a small table goes through the copy worker's own pair of connections (source in the
   snapshot, target), kept for all the small tables that worker copies: two processes and
   two logins per table would cost more than the table itself.
@@ -22,11 +23,11 @@ row exactly once, with or without a primary key. The last range is open-ended.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -38,7 +39,8 @@ from jobs.urls import ConnectionUrl
 from worker.engines.pg.catalog import Table
 from worker.engines.pg.tools import EngineError, Tools, connect, tool_env
 
-BLOCK = 1 << 20
+# How often a large table's copy reports its progress.
+PROGRESS_SECONDS = 0.5
 # Below this (heap, indexes and TOAST together) a table goes through the worker's connections.
 SMALL_TABLE_BYTES = 8 << 20
 # TID range scans, which let a block range read only its own blocks, came with PostgreSQL 14.
@@ -225,16 +227,15 @@ class _Copier:
                 stderr=reader_err,
                 env=tool_env(self.source, self.database),
             ) as reader,
-            subprocess.Popen(
-                writer_argv,
-                stdin=subprocess.PIPE,
-                stderr=writer_err,
-                env=tool_env(self.target, self.database),
-            ) as writer,
         ):
-            assert reader.stdout is not None and writer.stdin is not None
-            self._pump(reader, writer)
-            codes = reader.wait(), writer.wait()
+            assert reader.stdout is not None
+            # One pipe from reader to writer: the data never passes through this process.
+            with subprocess.Popen(
+                writer_argv, stdin=reader.stdout, stderr=writer_err, env=tool_env(self.target, self.database)
+            ) as writer:
+                reader.stdout.close()  # the writer's end only: a dead writer makes the reader fail
+                self._watch(reader, writer)
+            codes = reader.wait(), writer.returncode
             if self.stop.is_set():
                 raise InterruptedError("copy stopped after another table failed")
             if any(codes):
@@ -248,26 +249,44 @@ class _Copier:
                     f"copying {self.database}.{part.table.label} failed: {'; '.join(messages[-3:])}"
                 )
 
-    def _pump(self, reader: subprocess.Popen[bytes], writer: subprocess.Popen[bytes]) -> None:
-        assert reader.stdout is not None and writer.stdin is not None
-        source_fd, target_fd = reader.stdout.fileno(), writer.stdin.fileno()
-        try:
-            while not self.stop.is_set():
-                block = os.read(source_fd, BLOCK)
-                if not block:
-                    break
-                view = memoryview(block)
-                while view:
-                    view = view[os.write(target_fd, view) :]
-                self.on_bytes(len(block))
-        except BrokenPipeError:
-            pass  # the writer died; its exit code and stderr say why
-        finally:
+    def _watch(self, reader: subprocess.Popen[bytes], writer: subprocess.Popen[bytes]) -> None:
+        """Until the writer ends: report the bytes the reader wrote so far; kill both on stop."""
+        reported = 0
+        while True:
+            ended = _wait_unreaped(writer.pid, PROGRESS_SECONDS)
             if self.stop.is_set():
                 reader.kill()
                 writer.kill()
-            with contextlib.suppress(BrokenPipeError):
-                writer.stdin.close()
+                return
+            written = _bytes_written(reader.pid)
+            if written is not None and written > reported:
+                self.on_bytes(written - reported)
+                reported = written
+            if ended:
+                return
+
+
+def _wait_unreaped(pid: int, timeout: float) -> bool:
+    """Whether process `pid` ended within `timeout`; it stays a zombie (its /proc entry readable)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
+def _bytes_written(pid: int) -> int | None:
+    """What process `pid` wrote so far (its COPY data: stderr is a few bytes at most)."""
+    try:
+        with open(f"/proc/{pid}/io", "rb") as io:
+            for line in io:
+                if line.startswith(b"wchar:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
 
 
 def copy_tables(
