@@ -41,9 +41,16 @@ MAX_LOG_FILTER_LENGTH = 512
 MAX_SEREN_API_KEY_LENGTH = 512
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_\-]{0,62}"
+# A name with spaces, dots, quotes or unicode is written in double quotes, a quote doubled
+# (as in SQL): "My DB"."sales dept"."order ""items""". No control characters; no commas,
+# which separate the items of a filter on command lines.
+_QUOTED = r'"(?:[^"\x00-\x1f\x7f,]|""){1,63}"'
+_NAME = rf"(?:{_IDENT}|{_QUOTED})"
 DATABASE_PATTERN = re.compile(rf"^{_IDENT}$")
+FILTER_DATABASE_PATTERN = re.compile(rf"^{_NAME}$")
 # database.table or database.schema.table
-TABLE_PATTERN = re.compile(rf"^{_IDENT}\.{_IDENT}(\.{_IDENT})?$")
+TABLE_PATTERN = re.compile(rf"^{_NAME}\.{_NAME}(?:\.{_NAME})?$")
+_NAME_PART = re.compile(rf'({_IDENT})|"((?:[^"]|"")*)"')
 # SerenDB console ids become path segments of console API calls.
 CONSOLE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,127}$")
 SEREN_API_KEY_PATTERN = re.compile(r"^[\x21-\x7e]+$")
@@ -57,6 +64,23 @@ _LOG_DIRECTIVE = rf"(?:{_LOG_LEVEL}|{_LOG_TARGET}(?:={_LOG_LEVEL})?)"
 LOG_FILTER_PATTERN = re.compile(rf"^\s*(?:{_LOG_DIRECTIVE})?(?:\s*,\s*(?:{_LOG_DIRECTIVE})?)*\s*$")
 # The replicator's own crate: its level stands for the whole run when no bare level is given.
 REPLICATOR_TARGET = "database_replicator"
+
+
+def name_parts(entry: str) -> list[str]:
+    """The names in a filter entry (`db`, `db.table`, `db.schema.table`), quoted ones unquoted."""
+    parts: list[str] = []
+    position = 0
+    while True:
+        match = _NAME_PART.match(entry, position)
+        if match is None:
+            raise ValueError(f"not a name: {entry!r}")
+        parts.append(match[1] if match[1] is not None else match[2].replace('""', '"'))
+        position = match.end()
+        if position == len(entry):
+            return parts
+        if entry[position] != ".":
+            raise ValueError(f"not a name: {entry!r}")
+        position += 1
 
 
 class Command(StrEnum):
@@ -98,9 +122,10 @@ def _nullable_in_schema(schema: dict[str, Any]) -> None:
 
 
 DatabaseName = Annotated[StrictStr, Field(pattern=DATABASE_PATTERN.pattern)]
+FilterDatabaseName = Annotated[StrictStr, Field(pattern=FILTER_DATABASE_PATTERN.pattern)]
 TableName = Annotated[StrictStr, Field(pattern=TABLE_PATTERN.pattern)]
 DatabaseList = Annotated[
-    list[DatabaseName],
+    list[FilterDatabaseName],
     BeforeValidator(_none_is_empty),
     Field(max_length=MAX_FILTER_ITEMS, json_schema_extra=_nullable_in_schema),
 ]

@@ -80,6 +80,11 @@ INSERT INTO notes (body) VALUES ('first'), ('second');
 """
 
 
+def database_url(server: LocalPostgres, name: str) -> str:
+    """A conninfo for database `name` (any characters) on `server`."""
+    return psycopg.conninfo.make_conninfo(server.url(), dbname=name)
+
+
 def reset_target(server: LocalPostgres) -> None:
     """Drop every user database (and its subscriptions) on the target."""
     with psycopg.connect(server.url(), autocommit=True) as conn:
@@ -87,7 +92,7 @@ def reset_target(server: LocalPostgres) -> None:
         for name in names:
             if name == "postgres":
                 continue
-            with psycopg.connect(server.url(name), autocommit=True) as db:
+            with psycopg.connect(database_url(server, name), autocommit=True) as db:
                 for (sub,) in db.execute(
                     "SELECT subname FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
                     "WHERE d.datname = current_database()"
@@ -196,7 +201,7 @@ def drop_publications(server: LocalPostgres) -> None:
     with psycopg.connect(server.url(), autocommit=True) as conn:
         names = [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datallowconn")]
     for name in names:
-        with psycopg.connect(server.url(name), autocommit=True) as conn:
+        with psycopg.connect(database_url(server, name), autocommit=True) as conn:
             for (pub,) in conn.execute("SELECT pubname FROM pg_publication").fetchall():
                 conn.execute(sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(pub)))
 

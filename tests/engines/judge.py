@@ -18,16 +18,13 @@ from collections import Counter
 from typing import Any
 
 import psycopg
+from engine_helpers import database_url
 from psycopg import sql
 
 from local_cloud.postgres import LocalPostgres, bin_dir
 
 # Lines that differ between two dumps of equal databases: comments, session settings.
 _NOISE = re.compile(r"^(--.*|SET .*|SELECT pg_catalog\.set_config\(.*|\\.*|)$")
-
-
-def database_url(server: LocalPostgres, database: str) -> str:
-    return psycopg.conninfo.make_conninfo(server.url(), dbname=database)
 
 
 def schema_statements(server: LocalPostgres, database: str) -> Counter[str]:

@@ -7,9 +7,11 @@ import shlex
 
 import psycopg
 import pytest
-from engine_helpers import create_database, engine_job, run_pg_engine, table_fingerprints
+from engine_helpers import create_database, database_url, engine_job, run_pg_engine, table_fingerprints
+from psycopg import sql
+from pydantic import ValidationError
 
-from jobs.spec import Command
+from jobs.spec import Command, JobFilter, name_parts
 from local_cloud.postgres import LocalPostgres
 from worker.engines import summarize_failure
 from worker.engines.pg.events import Emitter
@@ -157,3 +159,53 @@ def test_the_error_names_the_real_cause_and_statement() -> None:
     message = str(failure.value)
     assert 'type "kinds.mood" does not exist' in message
     assert "statement: CREATE TABLE public.moods (" in message
+
+
+def test_filters_name_databases_and_tables_with_quotes(
+    fidelity_source: LocalPostgres, fidelity_target: LocalPostgres
+) -> None:
+    name = 'My Shop "é"'
+    with psycopg.connect(fidelity_source.url(), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    source_db = database_url(fidelity_source, name)
+    with psycopg.connect(source_db, autocommit=True) as conn:
+        conn.execute(
+            'CREATE SCHEMA "sales dept"; CREATE TABLE "sales dept"."order.items" (id int PRIMARY KEY);'
+            'CREATE TABLE "sales dept".other (id int);'
+            'INSERT INTO "sales dept"."order.items" VALUES (1), (2);'
+        )
+    quoted = '"My Shop ""é"""'
+    job_filter = {"include_tables": [f'{quoted}."sales dept"."order.items"'], "exclude_databases": ["other"]}
+    try:
+        run = run_on(Command.INIT, fidelity_source, fidelity_target, job_filter)
+        assert run.returncode == 0, run.text
+        target_db = database_url(fidelity_target, name)
+        assert set(table_fingerprints(target_db)) == {"sales dept.order.items"}
+        assert table_fingerprints(target_db) == {
+            k: v for k, v in table_fingerprints(source_db).items() if k == "sales dept.order.items"
+        }
+    finally:
+        for server in (fidelity_source, fidelity_target):
+            with psycopg.connect(server.url(), autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.mark.parametrize(
+    ("entry", "parts"),
+    [
+        ("shop", ["shop"]),
+        ("shop.public.orders", ["shop", "public", "orders"]),
+        ('"My DB"."a.b"', ["My DB", "a.b"]),
+        ('"q ""x"""."s"."t"', ['q "x"', "s", "t"]),
+    ],
+)
+def test_filter_names_are_parsed_quote_aware(entry: str, parts: list[str]) -> None:
+    assert name_parts(entry) == parts
+    assert JobFilter.model_validate({"include_tables" if len(parts) > 1 else "include_databases": [entry]})
+
+
+@pytest.mark.parametrize("entry", ['"a,b".t', '"tab\tname".t', '"".t', 'a."b'])
+def test_filter_names_without_a_place_are_refused(entry: str) -> None:
+    with pytest.raises(ValidationError):
+        JobFilter.model_validate({"include_tables": [entry]})

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from engine_helpers import SOURCE_PASSWORD, engine_job, run_pg_engine, table_fingerprints
+from engine_helpers import SOURCE_PASSWORD, database_url, engine_job, run_pg_engine, table_fingerprints
 from psycopg import sql
 
 from jobs.spec import Command
@@ -36,11 +36,6 @@ def hostile_source() -> Iterator[LocalPostgres]:
     server = start_postgres(password=SOURCE_PASSWORD)
     yield server
     server.stop()
-
-
-def database_url(server: LocalPostgres, name: str) -> str:
-    """A conninfo for database `name` (any characters) on `server`."""
-    return psycopg.conninfo.make_conninfo(server.url(), dbname=name)
 
 
 def connections_logged(server: LocalPostgres) -> int:

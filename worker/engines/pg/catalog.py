@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from jobs.spec import JobFilter
+from jobs.spec import JobFilter, name_parts
 
 MAINTENANCE_DB = "postgres"
 
@@ -47,10 +47,19 @@ class Table:
         return f"{self.schema}.{self.name}"
 
 
+def database_of(entry: str) -> str:
+    """The database a filter entry names (`db`, `db.table`, `db.schema.table`, names maybe quoted)."""
+    return name_parts(entry)[0]
+
+
+def _databases(entries: list[str]) -> set[str]:
+    return {database_of(entry) for entry in entries}
+
+
 def _table_rules(entries: list[str], database: str) -> list[tuple[str | None, str]]:
     rules: list[tuple[str | None, str]] = []
     for entry in entries:
-        parts = entry.split(".")
+        parts = name_parts(entry)
         if parts[0] != database:
             continue
         rules.append((None, parts[1]) if len(parts) == 2 else (parts[1], parts[2]))
@@ -79,21 +88,21 @@ def select_databases(conn: psycopg.Connection, job_filter: JobFilter) -> list[st
         "SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn ORDER BY datname"
     ).fetchall()
     available = [r[0] for r in rows]
-    named_by_tables = {entry.split(".")[0] for entry in job_filter.include_tables}
+    named_by_tables = _databases(job_filter.include_tables)
     if job_filter.include_databases:
-        wanted = set(job_filter.include_databases) | named_by_tables
+        wanted = _databases(job_filter.include_databases) | named_by_tables
     elif named_by_tables:
         wanted = named_by_tables
     else:
         wanted = {d for d in available if d != MAINTENANCE_DB}
-    return [d for d in available if d in wanted and d not in set(job_filter.exclude_databases)]
+    return [d for d in available if d in wanted and d not in _databases(job_filter.exclude_databases)]
 
 
 def missing_databases(conn: psycopg.Connection, job_filter: JobFilter) -> list[str]:
     """Databases the filter names explicitly that the source does not have."""
     rows = conn.execute("SELECT datname FROM pg_database").fetchall()
     present = {r[0] for r in rows}
-    named = set(job_filter.include_databases) | {e.split(".")[0] for e in job_filter.include_tables}
+    named = _databases(job_filter.include_databases) | _databases(job_filter.include_tables)
     return sorted(named - present)
 
 

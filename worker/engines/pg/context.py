@@ -75,9 +75,9 @@ class Context:
         return chosen, [t for t in every if t not in chosen]
 
     def has_include_rules(self, database: str) -> bool:
-        return any(entry.split(".")[0] == database for entry in self.job_filter.include_tables)
+        return any(catalog.database_of(entry) == database for entry in self.job_filter.include_tables)
 
     def has_table_rules(self, database: str) -> bool:
         return self.has_include_rules(database) or any(
-            entry.split(".")[0] == database for entry in self.job_filter.exclude_tables
+            catalog.database_of(entry) == database for entry in self.job_filter.exclude_tables
         )
