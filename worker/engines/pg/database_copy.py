@@ -33,6 +33,9 @@ from worker.engines.pg.tools import (
     tool_env,
 )
 
+# Sequences read by one query (a UNION ALL of this many).
+SEQUENCE_BATCH = 500
+
 
 class DatabaseCopy:
     def __init__(
@@ -57,6 +60,7 @@ class DatabaseCopy:
         self._holder: psycopg.Connection | None = None
         self._post: PostData | None = None
         self._parts: list[CopyPart] = []
+        self._schema = Path()
         self._analyzer = Analyzer(ctx.target, database, ctx.workers)
 
     @property
@@ -78,9 +82,10 @@ class DatabaseCopy:
             stack.callback(self.release_snapshot)
             stack.callback(self._analyzer.close)
             self.create_schemas()
+            self.dump_schema(Path(tmp) / "schema.dump")
             self.restore_pre_data()
             self.plan_copy()
-            self.plan_post_data(Path(tmp) / "post-data.dump")
+            self.plan_post_data()
             self.copy_data()
             large_objects = self.copy_large_objects()
             self.release_snapshot()
@@ -131,10 +136,23 @@ class DatabaseCopy:
             for schema in sorted({t.schema for t in self.chosen}):
                 dst.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
 
+    def dump_schema(self, archive: Path) -> None:
+        """One pg_dump of both schema sections (not --schema-only, which drops large objects)."""
+        dump = [
+            *self._dump(),
+            "--section=pre-data",
+            "--section=post-data",
+            "--no-publications",
+            "--no-subscriptions",
+            "-f",
+            str(archive),
+        ]
+        run_pipeline([(dump, self.source_env)], f"dumping the schema of {self.database}", self.emit)
+        self._schema = archive
+
     def restore_pre_data(self) -> None:
-        dump = [*self._dump(), "--section=pre-data", "--no-publications", "--no-subscriptions"]
         run_pipeline(
-            [(dump, self.source_env), (self._restore(), self.target_env)],
+            [([*self._restore(), "--section=pre-data", str(self._schema)], self.target_env)],
             f"schema of {self.database}",
             self.emit,
         )
@@ -148,21 +166,15 @@ class DatabaseCopy:
             ranges = sum(1 for p in self._parts if p.table == table)
             self.emit.info(f"copying {self.database}.{table.label} as {ranges} block ranges in parallel")
 
-    def plan_post_data(self, archive: Path) -> None:
-        """Dump indexes and constraints; split them into per-table ones and the rest.
+    def plan_post_data(self) -> None:
+        """Split indexes and constraints into per-table ones and the rest.
 
         Tables copied through psql get theirs built as soon as their data is in; small
         tables' go with the rest at the end, in one parallel pg_restore, rather than one
         pg_restore process per table.
         """
-        dump = [*self._dump(), "--section=post-data", "--no-publications", "--no-subscriptions"]
-        run_pipeline(
-            [([*dump, "-f", str(archive)], self.source_env)],
-            f"dumping indexes and constraints of {self.database}",
-            self.emit,
-        )
         self._post = PostData(
-            archive,
+            self._schema,
             self._restore(),
             self.target_env,
             self.ctx.workers,
@@ -244,20 +256,33 @@ class DatabaseCopy:
         return count
 
     def copy_sequences(self) -> int:
-        """Each sequence's own last_value and is_called (pg_sequences hides a not-yet-called one)."""
+        """Each sequence's own last_value and is_called (pg_sequences hides a not-yet-called one).
+
+        One query each side, whatever the number of sequences: a round trip per sequence
+        adds up on databases with many tables and on a distant server.
+        """
         listing = "SELECT schemaname, sequencename FROM pg_sequences"
         with connect(self.ctx.source, self.database) as src, connect(self.ctx.target, self.database) as dst:
             present = {(r[0], r[1]) for r in dst.execute(listing).fetchall()}
-            count = 0
-            for schema, name in src.execute(listing).fetchall():
-                if (schema, name) not in present:
-                    continue
-                ident = sql.Identifier(schema, name)
-                state = src.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(ident)).fetchone()
-                assert state is not None
-                dst.execute("SELECT setval(%s::regclass, %s, %s)", [ident.as_string(dst), state[0], state[1]])
-                count += 1
-        return count
+            names = [sql.Identifier(*r) for r in src.execute(listing).fetchall() if (r[0], r[1]) in present]
+            states = []
+            for start in range(0, len(names), SEQUENCE_BATCH):
+                batch = names[start : start + SEQUENCE_BATCH]
+                states += src.execute(
+                    sql.SQL(" UNION ALL ").join(
+                        sql.SQL("(SELECT {}, last_value, is_called FROM {})").format(
+                            sql.Literal(name.as_string(src)), name
+                        )
+                        for name in batch
+                    )
+                ).fetchall()
+            if states:
+                dst.execute(
+                    "SELECT count(setval(name::regclass, value, called)) "
+                    "FROM unnest(%s::text[], %s::int8[], %s::bool[]) AS s(name, value, called)",
+                    [[r[0] for r in states], [r[1] for r in states], [r[2] for r in states]],
+                )
+        return len(states)
 
     def copy_database_properties(self) -> None:
         """Settings, connection limit and comment: last, so no setting affects the copy itself."""

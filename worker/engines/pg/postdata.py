@@ -96,7 +96,7 @@ class PostData:
     def plan(self, source: psycopg.Connection, early: set[Table]) -> None:
         """Sort the archive's entries: those of a table in `early` go with it, the rest at the end."""
         listing = subprocess.run(
-            [self.restore[0], "-l", str(self.archive)],
+            [self.restore[0], "-l", "--section=post-data", str(self.archive)],
             capture_output=True,
             text=True,
             check=True,
