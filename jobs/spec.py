@@ -114,7 +114,7 @@ def _none_is_empty(value: Any) -> Any:
 
 
 def _nullable_in_schema(schema: dict[str, Any]) -> None:
-    """Document what the validator accepts: the list, or null for "not set"."""
+    """Document what the validators accept: the value, or null for "not set"."""
     described = {k: v for k, v in schema.items() if k not in ("default", "title", "description")}
     for key in described:
         del schema[key]
@@ -211,8 +211,9 @@ class JobSpec(_Strict):
         ]
         | None
     ) = Field(default=None, repr=False)
-    filter: JobFilter = Field(default_factory=JobFilter)
-    options: JobOptions = Field(default_factory=JobOptions)
+    # null, as left out: no filter, the default options.
+    filter: JobFilter = Field(default_factory=JobFilter, json_schema_extra=_nullable_in_schema)
+    options: JobOptions = Field(default_factory=JobOptions, json_schema_extra=_nullable_in_schema)
 
     @field_validator("command", mode="before")
     @classmethod

@@ -24,7 +24,7 @@ from jobs.states import JobStatus
 from services.api import cancel, queries, submit
 from services.api.examples import SUBMIT_EXAMPLES
 from services.api.resources import resources
-from services.api.schemas import ErrorBody, Health, JobPage, JobView, LogLines, SubmitAnswer
+from services.api.schemas import ErrorAnswer, Health, JobPage, JobView, LogLines, SubmitAnswer
 from services.api.views import job_view, submit_view
 
 logger = Logger()
@@ -152,6 +152,8 @@ class ApiRoute:
     errors: tuple[HTTPStatus, ...] = ()
     public: bool = False  # served without an API key
     takes_body: bool = False
+    # OpenAPI links: where values of the answer are used next (clients and stateful tests).
+    links: dict[str, Any] | None = None
 
     @property
     def gateway_path(self) -> str:
@@ -174,16 +176,20 @@ class ApiRoute:
                     "schema": {"type": "string", "enum": ["true", "false"]},
                 }
             }
+        if self.links:
+            success["links"] = self.links
         declared: dict[int, OpenAPIResponse] = {int(self.status): success}
         for status in self.errors:
             declared[int(status)] = {
                 "description": ERROR_DESCRIPTIONS[status],
-                "content": {content_types.APPLICATION_JSON: {"model": ErrorBody}},
+                "content": {content_types.APPLICATION_JSON: {"model": ErrorAnswer}},
             }
         return declared
 
 
 _AUTHENTICATED = (HTTPStatus.UNAUTHORIZED, HTTPStatus.INTERNAL_SERVER_ERROR)
+_JOB_LINKS = (("GetJob", "get_job"), ("CancelJob", "post_cancel"), ("GetLogs", "get_logs"))
+_NEXT_PAGE_LINK = {"next_token": "$response.body#/next_token"}
 _ONE_JOB = (*_AUTHENTICATED, HTTPStatus.NOT_FOUND)
 
 ROUTES: tuple[ApiRoute, ...] = (
@@ -203,6 +209,10 @@ ROUTES: tuple[ApiRoute, ...] = (
             HTTPStatus.TOO_MANY_REQUESTS,
         ),
         takes_body=True,
+        links={
+            name: {"operationId": operation, "parameters": {"job_id": "$response.body#/job_id"}}
+            for name, operation in _JOB_LINKS
+        },
     ),
     ApiRoute(
         "GET",
@@ -212,6 +222,7 @@ ROUTES: tuple[ApiRoute, ...] = (
         HTTPStatus.OK,
         JobPage,
         (HTTPStatus.BAD_REQUEST, *_AUTHENTICATED),
+        links={"NextPage": {"operationId": "get_jobs", "parameters": _NEXT_PAGE_LINK}},
     ),
     ApiRoute(
         "GET", "/jobs/<job_id>", get_job, "A job's status and progress", HTTPStatus.OK, JobView, _ONE_JOB

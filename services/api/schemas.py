@@ -27,6 +27,17 @@ class ErrorBody(_Answer):
     error: str = Field(examples=["Job not found"])
 
 
+class GatewayError(_Answer):
+    """API Gateway's own refusals, before the function runs: 404 for a method and path
+    without a route, 413 for a body over 10 MB, 429 when throttled, 500/503."""
+
+    message: str = Field(examples=["Not Found"])
+
+
+# What any error status may carry: the function's answer or the gateway's.
+ErrorAnswer = ErrorBody | GatewayError
+
+
 class SubmitAnswer(_Answer):
     job_id: str = Field(description="The job's id (a UUID)")
     trace_id: str

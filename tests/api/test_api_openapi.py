@@ -24,3 +24,43 @@ def test_document_lists_the_routes_and_the_key() -> None:
     assert spec["paths"]["/jobs"]["post"]["security"] == [{"apiKey": []}]
     assert "security" not in spec["paths"]["/health"]["get"]
     assert "JobSpec" in spec["components"]["schemas"]
+
+
+def test_every_route_declares_the_answers_it_gives() -> None:
+    spec = json.loads(document())
+    declared = {
+        f"{method.upper()} {path}": set(operation["responses"])
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+    }
+    assert declared == {
+        "POST /jobs": {"201", "400", "401", "413", "415", "422", "429", "500"},
+        "GET /jobs": {"200", "400", "401", "500"},
+        "GET /jobs/{job_id}": {"200", "401", "404", "500"},
+        "POST /jobs/{job_id}/cancel": {"202", "401", "404", "409", "500"},
+        "GET /jobs/{job_id}/logs": {"200", "400", "401", "404", "500"},
+        "GET /health": {"200"},
+        "GET /openapi.json": {"200"},
+    }
+    job = spec["paths"]["/jobs/{job_id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert {ref["$ref"].rsplit("/", 1)[-1] for ref in job["anyOf"]} == {"JobViewV1", "JobViewV11"}
+    v1_status = spec["components"]["schemas"]["JobViewV1"]["properties"]["status"]
+    assert v1_status["enum"] == ["provisioning", "running", "completed", "failed"]
+    error = spec["paths"]["/jobs"]["post"]["responses"]["400"]["content"]["application/json"]["schema"]
+    assert {ref["$ref"].rsplit("/", 1)[-1] for ref in error["anyOf"]} == {"ErrorBody", "GatewayError"}
+
+
+def test_request_constraints_and_examples_are_declared() -> None:
+    spec = json.loads(document())
+    schemas = spec["components"]["schemas"]
+    options = schemas["JobOptions"]["properties"]
+    assert options["log_level"]["maxLength"] == 512 and "pattern" in options["log_level"]
+    # Powertools' OpenAPI model holds bounds as floats: u64::MAX shows as 2.0**64.
+    assert options["job_timeout_seconds"]["maximum"] == float((1 << 64) - 1)
+    assert schemas["JobSpec"]["properties"]["command"]["$ref"].endswith("/Command")
+    assert schemas["Command"]["enum"] == ["init", "validate", "sync", "status", "verify"]
+    include = schemas["JobFilter"]["properties"]["include_databases"]["anyOf"]
+    assert include[0]["maxItems"] == 100 and include[1] == {"type": "null"}
+    body = spec["paths"]["/jobs"]["post"]["requestBody"]["content"]["application/json"]
+    assert {"cli_url_mode", "cli_project_mode", "curl"} <= set(body["examples"])
+    assert spec["paths"]["/jobs"]["get"]["responses"]["200"]["links"]["NextPage"]["operationId"] == "get_jobs"
