@@ -64,3 +64,18 @@ def test_request_constraints_and_examples_are_declared() -> None:
     body = spec["paths"]["/jobs"]["post"]["requestBody"]["content"]["application/json"]
     assert {"cli_url_mode", "cli_project_mode", "curl"} <= set(body["examples"])
     assert spec["paths"]["/jobs"]["get"]["responses"]["200"]["links"]["NextPage"]["operationId"] == "get_jobs"
+
+
+def test_the_readme_api_table_is_the_document() -> None:
+    readme = (DOCUMENT.parents[1] / "README.md").read_text()
+    table = readme.split("| route | answers |\n|---|---|\n", 1)[1].split("\n\n", 1)[0]
+    rows = {}
+    for line in table.splitlines():
+        route, answers = (cell.strip().strip("`") for cell in line.strip("|").split("|"))
+        rows[route] = {code.strip() for code in answers.split(",")}
+    spec = json.loads(document())
+    assert rows == {
+        f"{method.upper()} {path}": set(operation["responses"])
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+    }
