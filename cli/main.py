@@ -64,7 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--drop-existing", action="store_true", help="drop existing objects on the target")
     submit.add_argument("--no-sync", action="store_true", help="do not set up continuous sync after init")
     submit.add_argument("--timeout", type=int, metavar="SECONDS", help="the job's time limit")
-    submit.add_argument("--log-level", choices=("error", "warn", "info", "debug", "trace"))
+    submit.add_argument(
+        "--log-level",
+        metavar="FILTER",
+        help="a tracing filter, as the replicator's --log: info, off, database_replicator=debug, ...",
+    )
     submit.add_argument(
         "--idempotency-key", help="resubmitting with the same key returns the same job (default: a new one)"
     )
