@@ -3,6 +3,7 @@ never repeat credentials."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 from urllib.parse import quote
 
@@ -11,8 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from jobs.spec import MAX_FILTER_ITEMS, JobFilter, JobSpec
+from jobs.spec import MAX_FILTER_ITEMS, Command, JobFilter, JobOptions, JobSpec, engine_log_level
 from jobs.urls import MAX_URL_LENGTH, InvalidUrl, parse_url
+from worker.engines.base import EngineJob
+from worker.engines.pg.events import Emitter
+from worker.engines.replicator import ReplicatorEngine
 
 PASSWORD = "s3cret-test-pw"
 URL = f"postgresql://user:{PASSWORD}@db.example.com:5432/shop"
@@ -105,3 +109,37 @@ def test_refusals_never_repeat_the_url(raw: str) -> None:
         parse_url(text)
     except InvalidUrl as exc:
         assert PASSWORD not in str(exc)
+
+
+@pytest.mark.parametrize(
+    ("log_filter", "overall"),
+    [
+        ("info", "info"),
+        ("OFF", "off"),
+        ("", "info"),
+        ("database_replicator=debug", "debug"),
+        ("database_replicator::commands=trace", "trace"),
+        ("info,tokio_postgres=warn", "info"),
+        ("tokio_postgres=warn", "info"),
+        ("warn,database_replicator=debug,error", "error"),
+        ("database_replicator", "trace"),
+    ],
+)
+def test_a_log_filter_gives_engines_without_targets_one_level(log_filter: str, overall: str) -> None:
+    assert engine_log_level(log_filter) == overall
+
+
+def test_the_replicator_gets_the_filter_as_rust_log_and_the_pg_engine_prints_from_its_level() -> None:
+    job = EngineJob(
+        command=Command.VERIFY,
+        source_url=URL,
+        target_url=URL,
+        options=JobOptions(log_level="info,tokio_postgres=warn"),
+    )
+    assert ReplicatorEngine().invocation(job).env["RUST_LOG"] == "info,tokio_postgres=warn"
+    err = io.StringIO()
+    emit = Emitter(err=err, level=JobOptions(log_level="off").engine_log_level)
+    emit.info("quiet")
+    emit.warn("quiet too")
+    emit.error("always shown")
+    assert err.getvalue() == "ERROR: always shown\n"
