@@ -154,6 +154,14 @@ class JobFilter(_Strict):
 class JobOptions(_Strict):
     drop_existing: StrictBool = False
     enable_sync: StrictBool = True
+    copy_roles: StrictBool = Field(
+        default=False,
+        description=(
+            "pg engine: create on the target the roles that the copied databases' grants and "
+            "policies name (never their passwords, nor SUPERUSER, REPLICATION or BYPASSRLS) and "
+            "copy the grants"
+        ),
+    )
     estimated_size_bytes: StrictInt | None = Field(default=None, ge=0, le=I64_MAX)
     # The CLI takes a u64 and writes it as an i64: limits above I64_MAX arrive negative.
     job_timeout_seconds: StrictInt = Field(

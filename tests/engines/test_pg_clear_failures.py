@@ -209,3 +209,59 @@ def test_filter_names_are_parsed_quote_aware(entry: str, parts: list[str]) -> No
 def test_filter_names_without_a_place_are_refused(entry: str) -> None:
     with pytest.raises(ValidationError):
         JobFilter.model_validate({"include_tables": [entry]})
+
+
+def test_copy_roles_creates_the_named_roles_without_passwords_and_keeps_grants(
+    fidelity_source: LocalPostgres, fidelity_target: LocalPostgres
+) -> None:
+    roles = ("app_login", "app_group")
+    for server in (fidelity_source, fidelity_target):
+        with psycopg.connect(server.url(), autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS granted WITH (FORCE)")
+            for role in roles:
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+    with psycopg.connect(fidelity_source.url(), autocommit=True) as conn:
+        conn.execute("CREATE ROLE app_group NOLOGIN CREATEDB")
+        conn.execute("CREATE ROLE app_login LOGIN PASSWORD 'app-login-test-pw' CONNECTION LIMIT 5")
+        conn.execute("GRANT app_group TO app_login")
+    create_database(
+        fidelity_source,
+        "granted",
+        """
+        CREATE TABLE docs (id int PRIMARY KEY, owner text);
+        GRANT SELECT ON docs TO app_group;
+        GRANT UPDATE (owner) ON docs TO app_login;
+        ALTER TABLE docs ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY mine ON docs TO app_login USING (owner = current_user);
+        """,
+    )
+    try:
+        run = run_on(
+            Command.INIT,
+            fidelity_source,
+            fidelity_target,
+            {"include_databases": ["granted"]},
+            copy_roles=True,
+        )
+        assert run.returncode == 0, run.text
+        with psycopg.connect(fidelity_target.url(), autocommit=True) as conn:
+            assert conn.execute(
+                "SELECT rolname, rolcanlogin, rolcreatedb, rolconnlimit, rolpassword IS NULL FROM pg_authid "
+                "WHERE rolname = ANY(%s) ORDER BY 1",
+                [list(roles)],
+            ).fetchall() == [("app_group", False, True, -1, True), ("app_login", True, False, 5, True)]
+            assert conn.execute("SELECT pg_has_role('app_login', 'app_group', 'MEMBER')").fetchone() == (
+                True,
+            )
+        with psycopg.connect(fidelity_target.url("granted"), autocommit=True) as conn:
+            assert conn.execute(
+                "SELECT has_table_privilege('app_group', 'docs', 'SELECT'), "
+                "has_column_privilege('app_login', 'docs', 'owner', 'UPDATE'), "
+                "(SELECT count(*) FROM pg_policy WHERE polname = 'mine')"
+            ).fetchone() == (True, True, 1)
+    finally:
+        for server in (fidelity_source, fidelity_target):
+            with psycopg.connect(server.url(), autocommit=True) as conn:
+                conn.execute("DROP DATABASE IF EXISTS granted WITH (FORCE)")
+                for role in roles:
+                    conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))

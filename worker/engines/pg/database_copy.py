@@ -301,10 +301,12 @@ class DatabaseCopy:
         return [self.tools.path("pg_dump"), f"--snapshot={self.snapshot}", "-Fc", *filters]
 
     def _restore(self) -> list[str]:
+        # Grants only with copy_roles: they name roles the target would otherwise lack.
+        acl = [] if self.ctx.options.copy_roles else ["--no-acl"]
         return [
             self.tools.path("pg_restore"),
             "--no-owner",
-            "--no-acl",
+            *acl,
             "--exit-on-error",
             # As a quoted dbname= keyword: pg_restore would read a bare name holding `=` or
             # a URI as a whole connection string (another host, port or password).

@@ -90,7 +90,7 @@ def database_problems(
         roles = [r[0] for r in src.execute(_POLICY_ROLES, [oids["chosen"]])]
     if needs:
         problems.append(f"the table filter of {database} leaves out what is needed: {_listing(needs)}")
-    if roles:
+    if roles and not ctx.options.copy_roles:
         with connect(ctx.target) as tgt:
             present = {
                 r[0] for r in tgt.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", [roles])
@@ -99,7 +99,7 @@ def database_problems(
         if missing:
             problems.append(
                 f"policies in {database} name roles the target lacks: {_listing(missing)} "
-                "(create them on the target first)"
+                "(create them on the target first, or submit with copy_roles)"
             )
     return problems
 

@@ -10,6 +10,7 @@ from worker.engines.pg.context import Context
 from worker.engines.pg.database_copy import DatabaseCopy
 from worker.engines.pg.preflight import job_problems
 from worker.engines.pg.replication import drop_subscriptions, forget_source, subscribe
+from worker.engines.pg.roles import copy_roles
 from worker.engines.pg.tools import EngineError, connect, find_tools, server_major
 
 
@@ -34,6 +35,8 @@ def init(ctx: Context) -> None:
         problems = job_problems(ctx, databases, with_sync=with_sync)
         if problems:
             raise EngineError("init refused: " + "; ".join(problems))
+        if ctx.options.copy_roles:
+            copy_roles(ctx, databases)
         emit.progress(phase="init", databases_total=len(databases), message=f"{len(databases)} databases")
         replicating: list[str] = []  # databases whose slot and publication this run made
         try:
