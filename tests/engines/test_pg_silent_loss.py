@@ -333,3 +333,33 @@ def test_sync_publishes_only_replicated_tables_and_refuses_tables_without_replic
     assert again.returncode == 0, again.text
     assert slots(fidelity_source) == []
     assert publications(fidelity_source, "pubs") == {}
+
+
+def test_a_late_failure_leaves_no_slot_or_publication_and_names_its_cause(
+    fidelity_source: LocalPostgres, fidelity_target: LocalPostgres
+) -> None:
+    # The index's function needs a database setting, which init applies only at the end:
+    # the index build fails in post-data, after the slot and publication for sync exist.
+    create_database(
+        fidelity_source,
+        "late",
+        """
+        SET app.allow = 'yes';
+        CREATE FUNCTION checked(x int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
+        BEGIN
+            IF current_setting('app.allow', true) IS DISTINCT FROM 'yes' THEN
+                RAISE EXCEPTION 'app.allow is not set';
+            END IF;
+            RETURN x;
+        END $$;
+        CREATE TABLE t (id int PRIMARY KEY);
+        INSERT INTO t SELECT generate_series(1, 10);
+        CREATE INDEX t_checked_idx ON t (checked(id));
+        ALTER DATABASE late SET app.allow = 'yes';
+        """,
+    )
+    run = init(fidelity_source, fidelity_target, "late", enable_sync=True)
+    assert run.returncode == 1, run.text
+    assert "app.allow is not set" in summarize_failure(run.parsed)
+    assert slots(fidelity_source) == []
+    assert publications(fidelity_source, "late") == {}
