@@ -1,13 +1,13 @@
 """Provisions one deployment in moto, either way the local cloud offers.
 
-`module_variables` turns the stack's options into the Terraform module's variables. With
-them, `apply_module` runs the real `terraform/` module against moto (tens of seconds), and
-`provision_fast` creates the same AWS objects through the same APIs directly (well under a
-second): tables, keys, roles, log groups, the dead-letter queue, the launch template, the
-three functions with a placeholder zip, published versions and the `live` alias, the stream
-mapping, the HTTP API with its routes and integration, and the schedule with its target.
-tests/infra compares what the two ways create. The drivers then read the wiring back from
-the APIs (local_cloud/wiring.py), whichever way it was made.
+With the module's variables (local_cloud/stack.py: `module_variables`), `apply_module` runs
+the real `terraform/` module against moto (about a minute), and `provision_fast` creates the
+same AWS objects through the same APIs directly (seconds): tables, keys, roles, log groups,
+the dead-letter queue, the launch template, the three functions with a placeholder zip,
+published versions and the `live` alias, the stream mapping, the HTTP API with its routes
+and integration, and the schedule with its target. tests/e2e/test_e2e_terraform.py compares
+what the two ways create. The drivers then read the wiring back from the APIs
+(local_cloud/wiring.py), whichever way it was made.
 """
 
 from __future__ import annotations

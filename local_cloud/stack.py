@@ -1,7 +1,7 @@
 """`seren-remote local up`: the whole service on one machine.
 
 moto plays AWS's APIs. The deployment is made in moto either by `terraform apply` of the
-real `terraform/` module (`--terraform`) or, by default and in well under a second, by
+real `terraform/` module (`--terraform`) or, by default and in seconds, by
 creating the same objects through the same APIs (local_cloud/provision.py). Either way,
 four drivers then play the parts AWS plays around the code, each following what the AWS
 APIs say was deployed (local_cloud/wiring.py): API Gateway (the HTTP front), the stream
