@@ -21,7 +21,9 @@ Debian (`apt-get install -y pgcopydb`); without it those rows are skipped, sayin
 --netns runs the servers in network namespaces behind links that limit every TCP stream to
 --rate (see bench/netns.py; needs root): the case of a worker far from its databases.
 
-The last column is each method's time over the engine's: above 1.00x the engine is faster.
+Each method's median time over the engine's: above 1.00x the engine is faster. With
+--rounds N the methods take turns N times (the load of a shared machine changes by the
+minute).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,13 +50,11 @@ from psycopg import sql
 from jobs.spec import Command, JobOptions
 from local_cloud.postgres import bin_dir, start_postgres
 from worker.engines import EngineJob, PgEngine
-from worker.engines.pg.context import default_workers
+from worker.engines.pg.context import DEFAULT_SPLIT_MB, SPLIT_ENV, default_workers
 
 DATABASE = "benchdb"
 # Bytes a generated row takes on disk with its share of indexes (measured, roughly).
 ROW_BYTES = 260
-SPLIT_ENV = "PG_ENGINE_SPLIT_MB"
-DEFAULT_SPLIT_MB = 64
 SHAPES = ("current", "small", "large")
 METHODS = ("engine", "engine-nosplit", "dump-j4", "dump-serial", "pgcopydb", "pgcopydb-split")
 
@@ -316,14 +317,17 @@ def main() -> None:
     parser.add_argument("--methods", default="", help=f"comma-separated subset of {', '.join(METHODS)}")
     parser.add_argument("--netns", action="store_true", help="servers behind per-stream-limited links (root)")
     parser.add_argument("--rate", default="80mbit", help="per-stream limit in --netns mode (tc rate)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="run every method this many times, in turn; report medians"
+    )
     args = parser.parse_args()
     args.engine_notes = []
     workers = args.workers or default_workers()
     chosen = methods_for(args, workers)
     load_before = os.getloadavg()
     rows = table_rows(args)
-    results: dict[str, float] = {}
-    skipped: list[str] = []
+    runs: dict[str, list[float]] = {}
+    skipped: set[str] = set()
     with servers(args) as (source, target):
         started = time.monotonic()
         mb = generate(source, rows) / 1_000_000
@@ -332,19 +336,24 @@ def main() -> None:
             f"({time.monotonic() - started:.0f} s to generate)"
             + (f", every stream limited to {args.rate}" if args.netns else "")
         )
-        for name, method in chosen.items():
-            elapsed = method(source, target)
-            drop_target(target)
-            if elapsed is None:
-                skipped.append(name)
-            else:
-                results[name] = elapsed
-                print(f"  {name}: {elapsed:.1f} s", flush=True)
+        # Methods take turns, round after round, so that a change in the machine's load
+        # hits them alike; the median of each is reported.
+        for _ in range(args.rounds):
+            for name, method in chosen.items():
+                elapsed = method(source, target)
+                drop_target(target)
+                if elapsed is None:
+                    skipped.add(name)
+                else:
+                    runs.setdefault(name, []).append(elapsed)
+                    print(f"  {name}: {elapsed:.1f} s", flush=True)
     load_after = os.getloadavg()
+    results = {name: statistics.median(times) for name, times in runs.items()}
     base = results.get("engine") or next(iter(results.values()))
-    print(f"\n{'method':16} {'seconds':>8} {'MB/s':>8} {'vs engine':>10}")
+    print(f"\n{'method':16} {'median s':>8} {'MB/s':>8} {'vs engine':>10}  runs")
     for name, seconds in results.items():
-        print(f"{name:16} {seconds:8.1f} {mb / seconds:8.1f} {seconds / base:9.2f}x")
+        each = " ".join(f"{t:.1f}" for t in runs[name])
+        print(f"{name:16} {seconds:8.1f} {mb / seconds:8.1f} {seconds / base:9.2f}x  {each}")
     for name in skipped:
         print(f"{name:16} skipped (pgcopydb not on PATH or failed; apt-get install -y pgcopydb)")
     for line in args.engine_notes:
@@ -361,7 +370,7 @@ def main() -> None:
                 "workers": workers,
                 "split_mb": args.split_mb,
                 "netns_rate": args.rate if args.netns else None,
-                "seconds": {k: round(v, 2) for k, v in results.items()},
+                "seconds": {k: [round(t, 2) for t in v] for k, v in runs.items()},
             }
         )
     )
