@@ -213,6 +213,15 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def alive(pid: int) -> bool:
+    """Whether `pid` still runs: an exited child, or one not yet reaped, has no environment left."""
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in {"Z", "X"}
+
+
 def cmdline(pid: int) -> str:
     return _proc_text(pid, "cmdline")
 
