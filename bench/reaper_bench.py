@@ -89,7 +89,9 @@ def _measure(
 
     table_name = f"bench-jobs-{uuid.uuid4().hex[:8]}"
     create_tables(boto3.client("dynamodb"), jobs_table=table_name, api_keys_table=f"{table_name}-keys")
-    settings = Settings(jobs_table_name=table_name, launch_template_id=template, subnet_ids=",".join(subnets))
+    settings = Settings.from_environment(
+        jobs_table_name=table_name, launch_template_id=template, subnet_ids=",".join(subnets)
+    )
     ctx = ControlPlane.on_aws(settings)
     table = aws.table(table_name)
     from tests.support.jobs import new_job

@@ -21,6 +21,7 @@ from control_plane.holdings import WAITING
 from control_plane.settings import LaunchSettings
 from control_plane.settle import settle
 from control_plane.telemetry import Metric, logger, metrics
+from control_plane.user_data import user_data
 from jobs import clock
 from jobs.instances import Instance, LaunchError, LaunchRequest
 from jobs.record import Job
@@ -83,7 +84,7 @@ def _request(settings: LaunchSettings, job: Job, attempt: int) -> LaunchRequest:
         launch_template_version=settings.launch_template_version,
         instance_types=settings.instance_types_for(job.options.estimated_size_bytes),
         subnet_ids=settings.subnets,
-        user_data=settings.user_data(job.job_id),
+        user_data=user_data(settings, job.job_id),
     )
 
 

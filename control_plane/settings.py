@@ -8,10 +8,9 @@ and AWS_REGION, which Lambda sets).
 
 from __future__ import annotations
 
-import shlex
-
 from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from jobs.settings import HostPolicySettings
 
 GIB = 1024**3
 # The earlier system's choice by estimated size: (size below which, instance type); None = any size.
@@ -25,9 +24,7 @@ DEFAULT_INSTANCE_TYPE_BY_SIZE: list[tuple[int | None, str]] = [
 RUNTIME_VARIABLES = frozenset({"AWS_REGION"})
 
 
-class LaunchSettings(BaseSettings):
-    model_config = SettingsConfigDict(frozen=True, extra="ignore")
-
+class LaunchSettings(HostPolicySettings):
     jobs_table_name: str = Field(min_length=3)
     aws_region: str = Field(min_length=1)
     max_concurrent_jobs: int = Field(default=10, ge=1, le=1000)
@@ -50,12 +47,10 @@ class LaunchSettings(BaseSettings):
     # Launches of one job that may find no capacity in any subnet or type before it fails;
     # each slot release and reaper pass retries it, so without a bound it could wait forever.
     max_capacity_failures: int = Field(default=12, ge=1, le=1000)
-    # Handed to the worker through user-data (all non-secret).
+    # Handed to the worker through user-data (all non-secret: control_plane/user_data.py).
     worker_log_group: str = Field(min_length=1)
     heartbeat_interval_seconds: int = Field(default=30, ge=1)
-    allowed_target_suffixes: str = ""
-    allow_loopback_hosts: bool = False
-    allow_private_hosts: bool = False
+    # The host policy's switches (HostPolicySettings) are handed on too.
     # The worker publishes its job metrics here; the same namespace the functions use.
     metrics_namespace: str = Field(
         default="SerenReplication", validation_alias=AliasChoices("POWERTOOLS_METRICS_NAMESPACE")
@@ -90,32 +85,6 @@ class LaunchSettings(BaseSettings):
                     preferred = instance_type
                     break
         return list(dict.fromkeys([preferred, *self.fallback_types]))
-
-    def worker_environment(self) -> dict[str, str]:
-        """What the worker needs to find its job; never a secret (user-data is readable by
-        anyone who can describe the instance)."""
-        return {
-            "JOBS_TABLE_NAME": self.jobs_table_name,
-            "AWS_REGION": self.aws_region,
-            "AWS_DEFAULT_REGION": self.aws_region,
-            "WORKER_LOG_GROUP": self.worker_log_group,
-            "HEARTBEAT_INTERVAL_SECONDS": str(self.heartbeat_interval_seconds),
-            "ALLOWED_TARGET_SUFFIXES": self.allowed_target_suffixes,
-            "ALLOW_LOOPBACK_HOSTS": str(self.allow_loopback_hosts).lower(),
-            "ALLOW_PRIVATE_HOSTS": str(self.allow_private_hosts).lower(),
-            "METRICS_NAMESPACE": self.metrics_namespace,
-            "SHUTDOWN_IF_NOT_TERMINATED": str(self.worker_shutdown_if_not_terminated).lower(),
-            "SEREN_CONSOLE_URL": self.seren_console_url,
-        }
-
-    def user_data(self, job_id: str) -> str:
-        environment = self.worker_environment()
-        exports = " ".join(f"{name}={shlex.quote(value)}" for name, value in environment.items())
-        return (
-            "#!/bin/bash\n"
-            f"export {exports}\n"
-            f'exec "${{WORKER_SCRIPT:-/opt/seren-replicator/worker.sh}}" {shlex.quote(job_id)}\n'
-        )
 
 
 def _split(value: str) -> tuple[str, ...]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from aws_lambda_powertools import Logger, Metrics
+from jobs.observability import service_logger, service_metrics
 
-logger = Logger()
-metrics = Metrics()
+logger = service_logger()
+metrics = service_metrics()
 
 
 class Metric(StrEnum):

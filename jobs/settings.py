@@ -1,14 +1,17 @@
-"""Settings read from the environment, shared by the API and the worker.
+"""The one settings mechanism of the api, launcher, reaper and worker: a plain pydantic
+model read from the environment once per cold start (`from_environment`).
 
-A plain pydantic model reads the variables as pydantic-settings would (the field's name or
-its aliases, in any case; explicit arguments win): importing pydantic-settings cost about
-12 ms before the API's first answer and before the worker's first write.
+It reads the variables as pydantic-settings would (the field's name or its aliases, in any
+case; list, tuple and dict fields as JSON; explicit arguments win): importing
+pydantic-settings cost about 12 ms before the API's first answer and before the worker's
+first write.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Any, Self
+from typing import Any, Self, get_origin
 
 from pydantic import AliasChoices, BaseModel, ConfigDict
 
@@ -26,10 +29,11 @@ class EnvironmentSettings(BaseModel):
             alias = info.validation_alias
             choices = alias.choices if isinstance(alias, AliasChoices) else [name]
             # All present names go in; AliasChoices' order decides, as in pydantic-settings.
+            complex_value = get_origin(info.annotation) in (list, tuple, dict)
             found.update(
-                (each, environment[each.lower()])
+                (each, json.loads(value) if complex_value else value)
                 for each in choices
-                if isinstance(each, str) and each.lower() in environment
+                if isinstance(each, str) and (value := environment.get(each.lower())) is not None
             )
         return cls.model_validate({**found, **overrides})
 

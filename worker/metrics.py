@@ -3,6 +3,7 @@ agent): run time, outcome, and bytes copied when the engine reported them."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -13,14 +14,25 @@ from jobs import aws
 logger = Logger(child=True)
 
 
+class Metric(StrEnum):
+    DURATION = "JobDuration"  # dimensions Command, Engine
+    OUTCOME = "JobOutcome"  # dimension Outcome
+    BYTES_COPIED = "BytesCopied"  # dimensions Command, Engine
+
+
 def job_metrics(
     *, command: str, engine: str, outcome: str, duration_seconds: float, bytes_copied: int | None
 ) -> list[dict[str, Any]]:
     dimensions = [{"Name": "Command", "Value": command}, {"Name": "Engine", "Value": engine}]
     metrics: list[dict[str, Any]] = [
-        {"MetricName": "JobDuration", "Dimensions": dimensions, "Value": duration_seconds, "Unit": "Seconds"},
         {
-            "MetricName": "JobOutcome",
+            "MetricName": Metric.DURATION.value,
+            "Dimensions": dimensions,
+            "Value": duration_seconds,
+            "Unit": "Seconds",
+        },
+        {
+            "MetricName": Metric.OUTCOME.value,
             "Dimensions": [{"Name": "Outcome", "Value": outcome}],
             "Value": 1,
             "Unit": "Count",
@@ -28,7 +40,12 @@ def job_metrics(
     ]
     if bytes_copied is not None:
         metrics.append(
-            {"MetricName": "BytesCopied", "Dimensions": dimensions, "Value": bytes_copied, "Unit": "Bytes"}
+            {
+                "MetricName": Metric.BYTES_COPIED.value,
+                "Dimensions": dimensions,
+                "Value": bytes_copied,
+                "Unit": "Bytes",
+            }
         )
     return metrics
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import time
 
-from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from jobs import instances
+from jobs.observability import worker_logger
 from worker import metadata
 
-logger = Logger(service="replication-worker")
+logger = worker_logger()
 
 ATTEMPTS = 5
 EXIT_NOT_TERMINATED = 3

@@ -6,14 +6,12 @@ more to import than boto3 itself, is loaded only when tracing is on (see `_resol
 
 from __future__ import annotations
 
-import os
 import traceback
 from collections.abc import Callable
 from functools import cache
 from http import HTTPStatus
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
@@ -27,13 +25,14 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from jobs.observability import service_logger, traced
 from jobs.redact import redact
 from services.api import routes
 from services.api.errors import ApiError, unauthorized
 from services.api.request_checks import JSON_MEDIA_TYPE, body_rejection, validation_message
 from services.api.resources import resources
 
-logger = Logger()
+logger = service_logger()
 # Validation is added below as the last middleware, after the key check and the body
 # checks: the resolver's own validation would parse the body before any middleware runs.
 app = APIGatewayHttpResolver(enable_validation=False)
@@ -143,14 +142,7 @@ def handle_internal_error(error: Exception) -> JsonResponse:
 
 @cache
 def _resolver() -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
-    # Powertools' Tracer imports the X-Ray SDK even when tracing is off; import it only
-    # when it will trace (in Lambda, and not disabled with POWERTOOLS_TRACE_DISABLED).
-    disabled = os.environ.get("POWERTOOLS_TRACE_DISABLED", "false").lower() in ("1", "true", "yes", "on")
-    if disabled or "LAMBDA_TASK_ROOT" not in os.environ:
-        return app.resolve
-    from aws_lambda_powertools import Tracer
-
-    return Tracer().capture_lambda_handler(app.resolve)
+    return traced(app.resolve)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
@@ -22,15 +21,15 @@ from control_plane.context import ControlPlane
 from control_plane.ended import job_ended
 from control_plane.holdings import WAITING
 from control_plane.telemetry import logger, metrics
+from jobs.observability import traced
 from services.launcher.settings import Settings
 
-tracer = Tracer()
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
 @cache
 def control_plane() -> ControlPlane:
-    return ControlPlane.on_aws(Settings())
+    return ControlPlane.on_aws(Settings.from_environment())
 
 
 def handle_change(cp: ControlPlane, change: StreamChange) -> None:
@@ -60,8 +59,8 @@ def record_handler(record: DynamoDBRecord) -> None:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 @metrics.log_metrics
+@traced
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context

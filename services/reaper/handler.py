@@ -6,21 +6,19 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from control_plane.context import ControlPlane
 from control_plane.telemetry import logger, metrics
+from jobs.observability import traced
 from services.reaper.logic import reap
 from services.reaper.settings import Settings
-
-tracer = Tracer()
 
 
 @cache
 def settings() -> Settings:
-    return Settings()
+    return Settings.from_environment()
 
 
 @cache
@@ -29,8 +27,8 @@ def control_plane() -> ControlPlane:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 @metrics.log_metrics
+@traced
 @event_source(data_class=EventBridgeEvent)
 def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
     report = reap(control_plane(), settings())

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 from code_calls import aws_actions
-from pydantic import AliasChoices, AliasPath
-from pydantic_settings import BaseSettings
+from pydantic import AliasChoices, AliasPath, BaseModel
 from terraform_config import ROOT, TERRAFORM_DIR, TerraformConfig, attr, blocks, policy_statements
 
 from build_tools.generate import generated_files
@@ -26,7 +25,7 @@ POWERTOOLS = re.compile(r"POWERTOOLS_\w+")
 TABLE_MODULES = {"jobs.api_keys": "${aws_dynamodb_table.api_keys.arn}"}
 
 
-def environment_alternatives(model: type[BaseSettings]) -> list[frozenset[str]]:
+def environment_alternatives(model: type[BaseModel]) -> list[frozenset[str]]:
     """Per field, the environment variables any one of which sets it (pydantic-settings
     rules: the field name with env_prefix, or its aliases; case-insensitive by default)."""
     config = model.model_config
@@ -47,7 +46,7 @@ def environment_alternatives(model: type[BaseSettings]) -> list[frozenset[str]]:
     return fields
 
 
-def _settings(service: str) -> tuple[type[BaseSettings], frozenset[str]]:
+def _settings(service: str) -> tuple[type[BaseModel], frozenset[str]]:
     module = importlib.import_module(f"services.{service}.settings")
     runtime = frozenset(getattr(module, "RUNTIME_VARIABLES", frozenset()))
     assert runtime <= LAMBDA_RESERVED, "a settings model may leave out only what Lambda sets"
@@ -77,12 +76,13 @@ def test_function_sets_exactly_the_variables_its_settings_model_reads(
 
 
 def test_user_data_carries_what_the_worker_settings_require() -> None:
+    from control_plane.user_data import worker_environment
     from services.launcher.settings import Settings as LauncherSettings
     from worker.settings import Settings as WorkerSettings
 
     launcher = LauncherSettings(jobs_table_name="jobs-test", aws_region="us-east-1",
                                 launch_template_id="lt-0", worker_log_group="/test/workers")  # fmt: skip
-    passed = set(launcher.worker_environment())
+    passed = set(worker_environment(launcher))
     alternatives = environment_alternatives(WorkerSettings)
     # worker.sh reads a few itself (${NAME:-default}) before the Python worker starts.
     script = (ROOT / "worker" / "worker.sh").read_text()

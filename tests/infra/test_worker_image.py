@@ -38,7 +38,7 @@ def test_shell_scripts_pass_shellcheck(script: Path) -> None:
 
 def test_image_installs_the_worker_where_user_data_runs_it() -> None:
     source = PREPARE.read_text()
-    launcher_settings = (ROOT / "control_plane" / "settings.py").read_text()
+    launcher_settings = (ROOT / "control_plane" / "user_data.py").read_text()
     entry_point = "/opt/seren-replicator/worker.sh"
     assert entry_point in launcher_settings  # what user-data execs
     assert "install_dir=/opt/seren-replicator" in source

@@ -151,7 +151,7 @@ def build_world(cloud: Cloud) -> World:
     create_tables(
         boto3.client("dynamodb"), jobs_table=jobs_table, api_keys_table=f"{API_KEYS_TABLE}-{suffix}"
     )
-    settings = Settings(
+    settings = Settings.from_environment(
         jobs_table_name=jobs_table,
         launch_template_id=cloud.launch_template_id,
         subnet_ids=",".join(cloud.subnet_ids),
