@@ -13,15 +13,17 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from types import FrameType
 
-from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from jobs import clock
 from jobs.crypto import CredentialCipher, Credentials
 from jobs.job_logs import LogWriter
+from jobs.observability import worker_logger
 from jobs.policy import ConnectionPolicy, HostNotAllowed
 from jobs.progress import Progress
 from jobs.record import Job
@@ -40,13 +42,22 @@ from worker.schedule import WriteSchedule
 from worker.serendb import ConsoleClient
 from worker.settings import Settings
 
-logger = Logger(service="replication-worker")
+logger = worker_logger()
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 64
 TICK_SECONDS = 0.2
 INTERRUPTED = "the instance was interrupted (SIGTERM to the worker) before the job finished"
+
+
+class Beat(StrEnum):
+    """What one heartbeat found."""
+
+    ALIVE = "alive"  # written: the job runs on
+    CANCEL_REQUESTED = "cancel_requested"  # written, and a cancel was asked for
+    NOT_WRITTEN = "not_written"  # the write failed after its retries: try at the next beat
+    LOST = "lost"  # the job is no longer ours: ended or relaunched elsewhere
 
 
 @dataclass
@@ -238,12 +249,12 @@ class Worker:
                     return self._stop(process, output, Outcome(JobStatus.TIMEOUT, message))
                 if schedule.due(now, output.progress_pending) is not None:
                     schedule.wrote(now)
-                    status = self._beat(output)
-                    if status is None:
+                    beat = self._beat(output)
+                    if beat is Beat.LOST:
                         output.note("the job was ended elsewhere; stopping the engine")
                         self._stop(process, output, None)
                         return None
-                    if status is JobStatus.CANCELLING:
+                    if beat is Beat.CANCEL_REQUESTED:
                         return self._stop(
                             process, output, Outcome(JobStatus.CANCELLED, "cancelled on request")
                         )
@@ -253,9 +264,8 @@ class Worker:
             if not finished:
                 process.stop(0)
 
-    def _beat(self, output: EngineOutput) -> JobStatus | None:
-        """One heartbeat (with the pending progress). The status seen, None when the job is
-        no longer ours, or the last known running status when the write failed."""
+    def _beat(self, output: EngineOutput) -> Beat:
+        """One heartbeat, with the pending progress."""
         progress = output.take_progress()
         self.stats.item_writes += 1
         try:
@@ -265,11 +275,10 @@ class Worker:
             logger.warning("heartbeat failed; trying again at the next one", extra={"reason": str(exc)})
             if progress is not None:
                 output.set_progress(progress)  # not written: keep it pending
-            return JobStatus.RUNNING
-        if not result.ok:
-            return None
-        assert result.job is not None
-        return result.job.status
+            return Beat.NOT_WRITTEN
+        if not result.ok or result.job is None:
+            return Beat.LOST
+        return Beat.CANCEL_REQUESTED if result.job.status is JobStatus.CANCELLING else Beat.ALIVE
 
     def _stop(self, process: EngineProcess, output: EngineOutput, outcome: Outcome | None) -> Outcome | None:
         if outcome is not None:
@@ -291,46 +300,61 @@ class Worker:
     def _end(
         self, job: Job, outcome: Outcome | None, *, duration: float | None = None, engine_name: str = ""
     ) -> None:
-        """Send the metrics, flush the logs, then write the outcome (if the job is still
-        ours) and wipe the credentials. Each step runs even if the one before failed.
+        """The end, in order: metrics, logs, outcome (if the job is still ours), credential
+        wipe. Each step runs even if the one before failed.
 
-        The outcome is the last word: once it is written the launcher may terminate this
-        instance and hand its slot to the next job, and a client that sees `failed` can
-        read the complete log at once.
+        The outcome is the last word but the wipe: once it is written the launcher may
+        terminate this instance and hand its slot to the next job, and a client that sees
+        `failed` can read the complete log at once.
         """
         output = self.output
         progress = output.progress if output is not None else Progress()
-        if outcome is not None and duration is not None:
-            metrics.publish(
-                self.settings.metrics_namespace,
-                metrics.job_metrics(
-                    command=job.command,
-                    engine=engine_name,
-                    outcome=outcome.status.value,
-                    duration_seconds=duration,
-                    bytes_copied=progress.bytes_copied,
-                ),
-            )
-        if output is not None:
-            if outcome is not None:
-                output.note(f"job {outcome.status}" + (f": {outcome.error}" if outcome.error else ""))
-            output.close()
-        if outcome is not None:
+
+        def send_metrics() -> None:
+            if outcome is not None and duration is not None:
+                metrics.publish(
+                    self.settings.metrics_namespace,
+                    metrics.job_metrics(
+                        command=job.command,
+                        engine=engine_name,
+                        outcome=outcome.status.value,
+                        duration_seconds=duration,
+                        bytes_copied=progress.bytes_copied,
+                    ),
+                )
+
+        def flush_logs() -> None:
+            if output is not None:
+                if outcome is not None:
+                    output.note(f"job {outcome.status}" + (f": {outcome.error}" if outcome.error else ""))
+                output.close()
+
+        def write_outcome() -> None:
+            if outcome is None:
+                return
+            self.stats.item_writes += 1
             try:
-                self.stats.item_writes += 1
                 result = self.item.finish(outcome, progress if output is not None else None)
-                if not result.ok:
-                    logger.info(
-                        "outcome not written: the job was ended elsewhere",
-                        extra={"status": result.job.status.value if result.job else None},
-                    )
-            except (BotoCoreError, ClientError) as exc:
+            except (BotoCoreError, ClientError):
                 self.stats.failed_writes += 1
-                logger.error("outcome not written; the reaper will end the job", extra={"reason": str(exc)})
-        try:
-            self.item.wipe_credentials()
-        except (BotoCoreError, ClientError) as exc:
-            logger.error("credentials not wiped", extra={"reason": str(exc)})
+                raise
+            if not result.ok:
+                logger.info(
+                    "outcome not written: the job was ended elsewhere",
+                    extra={"status": result.job.status.value if result.job else None},
+                )
+
+        steps: list[tuple[str, Callable[[], None], str]] = [
+            ("metrics", send_metrics, "metrics not sent"),
+            ("logs", flush_logs, "logs not flushed"),
+            ("outcome", write_outcome, "outcome not written; the reaper will end the job"),
+            ("wipe", self.item.wipe_credentials, "credentials not wiped"),
+        ]
+        for name, step, failure in steps:
+            try:
+                step()
+            except (BotoCoreError, ClientError) as exc:
+                logger.error(failure, extra={"step": name, "reason": str(exc)})
         logger.info(
             "job finished",
             extra={
