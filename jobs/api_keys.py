@@ -17,10 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from jobs import aws, clock
-from jobs.dynamo import is_condition_failed
+from jobs.dynamo import conditional
 
 KEY_PREFIX = "srk_"
 KEY_ID_LENGTH = 12
@@ -102,21 +100,18 @@ class ApiKeyStore:
 
     def revoke(self, key_id: str) -> bool:
         """Revoke the key with this id. False if there is none (or it is already revoked)."""
-        revoked_any = False
-        for item in self._scan(key_id=key_id):
-            try:
-                self._table.update_item(
-                    Key={"key_hash": item["key_hash"]},
-                    UpdateExpression="SET revoked = :true, revoked_at = :now",
-                    ConditionExpression="attribute_exists(key_hash) AND revoked = :false",
-                    ExpressionAttributeValues={":true": True, ":false": False, ":now": clock.now_iso()},
-                )
-            except ClientError as exc:
-                if not is_condition_failed(exc):
-                    raise
-                continue
-            revoked_any = True
-        return revoked_any
+        results = [self._revoke(str(item["key_hash"])) for item in self._scan(key_id=key_id)]
+        return any(results)
+
+    def _revoke(self, key_hash: str) -> bool:
+        return conditional(
+            lambda: self._table.update_item(
+                Key={"key_hash": key_hash},
+                UpdateExpression="SET revoked = :true, revoked_at = :now",
+                ConditionExpression="attribute_exists(key_hash) AND revoked = :false",
+                ExpressionAttributeValues={":true": True, ":false": False, ":now": clock.now_iso()},
+            )
+        ).ok
 
     def _scan(self, key_id: str | None = None) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {"ConsistentRead": True}

@@ -4,7 +4,8 @@ condition returns."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, ConditionBase
@@ -24,6 +25,26 @@ def error_message(exc: ClientError, limit: int = 300) -> str:
 
 def is_condition_failed(exc: ClientError) -> bool:
     return error_code(exc) == CONDITION_FAILED
+
+
+@dataclass(frozen=True)
+class Conditional:
+    """A conditional write's result: `answer` when it took effect, else the item as it was
+    (`old`, when the call asked for it with ReturnValuesOnConditionCheckFailure)."""
+
+    ok: bool
+    answer: dict[str, Any] = field(default_factory=dict)
+    old: dict[str, Any] | None = None
+
+
+def conditional(write: Callable[[], dict[str, Any]]) -> Conditional:
+    """Run a conditional write; a failed condition is a result, any other error raises."""
+    try:
+        return Conditional(ok=True, answer=write())
+    except ClientError as exc:
+        if not is_condition_failed(exc):
+            raise
+        return Conditional(ok=False, old=old_item(exc))
 
 
 def all_equal(condition: ConditionBase, fields: Mapping[str, Any] | None) -> ConditionBase:

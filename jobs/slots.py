@@ -10,10 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from jobs import aws
-from jobs.dynamo import is_condition_failed
+from jobs.dynamo import conditional
 from jobs.record import TTL_ATTRIBUTE
 from jobs.tables import SLOTS_ITEM_ID
 
@@ -26,55 +24,41 @@ class SlotLedger:
 
     def acquire(self, job_id: str, max_slots: int) -> bool:
         """Take a slot for `job_id` if one is free or it already holds one."""
-        try:
-            self._table.update_item(
+        return conditional(
+            lambda: self._table.update_item(
                 Key={"job_id": SLOTS_ITEM_ID},
                 UpdateExpression="ADD #h :job",
                 ConditionExpression="attribute_not_exists(#h) OR contains(#h, :id) OR size(#h) < :max",
                 ExpressionAttributeNames={"#h": HOLDERS},
                 ExpressionAttributeValues={":job": {job_id}, ":id": job_id, ":max": max_slots},
             )
-        except ClientError as exc:
-            if is_condition_failed(exc):
-                return False
-            raise
-        return True
+        ).ok
 
     def release(self, job_id: str) -> None:
         """Give `job_id`'s slot back (a no-op if it holds none)."""
-        self._table.update_item(
-            Key={"job_id": SLOTS_ITEM_ID},
-            UpdateExpression="DELETE #h :job",
-            ExpressionAttributeNames={"#h": HOLDERS},
-            ExpressionAttributeValues={":job": {job_id}},
-        )
+        self.release_all([job_id])
 
     def holders(self) -> set[str]:
         item = self._table.get_item(Key={"job_id": SLOTS_ITEM_ID}, ConsistentRead=True).get("Item")
         return set(item.get(HOLDERS, set())) if item else set()
 
     def release_all(self, job_ids: Iterable[str]) -> None:
-        ids = set(job_ids)
-        if ids:
-            self._table.update_item(
-                Key={"job_id": SLOTS_ITEM_ID},
-                UpdateExpression="DELETE #h :jobs",
-                ExpressionAttributeNames={"#h": HOLDERS},
-                ExpressionAttributeValues={":jobs": ids},
-            )
+        self._change("DELETE", job_ids)
 
     def restore(self, job_ids: Iterable[str]) -> None:
         """Record slots that jobs already use (an instance is up) whatever the limit: the
         ledger must match reality before it can keep the limit."""
+        self._change("ADD", job_ids)
+
+    def _change(self, operation: str, job_ids: Iterable[str]) -> None:
         ids = set(job_ids)
         if ids:
             self._table.update_item(
                 Key={"job_id": SLOTS_ITEM_ID},
-                UpdateExpression="ADD #h :jobs",
+                UpdateExpression=f"{operation} #h :jobs",
                 ExpressionAttributeNames={"#h": HOLDERS},
                 ExpressionAttributeValues={":jobs": ids},
             )
-
 
 LAUNCH_CLAIM_PREFIX = "control#launch#"
 # Claims outlive any launch by far; TTL removes them (they have no status, so no reader sees them).
@@ -95,8 +79,8 @@ class LaunchClaims:
 
     def claim(self, job_id: str, attempt: int, holder: str, *, now_epoch: int, lease_seconds: int) -> bool:
         """Take the claim for this attempt if nobody holds it or its lease has passed."""
-        try:
-            self._table.put_item(
+        return conditional(
+            lambda: self._table.put_item(
                 Item={
                     "job_id": _claim_key(job_id, attempt),
                     "holder": holder,
@@ -106,23 +90,17 @@ class LaunchClaims:
                 ConditionExpression="attribute_not_exists(job_id) OR lease_until < :now OR holder = :me",
                 ExpressionAttributeValues={":now": now_epoch, ":me": holder},
             )
-        except ClientError as exc:
-            if is_condition_failed(exc):
-                return False
-            raise
-        return True
+        ).ok
 
     def release(self, job_id: str, attempt: int, holder: str) -> None:
         """Give up a claim this holder took (after a failure that a retry may overcome)."""
-        try:
-            self._table.delete_item(
+        conditional(
+            lambda: self._table.delete_item(
                 Key={"job_id": _claim_key(job_id, attempt)},
                 ConditionExpression="holder = :me",
                 ExpressionAttributeValues={":me": holder},
             )
-        except ClientError as exc:
-            if not is_condition_failed(exc):
-                raise
+        )
 
 
 def _claim_key(job_id: str, attempt: int) -> str:

@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
-from botocore.exceptions import ClientError
 
 from jobs import aws, clock
-from jobs.dynamo import all_equal, is_condition_failed, old_item
+from jobs.dynamo import all_equal, conditional
 from jobs.dynamo_values import to_dynamo
 from jobs.record import ACTIVE_INDEX_KEY, ACTIVE_OWNER_KEY, CREDENTIALS_ATTRIBUTE, TTL_ATTRIBUTE, Job
 from jobs.states import ACTIVE, JobStatus, can_transition
@@ -49,22 +48,20 @@ class JobStore:
     def create(self, job: Job, credentials_ciphertext: bytes) -> CreateResult:
         item = to_dynamo(job.to_item())
         item[CREDENTIALS_ATTRIBUTE] = credentials_ciphertext
-        try:
-            self._table.put_item(
+        result = conditional(
+            lambda: self._table.put_item(
                 Item=item,
                 ConditionExpression="attribute_not_exists(job_id)",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except ClientError as exc:
-            if not is_condition_failed(exc):
-                raise
-            existing = old_item(exc)
-            if existing is None:
+        )
+        if not result.ok:
+            if result.old is None:
                 existing_job = self.get(job.job_id, include_expired=True)
                 if existing_job is None:  # deleted between the two calls: nothing to return
-                    raise
+                    raise RuntimeError(f"job {job.job_id} was deleted while its creation was refused")
                 return CreateResult(created=False, job=existing_job)
-            return CreateResult(created=False, job=Job.from_item(existing))
+            return CreateResult(created=False, job=Job.from_item(result.old))
         return CreateResult(created=True, job=job)
 
     def get(self, job_id: str, *, include_expired: bool = False) -> Job | None:
@@ -138,16 +135,14 @@ class JobStore:
         """Remove the ciphertext whatever the status (idempotent; used after a job ends).
 
         `only_if` adds equality conditions (a worker wipes only a job still assigned to it)."""
-        try:
-            self._table.update_item(
+        conditional(
+            lambda: self._table.update_item(
                 Key={"job_id": job_id},
                 UpdateExpression="REMOVE #c",
                 ConditionExpression=all_equal(Attr("job_id").exists(), only_if),
                 ExpressionAttributeNames={"#c": CREDENTIALS_ATTRIBUTE},
             )
-        except ClientError as exc:
-            if not is_condition_failed(exc):
-                raise
+        )
 
     def _update(
         self, job_id: str, fields: dict[str, Any], removals: set[str], condition: Any
@@ -164,8 +159,8 @@ class JobStore:
             for index, name in enumerate(sorted(removals)):
                 names[f"#r{index}"] = name
             expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removals)))
-        try:
-            answer = self._table.update_item(
+        result = conditional(
+            lambda: self._table.update_item(
                 Key={"job_id": job_id},
                 UpdateExpression=expression,
                 ConditionExpression=condition & Attr("job_id").exists(),
@@ -174,12 +169,11 @@ class JobStore:
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except ClientError as exc:
-            if not is_condition_failed(exc):
-                raise
-            old = old_item(exc)
+        )
+        if not result.ok:
+            old = result.old
             return WriteResult(ok=False, job=Job.from_item(old) if old and "status" in old else None)
-        return WriteResult(ok=True, job=Job.from_item(answer["Attributes"]))
+        return WriteResult(ok=True, job=Job.from_item(result.answer["Attributes"]))
 
     # -- queries ----------------------------------------------------------------------
 
@@ -242,16 +236,12 @@ class JobStore:
     def delete_expired(self, job_id: str, now_epoch: int) -> bool:
         """Delete an item whose TTL has passed (TTL deletion lags by days). False if it
         was already gone or is not expired after all."""
-        try:
-            self._table.delete_item(
+        return conditional(
+            lambda: self._table.delete_item(
                 Key={"job_id": job_id},
                 ConditionExpression=Attr(TTL_ATTRIBUTE).lte(now_epoch),
             )
-        except ClientError as exc:
-            if is_condition_failed(exc):
-                return False
-            raise
-        return True
+        ).ok
 
     def _query_pages(self, **kwargs: Any) -> Iterator[list[Job]]:
         while True:
