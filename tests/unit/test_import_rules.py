@@ -24,7 +24,15 @@ ALLOWED: dict[str, frozenset[str]] = {
     ),
     "cli": frozenset({"jobs", "local_cloud", "cli"}),
     "build_tools": frozenset(
-        {"jobs", "control_plane", "services.api", "services.launcher", "services.reaper", "worker", "build_tools"}
+        {
+            "jobs",
+            "control_plane",
+            "services.api",
+            "services.launcher",
+            "services.reaper",
+            "worker",
+            "build_tools",
+        }
     ),
 }
 # The job's models: plain Python, no AWS SDK and none of the data-access modules.
@@ -68,7 +76,9 @@ def test_each_module_imports_only_what_its_component_may(name: str, path: Path) 
     for imported in imports(path):
         other = component(imported)
         if other is not None and other != "services":
-            assert other in ALLOWED[own], f"{name} imports {imported}: {own} may import only {sorted(ALLOWED[own])}"
+            assert other in ALLOWED[own], (
+                f"{name} imports {imported}: {own} may import only {sorted(ALLOWED[own])}"
+            )
 
 
 @pytest.mark.parametrize("model", MODELS)
