@@ -21,6 +21,7 @@ from jobs.states import ACTIVE, TERMINAL, JobStatus
 class Change(StrEnum):
     NEW_JOB = "new_job"  # a job to admit
     JOB_ENDED = "job_ended"  # its slot frees, its instance (if any) is terminated
+    ATTEMPT_LOST = "attempt_lost"  # the next attempt starts, or the job fails (control_plane.retry)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,12 @@ RULES: dict[Change, Rule] = {
     # repeated terminal writes) do not count. This includes the cancel of a `provisioning`
     # job, whose instance is terminated.
     Change.JOB_ENDED: Rule("MODIFY", new_statuses=TERMINAL, old_statuses=ACTIVE),
+    # A running attempt was lost (the worker's hand-back, or the reaper's finding).
+    Change.ATTEMPT_LOST: Rule(
+        "MODIFY",
+        new_statuses=frozenset({JobStatus.PROVISIONING}),
+        old_statuses=frozenset({JobStatus.RUNNING}),
+    ),
 }
 
 

@@ -47,6 +47,10 @@ class LaunchSettings(HostPolicySettings):
     # Launches of one job that may find no capacity in any subnet or type before it fails;
     # each slot release and reaper pass retries it, so without a bound it could wait forever.
     max_capacity_failures: int = Field(default=12, ge=1, le=1000)
+    # Attempts of one job, each on a new instance, before it fails: the first, and one per
+    # attempt lost to the infrastructure (a worker that never started, an instance gone or
+    # interrupted, a heartbeat lost). Engine errors are never retried.
+    max_launch_attempts: int = Field(default=3, ge=1, le=10)
     # Handed to the worker through user-data (all non-secret: control_plane/user_data.py).
     worker_log_group: str = Field(min_length=1)
     heartbeat_interval_seconds: int = Field(default=30, ge=1)

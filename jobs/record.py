@@ -9,10 +9,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from jobs.attempts import DatabaseCheckpoint, LostAttempt
 from jobs.dynamo_values import from_dynamo
 from jobs.progress import Progress
 from jobs.spec import JobFilter, JobOptions, ProjectTarget
-from jobs.states import ACTIVE, JobStatus
+from jobs.states import ACTIVE, RETRY_STATUSES, JobStatus
 
 
 class Job(BaseModel):
@@ -49,6 +50,10 @@ class Job(BaseModel):
     attempt: int = 0
     # Launches that found no EC2 capacity anywhere; the launcher fails the job at its limit.
     capacity_failures: int = 0
+    # Earlier attempts lost to the infrastructure, with their reasons (jobs.attempts).
+    lost_attempts: list[LostAttempt] = Field(default_factory=list)
+    # init: per target database, what earlier attempts finished (jobs.attempts).
+    checkpoint: dict[str, DatabaseCheckpoint] = Field(default_factory=dict)
     log_group: str | None = None
     log_stream: str | None = None
     log_url: str | None = None
@@ -71,6 +76,11 @@ class Job(BaseModel):
     def is_active(self) -> bool:
         return self.status in ACTIVE
 
+    @property
+    def retrying(self) -> bool:
+        """Waiting for a new instance after an attempt was lost (its worker had started)."""
+        return self.started_at is not None and self.status in RETRY_STATUSES
+
     def is_expired(self, now_epoch: int) -> bool:
         return self.expires_at <= now_epoch
 
@@ -92,4 +102,3 @@ ACTIVE_INDEX_KEY = "active_status"
 ACTIVE_OWNER_KEY = "active_owner"
 TTL_ATTRIBUTE = "expires_at"
 CREDENTIALS_ATTRIBUTE = "credentials"
-

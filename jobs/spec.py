@@ -181,6 +181,9 @@ class JobOptions(_Strict):
         description="A tracing filter: comma-separated `level`, `target` or `target=level` directives",
         examples=["info", "off", "database_replicator=debug", "info,tokio_postgres=warn"],
     )
+    # init: a retried attempt starts over instead of keeping the databases finished before
+    # (the upstream CLI's --no-resume).
+    no_resume: StrictBool = False
 
     @property
     def timeout_seconds(self) -> int:

@@ -25,6 +25,8 @@ TERMINAL: frozenset[JobStatus] = frozenset(
     {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.CANCELLED}
 )
 ACTIVE: frozenset[JobStatus] = frozenset(set(JobStatus) - TERMINAL)
+# Where a job waits for the instance of its next attempt.
+RETRY_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.PROVISIONING})
 
 # Which status may follow which. A terminal status has no successors: it is never left.
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
@@ -36,8 +38,15 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.PROVISIONING: frozenset(
         {JobStatus.PROVISIONING, JobStatus.RUNNING, JobStatus.FAILED, JobStatus.CANCELLED}
     ),
+    # running -> provisioning: the attempt was lost to the infrastructure; the next one starts.
     JobStatus.RUNNING: frozenset(
-        {JobStatus.CANCELLING, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.TIMEOUT}
+        {
+            JobStatus.PROVISIONING,
+            JobStatus.CANCELLING,
+            JobStatus.COMPLETED,
+            JobStatus.FAILED,
+            JobStatus.TIMEOUT,
+        }
     ),
     JobStatus.CANCELLING: frozenset(
         {JobStatus.CANCELLED, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.TIMEOUT}
@@ -77,13 +86,18 @@ _V1_ERROR_FOR_HIDDEN_OUTCOME: dict[JobStatus, str] = {
 }
 
 
-def status_for_client(status: JobStatus, schema_version: str, error: str | None) -> tuple[str, str | None]:
+def status_for_client(
+    status: JobStatus, schema_version: str, error: str | None, *, retrying: bool = False
+) -> tuple[str, str | None]:
     """The (status, error) pair a client of `schema_version` is shown.
 
-    A 1.0 client learns of `timeout` and `cancelled` as `failed`, with the error saying which.
+    A 1.0 client learns of `timeout` and `cancelled` as `failed`, with the error saying which,
+    and sees a job that waits for a new instance after a lost one (`retrying`) as `running`.
     """
     if schema_version != "1.0":
         return status.value, error
+    if retrying:
+        return V1_STATUS[JobStatus.RUNNING], error
     hidden = _V1_ERROR_FOR_HIDDEN_OUTCOME.get(status)
     if hidden is not None:
         error = f"{hidden}: {error}" if error else hidden

@@ -144,9 +144,7 @@ class JobStore:
             )
         )
 
-    def _update(
-        self, job_id: str, fields: dict[str, Any], removals: set[str], condition: Any
-    ) -> WriteResult:
+    def _update(self, job_id: str, fields: dict[str, Any], removals: set[str], condition: Any) -> WriteResult:
         names: dict[str, str] = {}
         values: dict[str, Any] = {}
         assignments = []
@@ -250,4 +248,3 @@ class JobStore:
             if "LastEvaluatedKey" not in answer:
                 return
             kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-

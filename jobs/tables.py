@@ -58,4 +58,3 @@ API_KEYS_TABLE: dict[str, Any] = {
     "AttributeDefinitions": [{"AttributeName": "key_hash", "AttributeType": "S"}],
     "BillingMode": "PAY_PER_REQUEST",
 }
-

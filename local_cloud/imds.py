@@ -61,6 +61,13 @@ class MetadataServer:
         """The value for AWS_EC2_METADATA_SERVICE_ENDPOINT."""
         return f"http://127.0.0.1:{self._server.server_address[1]}/"
 
+    def announce_interruption(self, at_iso: str) -> None:
+        """Serve a Spot interruption notice (`spot/instance-action`): the instance is
+        terminated at `at_iso`. Until then the path answers 404, as on EC2."""
+        notice = json.dumps({"action": "terminate", "time": at_iso})
+        with self._lock:
+            self._paths["/latest/meta-data/spot/instance-action"] = notice
+
     def start(self) -> MetadataServer:
         self._thread.start()
         return self
@@ -106,7 +113,8 @@ class MetadataServer:
                 }
             )
             return 200, "\n".join(names)
-        value = self._paths.get(path.rstrip("/"))
+        with self._lock:
+            value = self._paths.get(path.rstrip("/"))
         return (200, value) if value is not None else (404, "Not Found")
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:

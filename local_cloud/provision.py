@@ -150,6 +150,7 @@ def function_environments(variables: dict[str, Any], ids: dict[str, str]) -> dic
         "PROJECT_TAG": variables["project_name"],
         "LAUNCH_LEASE_SECONDS": str(variables["launch_lease_seconds"]),
         "MAX_CAPACITY_FAILURES": str(variables["max_capacity_failures"]),
+        "MAX_LAUNCH_ATTEMPTS": str(variables["max_launch_attempts"]),
         "HEARTBEAT_INTERVAL_SECONDS": str(variables["heartbeat_interval_seconds"]),
         "WORKER_SHUTDOWN_IF_NOT_TERMINATED": flag("worker_shutdown_if_not_terminated"),
         "SEREN_CONSOLE_URL": variables["seren_console_url"],
@@ -174,7 +175,6 @@ def function_environments(variables: dict[str, Any], ids: dict[str, str]) -> dic
             "PENDING_GRACE_SECONDS": str(grace["pending"]),
             "SLOT_HOLD_GRACE_SECONDS": str(grace["slot_hold"]),
             "ORPHAN_GRACE_SECONDS": str(grace["orphan"]),
-            "MAX_LAUNCH_ATTEMPTS": str(variables["max_launch_attempts"]),
             "POWERTOOLS_SERVICE_NAME": "reaper",
         },
     }

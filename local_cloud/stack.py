@@ -80,6 +80,8 @@ class StackOptions:
     slot_hold_grace: int = 60
     orphan_grace: int = 60
     deadline_grace: int = 30
+    # Attempts of one job before it fails (the module's max_launch_attempts).
+    max_attempts: int = 3
     region: str = "us-east-1"
     prefix: str = "seren-local"
     owner: str = "local"
@@ -142,7 +144,7 @@ def module_variables(options: StackOptions, network: Network) -> dict[str, Any]:
             "slot_hold": options.slot_hold_grace,
             "orphan": options.orphan_grace,
         },
-        "max_launch_attempts": 2,
+        "max_launch_attempts": options.max_attempts,
         "max_capacity_failures": 12,
         "reaper_schedule_minutes": 1,
         "api_reserved_concurrency": -1,

@@ -30,6 +30,7 @@ locals {
     PROJECT_TAG                       = var.project_name
     LAUNCH_LEASE_SECONDS              = tostring(var.launch_lease_seconds)
     MAX_CAPACITY_FAILURES             = tostring(var.max_capacity_failures)
+    MAX_LAUNCH_ATTEMPTS               = tostring(var.max_launch_attempts)
     WORKER_LOG_GROUP                  = aws_cloudwatch_log_group.workers.name
     HEARTBEAT_INTERVAL_SECONDS        = tostring(var.heartbeat_interval_seconds)
     ALLOWED_TARGET_SUFFIXES           = join(",", var.allowed_target_suffixes)

@@ -522,9 +522,9 @@ variable "reaper_grace_seconds" {
 }
 
 variable "max_launch_attempts" {
-  description = "Instances launched for one job (the first and the reaper's relaunches) before it fails."
+  description = "Attempts of one job, each on a new instance, before it fails: the first, and one more per attempt lost to the infrastructure (worker never started, instance lost or interrupted, heartbeat lost). Engine errors are not retried."
   type        = number
-  default     = 2
+  default     = 3
 
   validation {
     condition     = floor(var.max_launch_attempts) == var.max_launch_attempts && (var.max_launch_attempts >= 1 && var.max_launch_attempts <= 10)

@@ -1,4 +1,5 @@
-"""IMDSv2: the instance's own id. A session token first (PUT), then the read (GET).
+"""IMDSv2: the instance's own id, and a Spot interruption notice. A session token first
+(PUT), then the read (GET).
 
 The endpoint is AWS_EC2_METADATA_SERVICE_ENDPOINT when set (the local cloud serves one per
 instance), as for the AWS SDKs; otherwise the link-local address of the real service.
@@ -6,6 +7,7 @@ instance), as for the AWS SDKs; otherwise the link-local address of the real ser
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import urllib.error
@@ -32,18 +34,22 @@ def _request(url: str, headers: dict[str, str], timeout: float, method: str = "G
         return str(answer.read().decode())
 
 
+def _token(base: str, timeout: float) -> str:
+    return _request(
+        f"{base}/latest/api/token",
+        {"X-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_TTL_SECONDS)},
+        timeout,
+        method="PUT",
+    )
+
+
 def instance_id(*, attempts: int = 5, timeout: float = 2.0, backoff: float = 0.5) -> str:
     """This instance's id, retried: IMDS can be slow for a moment right after boot."""
     base = endpoint()
     last_error: Exception | None = None
     for attempt in range(attempts):
         try:
-            token = _request(
-                f"{base}/latest/api/token",
-                {"X-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_TTL_SECONDS)},
-                timeout,
-                method="PUT",
-            )
+            token = _token(base, timeout)
             value = _request(
                 f"{base}/latest/meta-data/instance-id", {"X-aws-ec2-metadata-token": token}, timeout
             ).strip()
@@ -55,3 +61,18 @@ def instance_id(*, attempts: int = 5, timeout: float = 2.0, backoff: float = 0.5
         if attempt + 1 < attempts:
             time.sleep(backoff * 2**attempt)
     raise MetadataUnavailable(f"instance metadata service at {base} did not answer: {last_error}")
+
+
+def spot_interruption(*, timeout: float = 2.0) -> str | None:
+    """The Spot interruption notice's action and time ("terminate at 2026-...Z"), or None
+    when there is none (404), the instance is not Spot, or IMDS does not answer now."""
+    base = endpoint()
+    try:
+        token = _token(base, timeout)
+        path = f"{base}/latest/meta-data/spot/instance-action"
+        notice = json.loads(_request(path, {"X-aws-ec2-metadata-token": token}, timeout))
+    except (urllib.error.URLError, OSError, ValueError, MetadataUnavailable):
+        return None  # 404 (no notice) is an HTTPError, a URLError
+    if not isinstance(notice, dict):
+        return None
+    return f"{notice.get('action', 'terminate')} at {notice.get('time', 'an unknown time')}"

@@ -15,6 +15,7 @@ from typing import IO, Protocol
 
 from aws_lambda_powertools import Logger
 
+from jobs.attempts import DatabaseCheckpoint
 from jobs.progress import Progress
 from jobs.redact import redact
 from worker.engines import OutputParser, ParsedLine, summarize_failure
@@ -63,6 +64,8 @@ class EngineOutput:
         self._recent: deque[ParsedLine] = deque(maxlen=RECENT_LINES)
         self._progress = Progress()
         self._progress_changed = False
+        self._checkpoint: dict[str, DatabaseCheckpoint] = {}
+        self._checkpoint_changed = False
         self.lines = 0
 
     def handle_line(self, line: str) -> None:
@@ -72,6 +75,7 @@ class EngineOutput:
             log=redact(parsed.log, self._secrets),
             progress=self._redacted(parsed.progress) if parsed.progress else None,
             is_error=parsed.is_error,
+            checkpoint=parsed.checkpoint,
         )
         self._emit(parsed.log)
         with self._lock:
@@ -80,6 +84,10 @@ class EngineOutput:
             if parsed.progress is not None and parsed.progress != self._progress:
                 self._progress = parsed.progress
                 self._progress_changed = True
+            if parsed.checkpoint is not None:
+                database, entry = parsed.checkpoint
+                self._checkpoint[database] = entry
+                self._checkpoint_changed = True
 
     def note(self, message: str) -> None:
         """A line from the worker itself, in the same stream (start, cancel, outcome)."""
@@ -107,6 +115,29 @@ class EngineOutput:
                 return None
             self._progress_changed = False
             return self._progress
+
+    def seed_checkpoint(self, checkpoint: dict[str, DatabaseCheckpoint]) -> None:
+        """What earlier attempts recorded: the engine's entries update it."""
+        with self._lock:
+            self._checkpoint = dict(checkpoint)
+
+    @property
+    def checkpoint(self) -> dict[str, DatabaseCheckpoint]:
+        with self._lock:
+            return dict(self._checkpoint)
+
+    def take_checkpoint(self) -> dict[str, DatabaseCheckpoint] | None:
+        """The whole checkpoint, if an entry changed since the last take."""
+        with self._lock:
+            if not self._checkpoint_changed:
+                return None
+            self._checkpoint_changed = False
+            return dict(self._checkpoint)
+
+    def keep_checkpoint_pending(self) -> None:
+        """The last take was not written: take it again next time."""
+        with self._lock:
+            self._checkpoint_changed = True
 
     def failure_summary(self) -> str:
         with self._lock:

@@ -40,6 +40,8 @@ class Settings(HostPolicySettings):
     log_flush_interval_seconds: float = Field(default=2, gt=0, le=60)
     # botocore attempts (with backoff) per write: few for heartbeats, which come again
     # anyway, many for the writes that must land (running, the outcome).
+    # How often the worker reads IMDS for a Spot interruption notice (two minutes' warning).
+    spot_notice_poll_seconds: float = Field(default=5, gt=0, le=60)
     heartbeat_write_max_attempts: int = Field(default=3, ge=1, le=20)
     status_write_max_attempts: int = Field(default=10, ge=1, le=20)
     # The SerenDB console API, for jobs whose target is a SerenDB project.

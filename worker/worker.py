@@ -21,6 +21,7 @@ from types import FrameType
 from botocore.exceptions import BotoCoreError, ClientError
 
 from jobs import clock
+from jobs.attempts import LossKind, LostAttempt
 from jobs.crypto import CredentialCipher, Credentials
 from jobs.job_logs import LogWriter
 from jobs.observability import worker_logger
@@ -48,7 +49,16 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 64
 TICK_SECONDS = 0.2
-INTERRUPTED = "the instance was interrupted (SIGTERM to the worker) before the job finished"
+INTERRUPTED = "the instance is shutting down (SIGTERM to the worker)"
+
+
+@dataclass(frozen=True)
+class HandBack:
+    """The attempt ends without an outcome: the instance is going away (a Spot notice, a
+    shutdown). The job goes back to the control plane for its next attempt."""
+
+    kind: LossKind
+    reason: str
 
 
 class Beat(StrEnum):
@@ -121,6 +131,7 @@ class Worker:
                 extra={"status": job.status.value if job else None, "assigned_to": job and job.instance_id},
             )
             return
+        self.item.bind(job)
         if job.status in (JobStatus.RUNNING, JobStatus.CANCELLING):
             # A worker process on this instance already ran it and is gone: its engine with it.
             self._end(job, Outcome(JobStatus.FAILED, "the worker restarted while the job was running"))
@@ -148,6 +159,7 @@ class Worker:
             target_url=credentials.target_url,
             filter=job.filter,
             options=job.options,
+            checkpoint=dict(job.checkpoint),
         )
         self.secrets = job_secrets(engine_job)
         try:
@@ -174,11 +186,14 @@ class Worker:
             self.secrets,
             flush_interval_seconds=self.settings.log_flush_interval_seconds,
         )
+        self.output.seed_checkpoint(job.checkpoint)
         self.output.set_progress(Progress.message_only(f"starting {job.command} ({engine.name} engine)"))
+        now_iso = clock.now_iso()
         started_item = self.item.start(
             log_group=self.settings.worker_log_group,
             progress=self.output.progress,
-            now_iso=clock.now_iso(),
+            now_iso=now_iso,
+            started_at=job.started_at or now_iso,
         )
         self.stats.item_writes += 1
         if not started_item.ok:
@@ -189,6 +204,9 @@ class Worker:
         if refusal is not None:
             self._end(job, refusal, duration=time.monotonic() - started, engine_name=engine.name)
             return
+        if job.lost_attempts:
+            earlier = "; ".join(lost.describe() for lost in job.lost_attempts)
+            self.output.note(f"attempt {job.attempt}, after earlier attempts were lost: {earlier}")
         outcome = self._supervise(job, engine, invocation, started)
         self._end(job, outcome, duration=time.monotonic() - started, engine_name=engine.name)
 
@@ -218,7 +236,9 @@ class Worker:
 
     # -- the engine --------------------------------------------------------------------
 
-    def _supervise(self, job: Job, engine: Engine, invocation: Invocation, started: float) -> Outcome | None:
+    def _supervise(
+        self, job: Job, engine: Engine, invocation: Invocation, started: float
+    ) -> Outcome | HandBack | None:
         """Run the engine to an outcome; None when the job stopped being ours."""
         output = self.output
         assert output is not None
@@ -235,6 +255,7 @@ class Worker:
         process = EngineProcess(invocation.argv, invocation.env, output.handle_line, invocation.stdin)
         logger.info("engine started", extra={"engine": engine.name, "pid": process.pid})
         finished = False
+        spot_checked = time.monotonic()
         try:
             while True:
                 if process.exited():
@@ -242,8 +263,15 @@ class Worker:
                     finished = True
                     return self._exit_outcome(engine, code)
                 if self.interrupted.is_set():
-                    return self._stop(process, output, Outcome(JobStatus.FAILED, INTERRUPTED))
+                    return self._hand_back(process, output, HandBack(LossKind.INTERRUPTED, INTERRUPTED))
                 now = time.monotonic()
+                if now - spot_checked >= settings.spot_notice_poll_seconds:
+                    spot_checked = now
+                    notice = metadata.spot_interruption()
+                    if notice is not None:
+                        loss = HandBack(LossKind.INTERRUPTED, f"Spot interruption notice: {notice}")
+                        return self._hand_back(process, output, loss)
+                self._save_checkpoint(output)
                 if now >= deadline:
                     message = f"the job ran longer than its limit of {limit} seconds"
                     return self._stop(process, output, Outcome(JobStatus.TIMEOUT, message))
@@ -263,6 +291,24 @@ class Worker:
         finally:
             if not finished:
                 process.stop(0)
+
+    def _hand_back(self, process: EngineProcess, output: EngineOutput, loss: HandBack) -> HandBack:
+        output.note(f"stopping the engine: {loss.reason}; the job goes to a new instance")
+        process.stop(self.settings.engine_stop_grace_seconds)
+        return loss
+
+    def _save_checkpoint(self, output: EngineOutput) -> None:
+        """A database finished (or started): record it at once, a later attempt resumes from it."""
+        checkpoint = output.take_checkpoint()
+        if checkpoint is None:
+            return
+        self.stats.item_writes += 1
+        try:
+            self.item.save_checkpoint(checkpoint)
+        except (BotoCoreError, ClientError) as exc:
+            self.stats.failed_writes += 1
+            logger.warning("checkpoint not written; it goes with the next write", extra={"reason": str(exc)})
+            output.keep_checkpoint_pending()
 
     def _beat(self, output: EngineOutput) -> Beat:
         """One heartbeat, with the pending progress."""
@@ -298,7 +344,12 @@ class Worker:
     # -- the end -----------------------------------------------------------------------
 
     def _end(
-        self, job: Job, outcome: Outcome | None, *, duration: float | None = None, engine_name: str = ""
+        self,
+        job: Job,
+        outcome: Outcome | HandBack | None,
+        *,
+        duration: float | None = None,
+        engine_name: str = "",
     ) -> None:
         """The end, in order: metrics, logs, outcome (if the job is still ours), credential
         wipe. Each step runs even if the one before failed.
@@ -307,6 +358,9 @@ class Worker:
         terminate this instance and hand its slot to the next job, and a client that sees
         `failed` can read the complete log at once.
         """
+        if isinstance(outcome, HandBack):
+            self._end_attempt(job, outcome)
+            return
         output = self.output
         progress = output.progress if output is not None else Progress()
 
@@ -362,6 +416,34 @@ class Worker:
                 "item_writes": self.stats.item_writes,
                 "failed_writes": self.stats.failed_writes,
             },
+        )
+
+    def _end_attempt(self, job: Job, loss: HandBack) -> None:
+        """Hand the job back with this attempt's reason and the checkpoint. The credentials
+        stay: the next attempt needs them."""
+        output = self.output
+        assert output is not None
+        output.note(f"attempt {job.attempt} handed back: {loss.reason}")
+        output.close()
+        lost = LostAttempt(
+            attempt=job.attempt,
+            kind=loss.kind,
+            reason=loss.reason,
+            at=clock.now_iso(),
+            instance_id=self.instance_id,
+        )
+        self.stats.item_writes += 1
+        try:
+            result = self.item.hand_back(lost, job.lost_attempts, output.checkpoint, output.progress)
+        except (BotoCoreError, ClientError) as exc:
+            self.stats.failed_writes += 1
+            logger.error(
+                "hand-back not written; the reaper will find the lost attempt", extra={"reason": str(exc)}
+            )
+            return
+        logger.info(
+            "attempt handed back" if result.ok else "hand-back refused: the job moved on",
+            extra={"reason": loss.reason, "status": result.job.status.value if result.job else None},
         )
 
     def _reason(self, exc: BaseException) -> str:

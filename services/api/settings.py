@@ -12,7 +12,6 @@ from jobs.settings import HostPolicySettings
 
 
 class Settings(HostPolicySettings):
-
     jobs_table_name: str = Field(min_length=3)
     api_keys_table_name: str = Field(min_length=3)
     kms_key_id: str = Field(min_length=1)

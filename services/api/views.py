@@ -12,7 +12,7 @@ _OPTIONAL_PROGRESS_FIELDS = ("phase", "percent", "tables_completed", "tables_tot
 
 
 def client_status(job: Job) -> tuple[str, str | None]:
-    return status_for_client(job.status, job.schema_version, job.error)
+    return status_for_client(job.status, job.schema_version, job.error, retrying=job.retrying)
 
 
 def job_view(job: Job, *, logs: list[str] | None = None) -> dict[str, Any]:
@@ -49,6 +49,9 @@ def job_view(job: Job, *, logs: list[str] | None = None) -> dict[str, Any]:
         "cancel_requested_at": job.cancel_requested_at,
         "exit_code": job.exit_code,
         "attempt": job.attempt,
+        "lost_attempts": [
+            {"attempt": lost.attempt, "reason": lost.reason, "at": lost.at} for lost in job.lost_attempts
+        ],
     }
     if logs is not None:
         view["logs"] = logs

@@ -20,6 +20,7 @@ from control_plane.changes import Change, StreamChange, classify
 from control_plane.context import ControlPlane
 from control_plane.ended import job_ended
 from control_plane.holdings import WAITING
+from control_plane.retry import after_loss
 from control_plane.telemetry import logger, metrics
 from jobs.observability import traced
 from services.launcher.settings import Settings
@@ -40,6 +41,8 @@ def handle_change(cp: ControlPlane, change: StreamChange) -> None:
             admit(cp, job)
     elif kind is Change.JOB_ENDED:
         job_ended(cp, change.job_id, change.instance_id)
+    elif kind is Change.ATTEMPT_LOST:
+        after_loss(cp, change.job_id)
 
 
 def handle_record(record: DynamoDBRecord, cp: ControlPlane) -> None:

@@ -25,7 +25,6 @@ class Settings(LaunchSettings):
     slot_hold_grace_seconds: int = Field(default=900, ge=60)
     # An instance younger than this may belong to a launch still in flight.
     orphan_grace_seconds: int = Field(default=600, ge=60)
-    max_launch_attempts: int = Field(default=2, ge=1, le=10)
 
     @model_validator(mode="after")
     def _heartbeat_timeout_spans_heartbeats(self) -> Settings:

@@ -65,7 +65,7 @@ def test_provisioning_whose_worker_never_started_is_terminated_then_relaunched(w
 def test_provisioning_out_of_attempts_fails_and_lets_go(world: World) -> None:
     job = launched(world, JobStatus.PROVISIONING, attempt=2, launched_at=ago(minutes=20))
 
-    report = run_reaper(world)
+    report = run_reaper(world, max_launch_attempts=2)
 
     failed = world.job(job.job_id)
     assert failed.status is JobStatus.FAILED

@@ -167,12 +167,14 @@ def _change(event: str, old: JobStatus | None, new: JobStatus | None) -> StreamC
     return StreamChange(event_name=event, job_id="job-1", old_status=old, new_status=new, instance_id=None)
 
 
-def test_the_change_rules_select_new_jobs_and_jobs_that_just_ended() -> None:
+def test_the_change_rules_select_new_jobs_jobs_that_just_ended_and_lost_attempts() -> None:
     assert classify(_change("INSERT", None, JobStatus.PENDING)) is Change.NEW_JOB
     assert classify(_change("INSERT", None, JobStatus.RUNNING)) is None
     for old in ACTIVE:
         for new in JobStatus:
             expected = Change.JOB_ENDED if new in TERMINAL else None
+            if (old, new) == (JobStatus.RUNNING, JobStatus.PROVISIONING):
+                expected = Change.ATTEMPT_LOST
             assert classify(_change("MODIFY", old, new)) is expected
     for old in TERMINAL:
         assert classify(_change("MODIFY", old, JobStatus.COMPLETED)) is None  # a write to an ended job

@@ -67,5 +67,3 @@ def target(target_server: LocalPostgres) -> Iterator[LocalPostgres]:
     drop_user_databases(target_server)
     yield target_server
     drop_user_databases(target_server)
-
-

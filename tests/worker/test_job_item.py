@@ -92,3 +92,49 @@ def test_an_unexpected_error_fails_the_job_without_logging_the_password(
     assert [r for r in caplog.records if r.getMessage() == "worker failed"]
     # Every field of every record, the exception info included.
     assert password not in " ".join(str(vars(record)) for record in caplog.records)
+
+
+def test_an_attempt_handed_back_keeps_its_checkpoint_and_its_late_writes_are_refused(store: JobStore) -> None:
+    from jobs.attempts import CheckpointState, DatabaseCheckpoint, LossKind, LostAttempt
+
+    provisioned(store, "i-first")
+    first = item(store, "i-first")
+    first.bind(store.get("job-1"))  # type: ignore[arg-type]
+    assert first.start(log_group="/g", progress=Progress(), now_iso=clock.now_iso()).ok
+    done = {"db1": DatabaseCheckpoint(key="k1", state=CheckpointState.DONE, created=True)}
+    assert first.save_checkpoint(done).ok
+    loss = LostAttempt(
+        attempt=0, kind=LossKind.INTERRUPTED, reason="Spot interruption notice", at=clock.now_iso()
+    )
+    handed = first.hand_back(loss, [], done, Progress.message_only("copied db1"))
+    assert handed.ok and handed.job is not None
+    assert handed.job.status is JobStatus.PROVISIONING and handed.job.instance_id is None
+    assert handed.job.checkpoint == done and handed.job.lost_attempts == [loss]
+    assert store.get_credentials("job-1") == b"ciphertext"  # the next attempt needs them
+    # The next attempt is launched on another instance.
+    assert store.transition(
+        "job-1",
+        [JobStatus.PROVISIONING],
+        JobStatus.PROVISIONING,
+        set_fields={"instance_id": "i-second", "attempt": 1},
+        only_if={"attempt": 0},
+    ).ok
+    # The first instance comes back: every write it tries is refused.
+    assert not first.beat(clock.now_iso(), Progress.message_only("late")).ok
+    assert not first.save_checkpoint({}).ok
+    assert not first.hand_back(loss, [], {}, None).ok
+    assert not first.finish(Outcome(JobStatus.COMPLETED, exit_code=0), None).ok
+    first.wipe_credentials()
+    after = store.get("job-1")
+    assert after is not None and after.attempt == 1 and after.instance_id == "i-second"
+    assert after.checkpoint == done and after.progress.message == "copied db1"
+    assert store.get_credentials("job-1") == b"ciphertext"
+
+
+def test_a_late_write_of_the_same_instance_for_an_older_attempt_is_refused(store: JobStore) -> None:
+    # EC2 never reuses an instance id, but the condition names the attempt all the same.
+    provisioned(store, "i-same")
+    old = item(store, "i-same")
+    old.bind(store.get("job-1"))  # type: ignore[arg-type]
+    store.transition("job-1", [JobStatus.PROVISIONING], JobStatus.PROVISIONING, set_fields={"attempt": 1})
+    assert not old.start(log_group="/g", progress=Progress(), now_iso=clock.now_iso()).ok

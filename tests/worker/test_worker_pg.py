@@ -167,7 +167,20 @@ def test_deadline_stops_the_engine_and_ends_timeout(
     assert_cleaned_up(cloud, job_id, instance_id)
 
 
-def test_sigterm_to_the_worker_ends_failed_as_interrupted(
+def assert_handed_back(cloud: Cloud, job_id: str, instance_id: str, reason: str) -> None:
+    """The attempt ended without an outcome: the job waits for its next attempt, with the
+    reason recorded, its credentials kept for it, and this instance gone."""
+    final = cloud.store.get(job_id)
+    assert final is not None and final.status is JobStatus.PROVISIONING
+    assert final.instance_id is None and final.error is None
+    assert [(lost.attempt, lost.instance_id) for lost in final.lost_attempts] == [(1, instance_id)]
+    assert reason in final.lost_attempts[0].reason
+    assert CREDENTIALS_ATTRIBUTE in raw_item(job_id)
+    assert cloud.instance_state(instance_id) in ("shutting-down", "terminated")
+    assert any("handed back" in line for line in cloud.log_lines(job_id))
+
+
+def test_sigterm_to_the_worker_hands_the_job_back(
     cloud: Cloud, source: LocalPostgres, target: LocalPostgres, tmp_path: Path
 ) -> None:
     job_id, instance_id = arrange(cloud, source, target)
@@ -177,11 +190,27 @@ def test_sigterm_to_the_worker_ends_failed_as_interrupted(
         engines = run.engine_pids()
         run.signal(signal.SIGTERM)  # to worker.sh, which passes it on
         assert run.wait(60) == 0, run.output()
-    final = cloud.store.get(job_id)
-    assert final is not None and final.status is JobStatus.FAILED, run.output()
-    assert final.error and "interrupted" in final.error
     assert not [pid for pid in engines if cmdline(pid)]
-    assert_cleaned_up(cloud, job_id, instance_id)
+    assert_handed_back(cloud, job_id, instance_id, "SIGTERM")
+
+
+def test_a_spot_interruption_notice_hands_the_job_back_in_seconds(
+    cloud: Cloud, source: LocalPostgres, target: LocalPostgres, tmp_path: Path
+) -> None:
+    job_id, instance_id = arrange(cloud, source, target)
+    with locked_orders(source):
+        run = start_worker(cloud, job_id, instance_id, tmp_path, SPOT_NOTICE_POLL_SECONDS="0.5")
+        wait_running_with_engine(cloud, job_id, run)
+        engines = run.engine_pids()
+        noticed = time.monotonic()
+        run.imds.announce_interruption("2026-01-01T00:02:00Z")
+        assert run.wait(60) == 0, run.output()
+        handed_back_within = time.monotonic() - noticed
+    assert not [pid for pid in engines if cmdline(pid)]
+    assert_handed_back(
+        cloud, job_id, instance_id, "Spot interruption notice: terminate at 2026-01-01T00:02:00Z"
+    )
+    assert handed_back_within < 60  # the notice gives two minutes
 
 
 def test_engine_crash_ends_failed_with_exit_code_and_summary(

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from jobs.attempts import DatabaseCheckpoint
 from jobs.progress import MAX_MESSAGE_LENGTH, Progress
 from jobs.redact import redact
 from jobs.spec import Command, JobFilter, JobOptions
@@ -33,6 +34,8 @@ class EngineJob:
     # The checked addresses to connect to (worker.addresses); None: connect by name.
     source_hostaddr: str | None = None
     target_hostaddr: str | None = None
+    # init: what earlier attempts of this job left on the target, per database (jobs.attempts).
+    checkpoint: dict[str, DatabaseCheckpoint] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ class ParsedLine:
     log: str
     progress: Progress | None = None
     is_error: bool = False
+    # A target database's new checkpoint entry: (database, entry).
+    checkpoint: tuple[str, DatabaseCheckpoint] | None = None
 
 
 class OutputParser(Protocol):

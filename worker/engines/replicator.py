@@ -128,6 +128,8 @@ class ReplicatorEngine:
                 argv.append("--drop-existing")
             if not job.options.enable_sync:
                 argv.append("--no-sync")
+            if job.options.no_resume:
+                argv.append("--no-resume")
         argv += _UNATTENDED[job.command]
         # The job's log_level is the CLI's --log value, a tracing filter: RUST_LOG as given.
         env = {"RUST_LOG": job.options.log_level, "NO_COLOR": "1"}

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
+from jobs.attempts import DatabaseCheckpoint
 from jobs.progress import Progress
 from jobs.redact import redact
 from worker.engines.base import EngineJob, Invocation, ParsedLine, job_secrets, looks_like_error
-from worker.engines.pg.events import PROGRESS_EVENT
+from worker.engines.pg.events import CHECKPOINT_EVENT, PROGRESS_EVENT
 
 EXIT_MESSAGES = {1: "the pg engine failed", 2: "the pg engine was given unusable input"}
 
@@ -32,6 +33,12 @@ class PgParser:
                 if isinstance(event, dict) and event.get("event") == PROGRESS_EVENT:
                     progress = Progress.model_validate(event)
                     return ParsedLine(log=f"PROGRESS: {progress.message}", progress=progress)
+                if isinstance(event, dict) and event.get("event") == CHECKPOINT_EVENT:
+                    database = str(event.get("database") or "")
+                    entry = DatabaseCheckpoint.model_validate(event)
+                    return ParsedLine(
+                        log=f"CHECKPOINT: {database} {entry.state}", checkpoint=(database, entry)
+                    )
             except (ValueError, ValidationError):
                 pass
         is_error = text.startswith(("ERROR:", "FATAL:")) or (
@@ -55,6 +62,7 @@ class PgEngine:
             "target_url": job.target_url,
             "source_hostaddr": job.source_hostaddr,
             "target_hostaddr": job.target_hostaddr,
+            "checkpoint": {name: entry.model_dump(mode="json") for name, entry in job.checkpoint.items()},
         }
         return Invocation(
             argv=[sys.executable, "-m", "worker.engines.pg"],

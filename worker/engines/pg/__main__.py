@@ -17,6 +17,7 @@ import sys
 import psycopg
 from pydantic import ValidationError
 
+from jobs.attempts import DatabaseCheckpoint
 from jobs.redact import redact
 from jobs.spec import Command, JobFilter, JobOptions
 from jobs.urls import ConnectionUrl, InvalidUrl, parse_url
@@ -64,6 +65,10 @@ def main() -> int:
             job_filter=JobFilter.model_validate(spec.get("filter") or {}),
             options=JobOptions.model_validate(spec.get("options") or {}),
             emit=emit,
+            checkpoint={
+                str(name): DatabaseCheckpoint.model_validate(entry)
+                for name, entry in (engine_input.get("checkpoint") or {}).items()
+            },
         )
     except (InvalidUrl, ValueError, ValidationError, AttributeError) as exc:
         emit.error(f"invalid engine input: {exc}")

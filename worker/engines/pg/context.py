@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from jobs.attempts import DatabaseCheckpoint
 from jobs.spec import JobFilter, JobOptions
 from jobs.urls import ConnectionUrl
 from worker.engines.pg import catalog
@@ -56,6 +57,8 @@ class Context:
     emit: Emitter
     workers: int = field(default_factory=default_workers)
     split_bytes: int = field(default_factory=default_split_bytes)
+    # init: what earlier attempts of this job left on the target (worker.engines.pg.resume).
+    checkpoint: dict[str, DatabaseCheckpoint] = field(default_factory=dict)
 
     def selected_databases(self, src: psycopg.Connection) -> list[str]:
         missing = catalog.missing_databases(src, self.job_filter)

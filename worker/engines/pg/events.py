@@ -17,6 +17,8 @@ from typing import TextIO, TypedDict, Unpack
 from jobs.redact import redact
 
 PROGRESS_EVENT = "progress"
+# A target database's checkpoint entry (jobs.attempts.DatabaseCheckpoint), for the worker to record.
+CHECKPOINT_EVENT = "checkpoint"
 # Progress during a long copy is printed at most this often (seconds).
 PROGRESS_INTERVAL = 1.0
 # The lowest log level printed for each overall level of the job's `log_level` filter
@@ -92,6 +94,12 @@ class Emitter:
             self._last = now
             event = {"event": PROGRESS_EVENT, **dataclasses.asdict(self.state)}
             event["message"] = self._clean(self.state.message)[:500]
+            self.out.write(json.dumps(event, ensure_ascii=False) + "\n")
+            self.out.flush()
+
+    def checkpoint(self, database: str, entry: dict[str, object]) -> None:
+        with self._lock:
+            event = {"event": CHECKPOINT_EVENT, "database": database, **entry}
             self.out.write(json.dumps(event, ensure_ascii=False) + "\n")
             self.out.flush()
 

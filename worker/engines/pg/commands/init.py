@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from worker.engines.pg import catalog, properties
+from worker.engines.pg import catalog, properties, resume
 from worker.engines.pg.context import Context
 from worker.engines.pg.database_copy import DatabaseCopy
 from worker.engines.pg.preflight import job_problems
@@ -41,19 +41,27 @@ def init(ctx: Context) -> None:
         replicating: list[str] = []  # databases whose slot and publication this run made
         try:
             for index, database in enumerate(databases):
-                prepare_target(ctx, tgt, src, database)
+                key = resume.database_key(ctx, src, database)
+                kept = resume.finished_earlier(ctx, src, database, key, with_sync=with_sync)
+                if kept:
+                    emit.info(f"database {database} was copied by an earlier attempt of this job: kept")
+                else:
+                    resume.start_copy(ctx, tgt, database, key)
+                    prepare_target(ctx, tgt, src, database)
                 if with_sync:
                     replicating.append(database)
-                else:
+                elif not kept:
                     # An earlier init's sync would have nothing to resume: its slot holds WAL for nothing.
                     forget_source(ctx, database)
-                DatabaseCopy(
-                    ctx, tools, database, with_sync=with_sync, binary=source_major == target_major
-                ).run()
+                if not kept:
+                    DatabaseCopy(
+                        ctx, tools, database, with_sync=with_sync, binary=source_major == target_major
+                    ).run()
+                    resume.finish_copy(ctx, database, key)
                 emit.progress(
                     databases_completed=index + 1,
                     percent=round(100 * (index + 1) / len(databases), 1),
-                    message=f"copied database {database}",
+                    message=f"{'kept' if kept else 'copied'} database {database}",
                 )
             if with_sync:
                 for database in databases:

@@ -1,0 +1,74 @@
+"""init's resume: which target databases earlier attempts of this job finished, and which
+one they left half copied (`jobs.attempts.DatabaseCheckpoint`, recorded by the worker on
+the job item from the events this module prints).
+
+A finished database is kept when its key still matches (same source database, by OID, and
+the same filter) and, with sync, its replication slot still holds the copy's point in
+time; otherwise it is copied again. A database is dropped before it is copied again only if
+this job created it (or replaced it with `drop_existing`). `no_resume` keeps nothing but
+still drops what this job created.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import psycopg
+from psycopg import sql
+
+from jobs.attempts import CheckpointState, DatabaseCheckpoint
+from worker.engines.pg.context import Context
+from worker.engines.pg.replication import drop_subscriptions, replication_name
+
+
+def database_key(ctx: Context, src: psycopg.Connection, database: str) -> str:
+    """What the copy of `database` is of: the source server and database (its OID changes
+    when it is recreated) and the job's filter."""
+    row = src.execute("SELECT oid FROM pg_database WHERE datname = %s", [database]).fetchone()
+    identity = {
+        "source": f"{ctx.source.host}:{ctx.source.port}",
+        "database": database,
+        "oid": int(row[0]) if row else None,
+        "filter": ctx.job_filter.model_dump(mode="json"),
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def finished_earlier(
+    ctx: Context, src: psycopg.Connection, database: str, key: str, *, with_sync: bool
+) -> bool:
+    entry = ctx.checkpoint.get(database)
+    if ctx.options.no_resume or entry is None or entry.state is not CheckpointState.DONE or entry.key != key:
+        return False
+    if with_sync:
+        slot = replication_name(database, ctx.target)
+        held = src.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", [slot]).fetchone()
+        if held is None:
+            ctx.emit.info(f"database {database}: its replication slot is gone; copying it again")
+            return False
+    return True
+
+
+def start_copy(ctx: Context, tgt: psycopg.Connection, database: str, key: str) -> None:
+    """Before `prepare_target`: drop what an earlier attempt of this job left of the database,
+    then record that its copy starts (and whether this job creates the target database)."""
+    entry = ctx.checkpoint.get(database)
+    exists = tgt.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone() is not None
+    if exists and entry is not None and entry.created:
+        drop_subscriptions(ctx, database)
+        tgt.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(database)))
+        ctx.emit.info(f"dropped target database {database}, left half copied by an earlier attempt")
+        exists = False
+    created = not exists or ctx.options.drop_existing or (entry is not None and entry.created)
+    record(ctx, database, DatabaseCheckpoint(key=key, state=CheckpointState.COPYING, created=created))
+
+
+def finish_copy(ctx: Context, database: str, key: str) -> None:
+    entry = ctx.checkpoint[database]
+    record(ctx, database, DatabaseCheckpoint(key=key, state=CheckpointState.DONE, created=entry.created))
+
+
+def record(ctx: Context, database: str, entry: DatabaseCheckpoint) -> None:
+    ctx.checkpoint[database] = entry
+    ctx.emit.checkpoint(database, entry.model_dump(mode="json"))
