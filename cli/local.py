@@ -64,6 +64,49 @@ def add_up_parser(local_commands: Any) -> None:
     )
 
 
+def add_interrupt_parser(local_commands: Any) -> None:
+    interrupt = local_commands.add_parser(
+        "interrupt",
+        help="play a Spot interruption of a job's instance",
+        description="Serve a Spot interruption notice on the job's instance metadata, then "
+        "terminate the instance when the notice runs out (EC2 gives two minutes).",
+    )
+    interrupt.add_argument("--job", required=True, help="the job whose instance is interrupted")
+    interrupt.add_argument("--notice-seconds", type=float, default=120.0, metavar="N")
+    interrupt.add_argument("--state-dir", type=Path, default=argparse.SUPPRESS, help="the local stack's")
+
+
+def run_interrupt(args: argparse.Namespace) -> int:
+    from jobs import aws
+    from jobs.instances import TAG_JOB_ID
+    from local_cloud.ec2_driver import INTERRUPT_TAG
+    from local_cloud.stack import client_environment, load_stack_info
+
+    state_dir = getattr(args, "state_dir", None) or DEFAULT_STATE_DIR
+    try:
+        info = load_stack_info(state_dir)
+    except FileNotFoundError:
+        print(f"seren-remote: no local stack runs with state dir {state_dir}", file=sys.stderr)
+        return 2
+    os.environ.update(client_environment(info))
+    aws.reset_clients()
+    ec2 = aws.client("ec2")
+    found = ec2.describe_instances(
+        Filters=[
+            {"Name": f"tag:{TAG_JOB_ID}", "Values": [args.job]},
+            {"Name": "instance-state-name", "Values": ["pending", "running"]},
+        ]
+    )
+    instances = [i["InstanceId"] for r in found["Reservations"] for i in r["Instances"]]
+    if not instances:
+        print(f"seren-remote: job {args.job} has no running instance", file=sys.stderr)
+        return 1
+    ec2.create_tags(Resources=instances, Tags=[{"Key": INTERRUPT_TAG, "Value": str(args.notice_seconds)}])
+    for instance_id in instances:
+        print(f"{instance_id}: Spot interruption notice served; terminated in {args.notice_seconds:g} s")
+    return 0
+
+
 def _defaults() -> Any:
     from local_cloud.stack import StackOptions
 

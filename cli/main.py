@@ -103,9 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     local = commands.add_parser("local", help="the whole service on this machine")
     local_commands = local.add_subparsers(dest="local_action", required=True, metavar="COMMAND")
-    from cli.local import add_state_dir_to_admin, add_up_parser
+    from cli.local import add_interrupt_parser, add_state_dir_to_admin, add_up_parser
 
     add_up_parser(local_commands)
+    add_interrupt_parser(local_commands)
 
     from cli.admin import add_admin_parser
 
@@ -280,9 +281,9 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.action == "local":
-            from cli.local import run_up
+            from cli.local import run_interrupt, run_up
 
-            return run_up(args)
+            return run_interrupt(args) if args.local_action == "interrupt" else run_up(args)
         if args.action == "admin":
             from cli.local import run_admin_command
 

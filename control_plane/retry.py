@@ -30,8 +30,8 @@ from jobs.record import Job
 from jobs.states import JobStatus
 from jobs.store import WriteResult
 
-# The statuses a loss is recorded from: a running attempt, or one whose worker never started.
-LOST_FROM = (JobStatus.RUNNING, JobStatus.PROVISIONING)
+# EC2's state reason code of an instance it terminated to take the Spot capacity back.
+SPOT_TERMINATION = "Server.SpotInstanceTermination"
 
 
 class Step(StrEnum):
@@ -47,6 +47,15 @@ def next_step(job: Job, max_attempts: int) -> Step:
 def awaiting_next_attempt(job: Job) -> bool:
     """A loss was recorded and the next attempt has not been launched yet."""
     return job.status is JobStatus.PROVISIONING and job.instance_id is None and bool(job.lost_attempts)
+
+
+def why_gone(kind: LossKind, reason: str, state_reason: str | None) -> tuple[LossKind, str]:
+    """A gone instance's EC2 state reason ("Code: message") tells an interruption from a loss."""
+    if state_reason and state_reason.startswith(SPOT_TERMINATION):
+        return LossKind.INTERRUPTED, f"{reason}: Spot interruption ({state_reason})"
+    if state_reason:
+        return kind, f"{reason} ({state_reason})"
+    return kind, reason
 
 
 def lost_attempt(job: Job, kind: LossKind, reason: str) -> LostAttempt:

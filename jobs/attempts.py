@@ -61,4 +61,4 @@ def loss_fields(lost: list[LostAttempt], loss: LostAttempt) -> dict[str, Any]:
 
 def attempts_error(lost: list[LostAttempt], max_attempts: int) -> str:
     reasons = "; ".join(entry.describe() for entry in lost)
-    return f"The job's instance was lost on each of its {max_attempts} attempts: {reasons}"
+    return f"Gave up after {max_attempts} attempts lost to the infrastructure: {reasons}"

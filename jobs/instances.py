@@ -171,6 +171,22 @@ class Ec2Fleet:
         """Terminate instances; one that is already gone is not an error."""
         terminate(instance_ids)
 
+    def state_reason(self, instance_id: str) -> str | None:
+        """Why the instance left the running state ("Code: message"): EC2 keeps a terminated
+        instance visible for about an hour."""
+        try:
+            answer = aws.client("ec2").describe_instances(InstanceIds=[instance_id])
+        except ClientError as exc:
+            if error_code(exc) == "InvalidInstanceID.NotFound":
+                return None
+            raise
+        for reservation in answer.get("Reservations", []):
+            for raw in reservation.get("Instances", []):
+                reason = raw.get("StateReason") or {}
+                if reason.get("Code"):
+                    return f"{reason['Code']}: {reason.get('Message', '')}".rstrip(": ")
+        return None
+
 
 def terminate(instance_ids: Iterable[str]) -> None:
     """Terminate instances by id (the worker ends its own instance with this)."""

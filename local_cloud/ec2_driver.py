@@ -6,6 +6,10 @@ session, with an instance metadata endpoint of its own as the workers' launch te
 configures it (enabled or not, tokens required or optional). When the instance leaves the running states
 (terminated by the worker, the reaper or anyone, or stopped), the whole session is killed:
 TERM, then KILL after a grace period. A process that exits by itself is simply reaped.
+
+A Spot interruption is played through EC2 itself: an instance tagged `INTERRUPT_TAG` (its
+value: seconds of notice; `seren-remote local interrupt` sets it) gets the notice on its
+metadata endpoint at once, and is terminated through the EC2 API when the notice runs out.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,8 @@ ALIVE_STATES = ("pending", "running", "shutting-down", "stopping", "stopped")
 INSTANCE_DIR = "{instance_dir}"
 # Set in the environment of every instance's processes, so that their descendants can be found.
 INSTANCE_MARKER = "LOCAL_CLOUD_INSTANCE_ID"
+# On an instance: a Spot interruption notice of this many seconds is to be played.
+INTERRUPT_TAG = "LocalCloudSpotInterruption"
 
 
 @dataclass
@@ -43,6 +50,7 @@ class LocalInstance:
     started_at: float = field(default_factory=time.monotonic)
     exit_code: int | None = None
     killed: bool = False
+    interrupt_at: float | None = None  # monotonic time the interrupted instance is terminated
 
     @property
     def session_id(self) -> int | None:
@@ -160,7 +168,7 @@ class Ec2Driver:
             self._wake.clear()
 
     def reconcile(self) -> None:
-        states = self._instance_states()
+        states, interrupts = self._instance_states()
         now = time.monotonic()
         for instance_id, state in states.items():
             if state not in RUNNING_STATES or instance_id in self._instances:
@@ -180,16 +188,35 @@ class Ec2Driver:
                     logger.info("instance %s: user-data exited with %s", instance.instance_id, code)
             if not instance.killed and states.get(instance.instance_id) not in RUNNING_STATES:
                 self._kill(instance)
+            elif not instance.killed:
+                self._play_interruption(instance, interrupts.get(instance.instance_id), now)
 
-    def _instance_states(self) -> dict[str, str]:
+    def _play_interruption(self, instance: LocalInstance, notice_seconds: float | None, now: float) -> None:
+        if notice_seconds is None:
+            return
+        if instance.interrupt_at is None:
+            instance.interrupt_at = now + notice_seconds
+            at = datetime.now(UTC) + timedelta(seconds=notice_seconds)
+            instance.metadata.announce_interruption(at.strftime("%Y-%m-%dT%H:%M:%SZ"))
+            logger.info("instance %s: Spot interruption notice, %s s", instance.instance_id, notice_seconds)
+        elif now >= instance.interrupt_at:
+            self._ec2.terminate_instances(InstanceIds=[instance.instance_id])
+            logger.info("instance %s: terminated at the end of its notice", instance.instance_id)
+
+    def _instance_states(self) -> tuple[dict[str, str], dict[str, float]]:
+        """Each live instance's state, and the notice (seconds) of those to interrupt."""
         states: dict[str, str] = {}
+        interrupts: dict[str, float] = {}
         paginator = self._ec2.get_paginator("describe_instances")
         filters = [{"Name": "instance-state-name", "Values": list(ALIVE_STATES)}]
         for page in paginator.paginate(Filters=filters):
             for reservation in page.get("Reservations", []):
                 for instance in reservation.get("Instances", []):
                     states[instance["InstanceId"]] = instance["State"]["Name"]
-        return states
+                    for tag in instance.get("Tags", []):
+                        if tag["Key"] == INTERRUPT_TAG:
+                            interrupts[instance["InstanceId"]] = float(tag["Value"])
+        return states, interrupts
 
     def _boot(self, instance_id: str) -> None:
         described = self._ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]

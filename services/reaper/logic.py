@@ -29,7 +29,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from control_plane.admission import admit, admit_queued
 from control_plane.context import ControlPlane
 from control_plane.holdings import Holdings
-from control_plane.launch import launch
+from control_plane.launch import Outcome
+from control_plane.retry import after_loss, record_loss, why_gone
 from control_plane.settle import settle
 from control_plane.telemetry import logger, metrics
 from jobs import clock
@@ -42,6 +43,7 @@ from services.reaper.plan import (
     DeleteExpired,
     Dequeue,
     EndJob,
+    LoseAttempt,
     Metric,
     ReconcileSlots,
     Relaunch,
@@ -112,8 +114,10 @@ class _Apply:
         match action:
             case EndJob():
                 self._end(action)
+            case LoseAttempt():
+                self._lose(action)
             case Relaunch():
-                self._relaunch(action)
+                self._next_attempt(action.job, "next_attempt", action.why)
             case Admit(job=job):
                 outcome = admit(self.cp, job)
                 self._act(job.job_id, "admitted", f"pending since {job.created_at}: {outcome}")
@@ -140,30 +144,20 @@ class _Apply:
         self._act(job.job_id, end.action, end.reason, instance_id=job.instance_id)
         metrics.add_metric(name=end.metric, unit=MetricUnit.Count, value=1)
 
-    def _relaunch(self, relaunch: Relaunch) -> None:
-        job = relaunch.job
-        if job.instance_id:
-            # Unhook the old instance first: its worker, should it start now, no longer finds
-            # the job pointing at it and cannot take it over from the new one.
-            fenced = self.cp.jobs.transition(
-                job.job_id,
-                [JobStatus.PROVISIONING],
-                JobStatus.PROVISIONING,
-                remove_fields=["instance_id"],
-                only_if={
-                    "attempt": job.attempt,
-                    "instance_id": job.instance_id,
-                    "updated_at": job.updated_at,
-                },
-            )
-            if not fenced.ok or fenced.job is None:
-                return
-            self.cp.fleet.terminate([job.instance_id])
-            job = fenced.job
-        self.cp.slots.restore([job.job_id])  # it never gave its slot back; make sure the ledger agrees
-        outcome = launch(self.cp, job)
-        self._act(job.job_id, "relaunched", f"{relaunch.why}; attempt {job.attempt + 1}: {outcome}")
-        metrics.add_metric(name=Metric.RELAUNCHES, unit=MetricUnit.Count, value=1)
+    def _lose(self, lose: LoseAttempt) -> None:
+        job, kind, reason = lose.job, lose.kind, lose.reason
+        if lose.ask_state_reason and job.instance_id:
+            kind, reason = why_gone(kind, reason, self.cp.fleet.state_reason(job.instance_id))
+        if not record_loss(self.cp, job, kind, reason, only_if=lose.only_if).ok:
+            return  # the worker wrote (or handed the job back) first
+        metrics.add_metric(name=lose.metric, unit=MetricUnit.Count, value=1)
+        self._next_attempt(job, "attempt_lost", reason)
+
+    def _next_attempt(self, job: Job, action: str, why: str) -> None:
+        outcome = after_loss(self.cp, job.job_id)
+        self._act(job.job_id, action, f"{why}; attempt {job.attempt + 1}: {outcome}")
+        if outcome is Outcome.LAUNCHED:
+            metrics.add_metric(name=Metric.RELAUNCHES, unit=MetricUnit.Count, value=1)
 
     def _delete_expired(self, job: Job) -> None:
         if job.instance_id:

@@ -17,7 +17,9 @@ from enum import StrEnum
 from typing import Any
 
 from control_plane.holdings import WAITING, Holdings
+from control_plane.retry import awaiting_next_attempt
 from jobs import clock
+from jobs.attempts import LossKind
 from jobs.instances import Instance
 from jobs.record import Job
 from jobs.states import JobStatus
@@ -75,7 +77,24 @@ class EndJob:
 
 
 @dataclass(frozen=True)
+class LoseAttempt:
+    """The job's attempt was lost to the infrastructure: record it, conditional on the job
+    as seen, then start the next attempt or fail the job (`control_plane.retry`)."""
+
+    job: Job
+    kind: LossKind
+    reason: str
+    only_if: dict[str, Any]
+    metric: Metric
+    # The instance is gone: its EC2 state reason tells an interruption (Spot) from a loss.
+    ask_state_reason: bool = False
+
+
+@dataclass(frozen=True)
 class Relaunch:
+    """A loss is recorded and its next attempt has not started (the launcher that should
+    have started it failed, or found no capacity): start it, or fail the job."""
+
     job: Job
     why: str
 
@@ -110,7 +129,7 @@ class TerminateOrphans:
     check: tuple[Instance, ...] = field(default=())  # their job is read first
 
 
-Action = EndJob | Relaunch | Admit | Dequeue | DeleteExpired | ReconcileSlots | TerminateOrphans
+Action = EndJob | LoseAttempt | Relaunch | Admit | Dequeue | DeleteExpired | ReconcileSlots | TerminateOrphans
 
 
 def plan(snapshot: Snapshot, now: datetime, settings: Settings) -> list[Action]:
@@ -129,7 +148,9 @@ def plan(snapshot: Snapshot, now: datetime, settings: Settings) -> list[Action]:
     if queued:  # the safety net for a lost slot release: queued jobs get any free slot
         actions.append(Dequeue(tuple(queued)))
     # Jobs whose slot and instance an action above settles itself.
-    settled = {a.job.job_id for a in actions if isinstance(a, EndJob | DeleteExpired | Relaunch)}
+    settled = {
+        a.job.job_id for a in actions if isinstance(a, EndJob | LoseAttempt | DeleteExpired | Relaunch)
+    }
     reconcile = _reconcile(snapshot, settled, now, settings)
     if reconcile.release_if_unused or reconcile.restore_if_held:
         actions.append(reconcile)
@@ -204,18 +225,19 @@ def _job_actions(job: Job, now: datetime, settings: Settings, live: set[str]) ->
             )
             return
         last_write = job.heartbeat_at or job.started_at or job.launched_at
-        if older_than(now, last_write, settings.heartbeat_timeout_seconds):
-            # Conditional on the last write seen: a heartbeat that lands now keeps the job alive.
-            yield EndJob(
-                job,
-                JobStatus.FAILED,
-                f"Worker heartbeat lost: last heartbeat at {last_write or 'never'}, none for more "
-                f"than {settings.heartbeat_timeout_seconds} s",
-                {**_same_launch(job), "updated_at": job.updated_at},
-                "reaped_stale",
-                f"last heartbeat {last_write or 'never'}",
-                Metric.STALE,
+        # Conditional on the last write seen: a heartbeat that lands now keeps the job alive.
+        seen = {"updated_at": job.updated_at}
+        if job.instance_id not in live and older_than(
+            now, last_write, 2 * settings.heartbeat_interval_seconds
+        ):
+            reason = f"instance {job.instance_id or '(none)'} is no longer running"
+            yield LoseAttempt(job, LossKind.INSTANCE_LOST, reason, seen, Metric.STALE, ask_state_reason=True)
+        elif older_than(now, last_write, settings.heartbeat_timeout_seconds):
+            reason = (
+                f"worker heartbeat lost: last at {last_write or 'never'}, none for more than "
+                f"{settings.heartbeat_timeout_seconds} s"
             )
+            yield LoseAttempt(job, LossKind.HEARTBEAT_LOST, reason, seen, Metric.STALE)
     elif job.status is JobStatus.CANCELLING:
         requested = job.cancel_requested_at or job.updated_at
         if older_than(now, requested, settings.cancel_grace_seconds):
@@ -229,22 +251,22 @@ def _job_actions(job: Job, now: datetime, settings: Settings, live: set[str]) ->
                 Metric.CANCELS,
             )
     elif job.status is JobStatus.PROVISIONING:
+        if awaiting_next_attempt(job):
+            # The launcher starts it on the loss's stream record; this is the safety net.
+            if older_than(now, job.updated_at, settings.pending_grace_seconds):
+                yield Relaunch(job, f"attempt {job.attempt + 1} not started since {job.updated_at}")
+            return
         if not older_than(now, job.launched_at, settings.provisioning_grace_seconds):
             return
-        why = "worker never started" if job.instance_id in live else "instance is gone"
-        if job.attempt < settings.max_launch_attempts:
-            yield Relaunch(job, why)
-            return
-        yield EndJob(
-            job,
-            JobStatus.FAILED,
-            f"Worker did not start within {settings.provisioning_grace_seconds} s "
-            f"of launch, {job.attempt} attempt(s)",
-            {"attempt": job.attempt, "updated_at": job.updated_at},
-            "start_failed",
-            why,
-            Metric.START_FAILURES,
-        )
+        seen = {"updated_at": job.updated_at}
+        if job.instance_id in live:
+            reason = f"the worker did not start within {settings.provisioning_grace_seconds} s of launch"
+            yield LoseAttempt(job, LossKind.NEVER_STARTED, reason, seen, Metric.START_FAILURES)
+        else:
+            reason = f"instance {job.instance_id or '(none)'} was gone before its worker started"
+            yield LoseAttempt(
+                job, LossKind.INSTANCE_LOST, reason, seen, Metric.START_FAILURES, ask_state_reason=True
+            )
     elif job.status is JobStatus.PENDING and older_than(now, job.created_at, settings.pending_grace_seconds):
         yield Admit(job)
 

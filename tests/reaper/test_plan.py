@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jobs import clock
+from jobs.attempts import LossKind
 from jobs.instances import Instance
 from jobs.record import Job
 from jobs.states import JobStatus
@@ -14,6 +15,7 @@ from services.reaper.plan import (
     DeleteExpired,
     Dequeue,
     EndJob,
+    LoseAttempt,
     ReconcileSlots,
     Relaunch,
     Snapshot,
@@ -65,13 +67,25 @@ def test_a_healthy_pass_plans_nothing() -> None:
     assert plan(snapshot(healthy, instances=(instance(healthy.job_id, "i-1"),)), NOW, SET) == []
 
 
-def test_a_stale_heartbeat_is_ended_only_if_nothing_was_written_since() -> None:
+def test_a_stale_heartbeat_loses_the_attempt_only_if_nothing_was_written_since() -> None:
     stale = running(heartbeat_at=at(minutes=7), updated_at=at(minutes=7))
-    [end] = plan(snapshot(stale, instances=(instance(stale.job_id, "i-1"),)), NOW, SET)
-    assert isinstance(end, EndJob)
-    assert (end.to_status, end.action) == (JobStatus.FAILED, "reaped_stale")
-    assert end.only_if == {"attempt": 1, "instance_id": "i-1", "updated_at": stale.updated_at}
-    assert "heartbeat lost" in end.error
+    [lose] = plan(snapshot(stale, instances=(instance(stale.job_id, "i-1"),)), NOW, SET)
+    assert isinstance(lose, LoseAttempt)
+    assert (lose.kind, lose.only_if, lose.ask_state_reason) == (
+        LossKind.HEARTBEAT_LOST,
+        {"updated_at": stale.updated_at},
+        False,
+    )
+    assert "heartbeat lost" in lose.reason
+
+
+def test_a_running_job_whose_instance_is_gone_loses_its_attempt_without_waiting_for_the_timeout() -> None:
+    gone = running(heartbeat_at=at(seconds=70), updated_at=at(seconds=70))
+    beating = running(heartbeat_at=at(seconds=20), updated_at=at(seconds=20))  # a moment of EC2 lag
+    [lose] = plan(snapshot(gone, beating), NOW, SET)
+    assert isinstance(lose, LoseAttempt) and lose.job == gone
+    assert (lose.kind, lose.ask_state_reason) == (LossKind.INSTANCE_LOST, True)
+    assert "i-1 is no longer running" in lose.reason
 
 
 def test_a_job_past_its_deadline_and_grace_times_out() -> None:
@@ -88,26 +102,27 @@ def test_cancelling_past_its_grace_is_cancelled() -> None:
     assert isinstance(end, EndJob) and end.to_status is JobStatus.CANCELLED
 
 
-def test_a_stuck_launch_is_relaunched_until_the_attempts_run_out() -> None:
+def test_a_stuck_launch_loses_its_attempt() -> None:
     stuck = job(JobStatus.PROVISIONING, attempt=1, instance_id="i-1", launched_at=at(minutes=20))
     gone = job(JobStatus.PROVISIONING, attempt=1, instance_id="i-gone", launched_at=at(minutes=20))
-    last = job(JobStatus.PROVISIONING, attempt=2, instance_id="i-2", launched_at=at(minutes=20))
     fresh = job(JobStatus.PROVISIONING, attempt=1, instance_id="i-3", launched_at=at(minutes=5))
     seen = snapshot(
-        stuck,
-        gone,
-        last,
-        fresh,
-        instances=tuple(instance(j.job_id, str(j.instance_id)) for j in (stuck, last, fresh)),
+        stuck, gone, fresh, instances=tuple(instance(j.job_id, str(j.instance_id)) for j in (stuck, fresh))
     )
     actions = plan(seen, NOW, SET)
-    assert actions[:3] == [
-        Relaunch(stuck, "worker never started"),
-        Relaunch(gone, "instance is gone"),
-        actions[2],
-    ]
-    assert isinstance(actions[2], EndJob) and actions[2].action == "start_failed"
-    assert len(actions) == 3  # the fresh launch is left alone; settled jobs are not reconciled
+    assert [(type(a), a.job, a.kind) for a in actions] == [  # type: ignore[union-attr]
+        (LoseAttempt, stuck, LossKind.NEVER_STARTED),
+        (LoseAttempt, gone, LossKind.INSTANCE_LOST),
+    ]  # the fresh launch is left alone; settled jobs are not reconciled
+    assert "did not start within 900 s" in actions[0].reason  # type: ignore[union-attr]
+
+
+def test_a_next_attempt_not_started_is_started_after_the_launcher_had_its_chance() -> None:
+    lost = [{"attempt": 1, "kind": "interrupted", "reason": "Spot", "at": at(minutes=9)}]
+    waiting = job(JobStatus.PROVISIONING, attempt=1, lost_attempts=lost, updated_at=at(minutes=4))
+    just_lost = job(JobStatus.PROVISIONING, attempt=1, lost_attempts=lost, updated_at=at(seconds=10))
+    actions = plan(snapshot(waiting, just_lost), NOW, SET)
+    assert [(type(a), a.job) for a in actions] == [(Relaunch, waiting)]  # type: ignore[union-attr]
 
 
 def test_waiting_jobs_are_admitted_after_their_grace_and_queued_ones_offered_slots_in_order() -> None:

@@ -70,9 +70,10 @@ def test_provisioning_out_of_attempts_fails_and_lets_go(world: World) -> None:
     failed = world.job(job.job_id)
     assert failed.status is JobStatus.FAILED
     assert failed.error is not None and "did not start" in failed.error
+    assert "after 2 attempts" in failed.error
     assert world.instance_state(str(job.instance_id)) == "terminated"
     assert world.slots.holders() == set()
-    assert report.count("start_failed") == 1
+    assert report.count("attempt_lost") == 1
 
 
 def test_max_launch_attempts_is_a_setting(world: World) -> None:
@@ -84,19 +85,46 @@ def test_max_launch_attempts_is_a_setting(world: World) -> None:
 # -- running and cancelling ---------------------------------------------------------------
 
 
-def test_a_stale_heartbeat_fails_the_job_saying_when_it_was_lost(world: World) -> None:
+def test_a_stale_heartbeat_retries_the_job_on_a_new_instance_saying_when_it_was_lost(world: World) -> None:
     last = ago(minutes=7)
     job = launched(world, JobStatus.RUNNING, started_at=ago(minutes=30), heartbeat_at=last, updated_at=last)
 
     report = run_reaper(world)
 
+    retried = world.job(job.job_id)
+    assert (retried.status, retried.attempt) == (JobStatus.PROVISIONING, 2)
+    assert retried.instance_id not in (None, job.instance_id)
+    [lost] = retried.lost_attempts
+    assert (lost.attempt, lost.instance_id) == (1, job.instance_id)
+    assert "heartbeat lost" in lost.reason and last in lost.reason
+    assert world.instance_state(str(job.instance_id)) == "terminated"
+    assert world.slots.holders() == {job.job_id}
+    assert report.count("attempt_lost") == 1
+
+
+def test_a_stale_heartbeat_on_the_last_attempt_fails_the_job_with_every_reason(world: World) -> None:
+    last = ago(minutes=7)
+    earlier = [
+        {"attempt": 1, "kind": "interrupted", "reason": "Spot interruption notice", "at": ago(hours=1)}
+    ]
+    job = launched(
+        world,
+        JobStatus.RUNNING,
+        attempt=2,
+        started_at=ago(minutes=30),
+        heartbeat_at=last,
+        updated_at=last,
+        lost_attempts=earlier,
+    )
+
+    run_reaper(world, max_launch_attempts=2)
+
     failed = world.job(job.job_id)
-    assert failed.status is JobStatus.FAILED
-    assert failed.error is not None
-    assert "heartbeat lost" in failed.error and last in failed.error
+    assert failed.status is JobStatus.FAILED and failed.error is not None
+    assert "attempt 1: Spot interruption notice" in failed.error
+    assert "attempt 2: worker heartbeat lost" in failed.error
     assert world.instance_state(str(job.instance_id)) == "terminated"
     assert world.slots.holders() == set()
-    assert report.count("reaped_stale") == 1
 
 
 def test_a_fresh_heartbeat_keeps_the_job(world: World) -> None:
@@ -279,4 +307,4 @@ def test_thresholds_are_settings(world: World) -> None:
     run_reaper(world)
     assert world.job(job.job_id).status is JobStatus.RUNNING
     run_reaper(world, heartbeat_timeout_seconds=60)
-    assert world.job(job.job_id).status is JobStatus.FAILED
+    assert world.job(job.job_id).lost_attempts != []

@@ -132,6 +132,7 @@ class FakeFleet:
     terminated: list[str] = field(default_factory=list)
     refuse: list[str] = field(default_factory=list)
     runs: list[LaunchRequest] = field(default_factory=list)
+    state_reasons: dict[str, str] = field(default_factory=dict)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def start(self, job_id: str | None, attempt: int | None, *, launched: datetime | None = None) -> Instance:
@@ -158,6 +159,9 @@ class FakeFleet:
 
     def describe_ours(self) -> list[Instance]:
         return list(self.instances.values())
+
+    def state_reason(self, instance_id: str) -> str | None:
+        return self.state_reasons.get(instance_id)
 
     def terminate(self, instance_ids: Iterable[str]) -> None:
         for instance_id in sorted(set(instance_ids)):

@@ -11,12 +11,12 @@ import pytest
 from control_plane.changes import Change, StreamChange, classify
 from control_plane.context import ControlPlane
 from control_plane.launch import Outcome
-from control_plane.retry import Step, after_loss, next_step, record_loss
+from control_plane.retry import Step, after_loss, next_step, record_loss, why_gone
 from jobs import clock
 from jobs.attempts import LossKind
 from jobs.record import Job
 from jobs.states import JobStatus, status_for_client
-from tests.support.fakes import FakeFleet, FakeJobs, FakeSlots, fake_control_plane, use_test_metrics
+from tests.support.fakes import FakeFleet, FakeSlots, fake_control_plane, use_test_metrics
 from tests.support.jobs import new_job
 
 
@@ -160,3 +160,18 @@ def test_slots_stay_with_a_job_between_attempts() -> None:
     assert record_loss(cp, job, LossKind.INSTANCE_LOST, "gone").ok
     assert after_loss(cp, "job-1") is Outcome.LAUNCHED
     assert slots.holders() == {"job-1"}
+
+
+def test_the_state_reason_tells_a_spot_interruption_from_a_loss() -> None:
+    assert why_gone(LossKind.INSTANCE_LOST, "instance i-1 is no longer running", None) == (
+        LossKind.INSTANCE_LOST,
+        "instance i-1 is no longer running",
+    )
+    kind, reason = why_gone(
+        LossKind.INSTANCE_LOST,
+        "instance i-1 is no longer running",
+        "Server.SpotInstanceTermination: Spot instance termination",
+    )
+    assert kind is LossKind.INTERRUPTED and "Spot interruption" in reason
+    kind, reason = why_gone(LossKind.INSTANCE_LOST, "gone", "Server.InternalError: Internal error on launch")
+    assert kind is LossKind.INSTANCE_LOST and "Server.InternalError" in reason
