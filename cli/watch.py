@@ -33,10 +33,23 @@ def _elapsed(job: dict[str, Any], now: datetime) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def retry_note(job: dict[str, Any]) -> str | None:
+    """After a lost attempt: "instance lost, retrying (attempt 2 of 3)" until the next one runs."""
+    lost = job.get("lost_attempts") or []
+    if not lost or job.get("status") in (*TERMINAL, "running", "cancelling"):
+        return None
+    attempt = max(int(job.get("attempt") or 0), int(lost[-1].get("attempt") or 0) + 1)
+    of = f" of {job['max_attempts']}" if job.get("max_attempts") else ""
+    return f"instance lost, retrying (attempt {attempt}{of})"
+
+
 def describe(job: dict[str, Any], now: datetime | None = None) -> str:
     """One line: status, phase, databases x of y, percent, elapsed, message."""
     progress = job.get("progress") or {}
     parts = [str(job.get("status", "?"))]
+    note = retry_note(job)
+    if note:
+        parts.append(note)
     if progress.get("phase"):
         parts.append(str(progress["phase"]))
     total = progress.get("databases_total") or 0

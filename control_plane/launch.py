@@ -100,6 +100,7 @@ def _record_launch(
             "instance_id": instance.instance_id,
             "instance_type": instance.instance_type,
             "attempt": attempt,
+            "max_attempts": cp.settings.max_launch_attempts,
             "launched_at": launched_at,
         },
         only_if={"attempt": job.attempt},

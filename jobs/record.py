@@ -50,6 +50,8 @@ class Job(BaseModel):
     attempt: int = 0
     # Launches that found no EC2 capacity anywhere; the launcher fails the job at its limit.
     capacity_failures: int = 0
+    # The attempts the control plane allows this job (recorded with each launch).
+    max_attempts: int | None = None
     # Earlier attempts lost to the infrastructure, with their reasons (jobs.attempts).
     lost_attempts: list[LostAttempt] = Field(default_factory=list)
     # init: per target database, what earlier attempts finished (jobs.attempts).

@@ -60,6 +60,14 @@ class ProgressView(_Answer):
     bytes_copied: int | None = Field(default=None, ge=0)
 
 
+class LostAttemptView(_Answer):
+    attempt: int = Field(ge=0)
+    reason: str = Field(
+        examples=["worker heartbeat lost: last at 2026-01-01T00:00:00Z, none for more than 300 s"]
+    )
+    at: str = Field(description="When the loss was recorded; ISO-8601 UTC, with Z")
+
+
 class _JobView(_Answer):
     job_id: str
     trace_id: str
@@ -79,7 +87,15 @@ class _JobView(_Answer):
     heartbeat_at: str | None
     cancel_requested_at: str | None
     exit_code: int | None
-    attempt: int = Field(ge=0)
+    attempt: int = Field(ge=0, description="The job's current attempt; each runs on a new instance")
+    max_attempts: int | None = Field(
+        default=None, description="Attempts the job may use, once launched; None before that"
+    )
+    lost_attempts: list[LostAttemptView] = Field(
+        default_factory=list,
+        description="Attempts lost to the infrastructure (instance gone, heartbeat lost, Spot "
+        "interruption), oldest first; the job went on with the next attempt",
+    )
     logs: list[str] | None = Field(
         default=None, description="The last worker log lines; only in GET /jobs/{job_id} of a failed job"
     )

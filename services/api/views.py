@@ -49,6 +49,7 @@ def job_view(job: Job, *, logs: list[str] | None = None) -> dict[str, Any]:
         "cancel_requested_at": job.cancel_requested_at,
         "exit_code": job.exit_code,
         "attempt": job.attempt,
+        "max_attempts": job.max_attempts,
         "lost_attempts": [
             {"attempt": lost.attempt, "reason": lost.reason, "at": lost.at} for lost in job.lost_attempts
         ],

@@ -167,3 +167,14 @@ def test_exit_codes_and_description() -> None:
     assert describe(
         {**job("running", phase="copy", databases_completed=2, databases_total=4), "completed_at": None}
     ).startswith("running | copy | databases 2/4 | ")
+
+
+def test_the_watch_says_when_a_lost_instance_is_being_replaced() -> None:
+    lost = [{"attempt": 1, "reason": "instance i-1 is no longer running", "at": "2026-01-01T00:00:00Z"}]
+    waiting = {**job("provisioning"), "attempt": 1, "max_attempts": 3, "lost_attempts": lost}
+    assert describe(waiting).startswith("provisioning | instance lost, retrying (attempt 2 of 3) | ")
+    launched = {**waiting, "attempt": 2}
+    assert "instance lost, retrying (attempt 2 of 3)" in describe(launched)
+    running_again = {**launched, "status": "running"}
+    assert "retrying" not in describe(running_again)
+    assert "retrying" not in describe(job("provisioning"))
