@@ -252,8 +252,9 @@ def _job_actions(job: Job, now: datetime, settings: Settings, live: set[str]) ->
             )
     elif job.status is JobStatus.PROVISIONING:
         if awaiting_next_attempt(job):
-            # The launcher starts it on the loss's stream record; this is the safety net.
-            if older_than(now, job.updated_at, settings.pending_grace_seconds):
+            # The launcher starts it on the loss's stream record; this is the safety net. A
+            # launch that found no EC2 capacity is tried again at every pass.
+            if job.capacity_failures or older_than(now, job.updated_at, settings.pending_grace_seconds):
                 yield Relaunch(job, f"attempt {job.attempt + 1} not started since {job.updated_at}")
             return
         if not older_than(now, job.launched_at, settings.provisioning_grace_seconds):

@@ -83,7 +83,7 @@ def test_verify_passes_then_fails_after_a_change(
     assert any("sales.customers" in line for line in stack.job(again)["logs"])
 
 
-def test_killed_worker_is_reaped_and_its_slot_runs_a_queued_job(
+def test_killed_worker_is_retried_and_a_cancel_frees_its_slot_for_a_queued_job(
     stack: RunningStack, source: LocalPostgres, target: LocalPostgres, held_lock: None
 ) -> None:
     stack.wait_idle()
@@ -102,12 +102,21 @@ def test_killed_worker_is_reaped_and_its_slot_runs_a_queued_job(
         assert PASSWORD not in line
     os.kill(stack.worker_pid(victim), signal.SIGKILL)
 
-    job, _ = stack.follow(victim, timeout=90)
-    assert job["status"] == "failed"
-    assert "heartbeat" in job["error"].lower()
+    # Its attempt is lost (worker.sh terminates the instance after the worker): the job goes
+    # on with attempt 2 on a new instance, keeping its slot.
+    def retried() -> dict | None:
+        job = stack.job(victim)
+        return job if job["attempt"] == 2 and job["status"] == "running" else None
+
+    job = wait_for(retried, 90, "the victim's second attempt running")
+    [lost] = job["lost_attempts"]
+    assert lost["attempt"] == 1
     stack.wait_terminated(instance_id)
     stack.wait_no_processes(instance_id)
-    # The freed slot goes to the queued job, which runs to the end.
+    assert stack.job(queued)["status"] == "queued"
+    # Cancelled, it frees its slot: the queued job gets it and runs to the end.
+    stack.cancel(victim)
+    assert stack.follow(victim, timeout=60)[0]["status"] == "cancelled"
     job, seen = stack.follow(queued, timeout=60)
     assert job["status"] == "completed", job
     assert "running" in seen

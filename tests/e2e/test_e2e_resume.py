@@ -1,0 +1,215 @@
+"""End to end: jobs that lose their instance (terminated, interrupted) resume on a new one;
+engine errors are not retried; a job whose attempts run out fails with every reason."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from local_cloud.postgres import LocalPostgres, start_postgres
+from local_cloud.sample_data import create_sample, row_counts, table_checksums
+from tests.support.e2e import PASSWORD, SEREN_REMOTE, RunningStack, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
+
+DATABASES = ("resume_a", "resume_b", "resume_c")  # copied in this order
+LOCKED_TABLE = "sales.orders"
+
+
+@pytest.fixture(scope="module")
+def several() -> Iterator[LocalPostgres]:
+    """A logical-replication source of three small databases."""
+    with start_postgres(password=PASSWORD, logical=True) as server:
+        for database in DATABASES:
+            create_sample(server.url(), database=database, scale=0.05)
+        yield server
+
+
+@contextlib.contextmanager
+def locked(source: LocalPostgres, database: str) -> Iterator[None]:
+    """A copy of `database` (and an ALTER PUBLICATION of its tables) waits while this holds."""
+    with psycopg.connect(source.url(database)) as conn:
+        conn.execute(f"LOCK TABLE {LOCKED_TABLE} IN ACCESS EXCLUSIVE MODE")
+        yield
+        with contextlib.suppress(psycopg.Error):
+            conn.rollback()
+
+
+def checkpoint(stack: RunningStack, job_id: str) -> dict[str, str]:
+    return {name: entry["state"] for name, entry in (stack.item(job_id).get("checkpoint") or {}).items()}
+
+
+def database_oid(server: LocalPostgres, database: str) -> int:
+    with psycopg.connect(server.url()) as conn:
+        row = conn.execute("SELECT oid FROM pg_database WHERE datname = %s", [database]).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def assert_same_content(source: LocalPostgres, target: LocalPostgres) -> None:
+    for database in DATABASES:
+        assert row_counts(target.url(), database) == row_counts(source.url(), database), database
+        assert table_checksums(target.url(), database) == table_checksums(source.url(), database), database
+
+
+def replication_objects(source: LocalPostgres, target: LocalPostgres, database: str) -> tuple[int, int, int]:
+    """(slots, publications, subscriptions) of `database` on the source and target."""
+    with psycopg.connect(source.url(database)) as conn:
+        slots = conn.execute("SELECT count(*) FROM pg_replication_slots WHERE database = %s", [database])
+        slot_count = int(slots.fetchone()[0])  # type: ignore[index]
+        publications = int(conn.execute("SELECT count(*) FROM pg_publication").fetchone()[0])  # type: ignore[index]
+    with psycopg.connect(target.url(database)) as conn:
+        subscriptions = conn.execute(
+            "SELECT count(*) FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
+            "WHERE d.datname = current_database()"
+        )
+        subscription_count = int(subscriptions.fetchone()[0])  # type: ignore[index]
+    return slot_count, publications, subscription_count
+
+
+def terminate(stack: RunningStack, instance_id: str) -> None:
+    stack.client("ec2").terminate_instances(InstanceIds=[instance_id])
+    stack.wait_no_processes(instance_id)
+
+
+def running_attempt(stack: RunningStack, job_id: str, attempt: int, timeout: float = 90) -> str:
+    """Wait for `attempt` of the job to run; its instance."""
+
+    def ready() -> str | None:
+        item = stack.item(job_id)
+        if item.get("status") == "running" and int(item.get("attempt", 0)) == attempt:
+            return str(item["instance_id"])
+        return None
+
+    return str(wait_for(ready, timeout, f"attempt {attempt} of {job_id} running"))
+
+
+def test_an_init_whose_instance_is_terminated_resumes_without_copying_finished_databases_again(
+    stack: RunningStack, several: LocalPostgres, target: LocalPostgres
+) -> None:
+    include = {"include_databases": list(DATABASES)}
+    with locked(several, "resume_b"):
+        job_id = stack.submit("init", several.url(), target.url(), filter=include)
+        wait_for(
+            lambda: checkpoint(stack, job_id) == {"resume_a": "done", "resume_b": "copying"},
+            90,
+            "resume_a copied, resume_b in flight",
+        )
+        finished_oid = database_oid(target, "resume_a")
+        lost_instance = str(stack.item(job_id)["instance_id"])
+        terminate(stack, lost_instance)
+    job, seen = stack.follow(job_id, timeout=180)
+
+    assert job["status"] == "completed", job
+    assert job["attempt"] == 2 and job["max_attempts"] == 3
+    [lost] = job["lost_attempts"]
+    assert lost["attempt"] == 1 and f"instance {lost_instance} is no longer running" in lost["reason"]
+    assert "provisioning" in seen  # a 1.1 client sees the retry
+    # The finished database is the same database, not a copy made again.
+    assert database_oid(target, "resume_a") == finished_oid
+    assert_same_content(several, target)
+    logs = stack.api("GET", f"/jobs/{job_id}/logs")[1]["logs"]
+    assert any("resume_a was copied by an earlier attempt" in line for line in logs)
+    assert any("left half copied by an earlier attempt" in line for line in logs)
+    assert any("earlier attempts were lost" in line and "no longer running" in line for line in logs)
+    # Sync set up once per database, whatever the attempts did.
+    for database in DATABASES:
+        assert replication_objects(several, target, database) == (1, 1, 1), database
+
+    # A sync retried after losing its instance leaves exactly one of each behind.
+    with locked(several, "resume_b"):
+        sync = stack.submit("sync", several.url(), target.url(), filter=include)
+        wait_for(lambda: stack.job(sync)["progress"]["databases_completed"] >= 1, 60, "sync of resume_a")
+        terminate(stack, str(stack.item(sync)["instance_id"]))
+    job, _ = stack.follow(sync, timeout=120)
+    assert job["status"] == "completed", job
+    assert len(job["lost_attempts"]) == 1
+    for database in DATABASES:
+        assert replication_objects(several, target, database) == (1, 1, 1), database
+    _drop_subscriptions(target)
+
+
+def test_a_spot_notice_hands_the_job_back_cleanly_and_it_completes(
+    stack: RunningStack, several: LocalPostgres, target: LocalPostgres
+) -> None:
+    include = {"include_databases": list(DATABASES)}
+    options = {"enable_sync": False}
+    with locked(several, "resume_b"):
+        job_id = stack.submit("init", several.url(), target.url(), filter=include, options=options)
+        wait_for(lambda: checkpoint(stack, job_id).get("resume_b") == "copying", 90, "resume_b in flight")
+        finished_oid = database_oid(target, "resume_a")
+        interrupted = str(stack.item(job_id)["instance_id"])
+        noticed = time.monotonic()
+        answer = subprocess.run(
+            [
+                SEREN_REMOTE,
+                "local",
+                "interrupt",
+                "--job",
+                job_id,
+                "--notice-seconds",
+                "60",
+                "--state-dir",
+                str(stack.state_dir),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert answer.returncode == 0, answer.stderr
+        assert interrupted in answer.stdout
+        # The worker hands the job back well before the notice runs out.
+        wait_for(lambda: stack.item(job_id).get("lost_attempts"), 30, "the hand-back")
+        assert time.monotonic() - noticed < 60
+    job, _ = stack.follow(job_id, timeout=180)
+    assert job["status"] == "completed", job
+    [lost] = job["lost_attempts"]
+    assert "Spot interruption notice" in lost["reason"]
+    assert database_oid(target, "resume_a") == finished_oid
+    assert_same_content(several, target)
+    logs = stack.api("GET", f"/jobs/{job_id}/logs")[1]["logs"]
+    assert any("handed back" in line for line in logs)
+
+
+def test_an_engine_error_fails_at_once_without_a_retry(stack: RunningStack, several: LocalPostgres) -> None:
+    job_id = stack.submit(
+        "init", several.url(), several.url(), filter={"include_databases": ["no_such_database"]}
+    )
+    job, _ = stack.follow(job_id, timeout=90)
+    assert job["status"] == "failed"
+    assert "no_such_database" in job["error"]
+    assert (job["attempt"], job["lost_attempts"]) == (1, [])
+
+
+def test_a_job_that_loses_every_attempt_fails_listing_each_reason(
+    stack: RunningStack, several: LocalPostgres, target: LocalPostgres
+) -> None:
+    with locked(several, "resume_a"):
+        job_id = stack.submit("init", several.url(), target.url(), filter={"include_databases": ["resume_a"]})
+        lost_instances = []
+        for attempt in (1, 2, 3):
+            instance_id = running_attempt(stack, job_id, attempt)
+            lost_instances.append(instance_id)
+            terminate(stack, instance_id)
+        job, _ = stack.follow(job_id, timeout=90)
+    assert job["status"] == "failed", job
+    assert [lost["attempt"] for lost in job["lost_attempts"]] == [1, 2, 3]
+    for attempt, instance_id in enumerate(lost_instances, start=1):
+        assert f"attempt {attempt}: instance {instance_id} is no longer running" in job["error"]
+    assert stack.item(job_id).get("credentials") is None
+
+
+def _drop_subscriptions(target: LocalPostgres) -> None:
+    """The target outlives nothing (a fresh one per test), but its subscriptions hold slots on
+    the shared source: let them go."""
+    for database in DATABASES:
+        with psycopg.connect(target.url(database), autocommit=True) as conn:
+            for (name,) in conn.execute("SELECT subname FROM pg_subscription").fetchall():
+                conn.execute(f'ALTER SUBSCRIPTION "{name}" DISABLE')
+                conn.execute(f'DROP SUBSCRIPTION "{name}"')
