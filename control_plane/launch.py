@@ -85,6 +85,7 @@ def _request(settings: LaunchSettings, job: Job, attempt: int) -> LaunchRequest:
         instance_types=settings.instance_types_for(job.options.estimated_size_bytes),
         subnet_ids=settings.subnets,
         user_data=user_data(settings, job.job_id),
+        markets=settings.markets,
     )
 
 
@@ -99,6 +100,7 @@ def _record_launch(
         set_fields={
             "instance_id": instance.instance_id,
             "instance_type": instance.instance_type,
+            "capacity": instance.market.value,
             "attempt": attempt,
             "max_attempts": cp.settings.max_launch_attempts,
             "launched_at": launched_at,
@@ -113,7 +115,10 @@ def _record_launch(
             metrics.add_metric(
                 name=Metric.LAUNCH_LATENCY, unit=MetricUnit.Seconds, value=latency.total_seconds()
             )
-        logger.info("worker instance launched", extra={**log, "instance_type": instance.instance_type})
+        logger.info(
+            "worker instance launched",
+            extra={**log, "instance_type": instance.instance_type, "capacity": instance.market.value},
+        )
         return Outcome.LAUNCHED
     now = result.job
     if now is not None and now.instance_id == instance.instance_id and now.attempt == attempt:

@@ -8,8 +8,11 @@ and AWS_REGION, which Lambda sets).
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field
 
+from jobs.instances import Market
 from jobs.settings import HostPolicySettings
 
 GIB = 1024**3
@@ -40,6 +43,10 @@ class LaunchSettings(HostPolicySettings):
     )
     # Comma-separated, tried after the chosen type when EC2 has no capacity for it.
     fallback_instance_types: str = ""
+    # Spot workers cost a fraction of on-demand ones; a lost Spot instance is a retried
+    # attempt (control_plane.retry). spot-then-on-demand asks for Spot across every type and
+    # subnet first, then on-demand.
+    worker_capacity: Literal["on-demand", "spot", "spot-then-on-demand"] = "spot-then-on-demand"
     project_tag: str = "seren-replication"
     # A launcher that claimed an attempt and went silent this long is presumed dead; keep it
     # well above the launcher's Lambda timeout.
@@ -69,6 +76,13 @@ class LaunchSettings(HostPolicySettings):
     @property
     def subnets(self) -> tuple[str, ...]:
         return _split(self.subnet_ids)
+
+    @property
+    def markets(self) -> tuple[Market, ...]:
+        """The purchase options to try, in order."""
+        if self.worker_capacity == "spot-then-on-demand":
+            return (Market.SPOT, Market.ON_DEMAND)
+        return (Market(self.worker_capacity),)
 
     @property
     def fallback_types(self) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -38,6 +39,17 @@ CAPACITY_ERRORS = frozenset(
         "Unsupported",
     }
 )
+# No Spot capacity (or none at the price) for this type in this subnet's zone: on-demand may have it.
+SPOT_CAPACITY_ERRORS = frozenset(
+    {
+        "InsufficientInstanceCapacity",
+        "InsufficientCapacity",
+        "SpotMaxPriceTooLow",
+        "MaxSpotInstanceCountExceeded",
+        "InsufficientFreeAddressesInSubnet",
+        "Unsupported",
+    }
+)
 # Configuration or permission problems: retrying the same request cannot succeed.
 PERMANENT_ERRORS = frozenset(
     {"UnauthorizedOperation", "AuthFailure", "OptInRequired", "Blocked", "MissingParameter"}
@@ -49,6 +61,11 @@ def is_permanent(code: str) -> bool:
     return code in PERMANENT_ERRORS or code.startswith("Invalid")
 
 
+class Market(StrEnum):
+    SPOT = "spot"
+    ON_DEMAND = "on-demand"
+
+
 @dataclass(frozen=True)
 class Instance:
     instance_id: str
@@ -57,6 +74,7 @@ class Instance:
     launch_time: datetime | None
     job_id: str | None
     attempt: int | None
+    market: Market = Market.ON_DEMAND
 
 
 @dataclass(frozen=True)
@@ -69,6 +87,7 @@ class LaunchRequest:
     instance_types: Sequence[str]  # the preferred one first, then the fallbacks
     subnet_ids: Sequence[str]  # empty: the launch template's own network settings
     user_data: str
+    markets: Sequence[Market] = (Market.ON_DEMAND,)  # tried in order
 
     @property
     def client_token(self) -> str:
@@ -93,6 +112,10 @@ class LaunchError(Exception):
     def no_capacity(self) -> bool:
         return self.code in CAPACITY_ERRORS
 
+    @property
+    def no_spot_capacity(self) -> bool:
+        return self.code in SPOT_CAPACITY_ERRORS
+
 
 class Ec2Fleet:
     """The instances of one deployment (tag `ManagedBy` = `managed_by`) on EC2: the control
@@ -102,22 +125,27 @@ class Ec2Fleet:
         self.managed_by = managed_by
 
     def launch(self, request: LaunchRequest) -> Instance:
-        """Start one instance for the request, trying each subnet for each type in order."""
+        """Start one instance for the request: for each market in order (Spot, then
+        on-demand), each subnet for each type in order."""
         subnets: list[str | None] = list(request.subnet_ids) or [None]
         last: LaunchError | None = None
-        for instance_type in request.instance_types:
-            for subnet_id in subnets:
-                try:
-                    return self._run_one(request, instance_type, subnet_id)
-                except ClientError as exc:
-                    error = LaunchError(error_code(exc) or "Unknown", error_message(exc))
-                    if not error.no_capacity:
-                        raise error from exc
-                    last = error
-        assert last is not None  # at least one type is always requested
+        for market in request.markets:
+            for instance_type in request.instance_types:
+                for subnet_id in subnets:
+                    try:
+                        return self._run_one(request, instance_type, subnet_id, market)
+                    except ClientError as exc:
+                        error = LaunchError(error_code(exc) or "Unknown", error_message(exc))
+                        spot_short = market is Market.SPOT and error.no_spot_capacity
+                        if not (error.no_capacity or spot_short):
+                            raise error from exc
+                        last = error
+        assert last is not None  # at least one market and type are always requested
         raise last
 
-    def _run_one(self, request: LaunchRequest, instance_type: str, subnet_id: str | None) -> Instance:
+    def _run_one(
+        self, request: LaunchRequest, instance_type: str, subnet_id: str | None, market: Market
+    ) -> Instance:
         tags = [
             {"Key": TAG_JOB_ID, "Value": request.job_id},
             {"Key": TAG_ATTEMPT, "Value": str(request.attempt)},
@@ -142,6 +170,12 @@ class Ec2Fleet:
         }
         if subnet_id:
             kwargs["SubnetId"] = subnet_id
+        if market is Market.SPOT:
+            # One-time, terminated on interruption: the job goes on as its next attempt.
+            kwargs["InstanceMarketOptions"] = {
+                "MarketType": "spot",
+                "SpotOptions": {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"},
+            }
         answer = aws.client("ec2", total_attempts=RUN_INSTANCES_ATTEMPTS).run_instances(**kwargs)
         return _instance(answer["Instances"][0])
 
@@ -222,4 +256,5 @@ def _instance(raw: dict[str, Any]) -> Instance:
         launch_time=raw.get("LaunchTime"),
         job_id=tags.get(TAG_JOB_ID),
         attempt=int(attempt) if attempt and attempt.isdigit() else None,
+        market=Market.SPOT if raw.get("InstanceLifecycle") == "spot" else Market.ON_DEMAND,
     )

@@ -47,6 +47,7 @@ class Job(BaseModel):
     progress: Progress = Field(default_factory=Progress)
     instance_id: str | None = None
     instance_type: str | None = None
+    capacity: str | None = None  # spot or on-demand: what the launcher got for the current attempt
     attempt: int = 0
     # Launches that found no EC2 capacity anywhere; the launcher fails the job at its limit.
     capacity_failures: int = 0

@@ -151,6 +151,7 @@ def function_environments(variables: dict[str, Any], ids: dict[str, str]) -> dic
         "LAUNCH_LEASE_SECONDS": str(variables["launch_lease_seconds"]),
         "MAX_CAPACITY_FAILURES": str(variables["max_capacity_failures"]),
         "MAX_LAUNCH_ATTEMPTS": str(variables["max_launch_attempts"]),
+        "WORKER_CAPACITY": variables["worker_capacity"],
         "HEARTBEAT_INTERVAL_SECONDS": str(variables["heartbeat_interval_seconds"]),
         "WORKER_SHUTDOWN_IF_NOT_TERMINATED": flag("worker_shutdown_if_not_terminated"),
         "SEREN_CONSOLE_URL": variables["seren_console_url"],

@@ -145,6 +145,7 @@ def module_variables(options: StackOptions, network: Network) -> dict[str, Any]:
             "orphan": options.orphan_grace,
         },
         "max_launch_attempts": options.max_attempts,
+        "worker_capacity": "spot-then-on-demand",
         "max_capacity_failures": 12,
         "reaper_schedule_minutes": 1,
         "api_reserved_concurrency": -1,
@@ -179,6 +180,8 @@ def instance_environment(options: StackOptions, aws_endpoint_url: str) -> dict[s
         "AWS_ENDPOINT_URL": aws_endpoint_url,
         "WORKER_SCRIPT": str(WORKER_SCRIPT),
         "LOCAL_LOG_DIR": INSTANCE_DIR,
+        # The image's worker reads IMDS every 5 s for a Spot notice; a laptop's every second.
+        "SPOT_NOTICE_POLL_SECONDS": "1",
         "POWERTOOLS_TRACE_DISABLED": "true",
         **FAKE_CREDENTIALS,
     }

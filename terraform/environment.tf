@@ -31,6 +31,7 @@ locals {
     LAUNCH_LEASE_SECONDS              = tostring(var.launch_lease_seconds)
     MAX_CAPACITY_FAILURES             = tostring(var.max_capacity_failures)
     MAX_LAUNCH_ATTEMPTS               = tostring(var.max_launch_attempts)
+    WORKER_CAPACITY                   = var.worker_capacity
     WORKER_LOG_GROUP                  = aws_cloudwatch_log_group.workers.name
     HEARTBEAT_INTERVAL_SECONDS        = tostring(var.heartbeat_interval_seconds)
     ALLOWED_TARGET_SUFFIXES           = join(",", var.allowed_target_suffixes)
@@ -68,6 +69,7 @@ locals {
     SLOT_HOLD_GRACE_SECONDS           = tostring(var.reaper_grace_seconds.slot_hold)
     ORPHAN_GRACE_SECONDS              = tostring(var.reaper_grace_seconds.orphan)
     MAX_LAUNCH_ATTEMPTS               = tostring(var.max_launch_attempts)
+    WORKER_CAPACITY                   = var.worker_capacity
     WORKER_SHUTDOWN_IF_NOT_TERMINATED = tostring(var.worker_shutdown_if_not_terminated)
     SEREN_CONSOLE_URL                 = var.seren_console_url
     POWERTOOLS_SERVICE_NAME           = "reaper"

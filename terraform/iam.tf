@@ -149,6 +149,24 @@ data "aws_iam_policy_document" "launch_workers" {
     )
   }
 
+  # Spot workers: RunInstances with market options creates a one-time Spot request with the
+  # instance. (The account's Spot service-linked role must exist: see the README.)
+  dynamic "statement" {
+    for_each = var.worker_capacity == "on-demand" ? [] : ["spot"]
+    content {
+      sid       = "RunSpotInstancesFromOurTemplate"
+      effect    = "Allow"
+      actions   = ["ec2:RunInstances"]
+      resources = ["${local.ec2_arn_prefix}:spot-instances-request/*"]
+
+      condition {
+        test     = "ArnEquals"
+        variable = "ec2:LaunchTemplate"
+        values   = [aws_launch_template.worker.arn]
+      }
+    }
+  }
+
   # The image is whatever the template's version names, not one AMI id: while a new image
   # rolls out, jobs launched from an older template version still start.
   statement {

@@ -521,6 +521,17 @@ variable "reaper_grace_seconds" {
   }
 }
 
+variable "worker_capacity" {
+  description = "How workers are bought: on-demand, spot, or spot-then-on-demand (Spot across the instance types and subnets first, then on-demand). A Spot interruption is a lost attempt, retried up to max_launch_attempts."
+  type        = string
+  default     = "spot-then-on-demand"
+
+  validation {
+    condition     = contains(["on-demand", "spot", "spot-then-on-demand"], var.worker_capacity)
+    error_message = "worker_capacity must be on-demand, spot or spot-then-on-demand."
+  }
+}
+
 variable "max_launch_attempts" {
   description = "Attempts of one job, each on a new instance, before it fails: the first, and one more per attempt lost to the infrastructure (worker never started, instance lost or interrupted, heartbeat lost). Engine errors are not retried."
   type        = number

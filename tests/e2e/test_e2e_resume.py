@@ -18,6 +18,8 @@ from tests.support.e2e import PASSWORD, SEREN_REMOTE, RunningStack, wait_for
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
 
 DATABASES = ("resume_a", "resume_b", "resume_c")  # copied in this order
+# resume_b is large enough that its copy is in flight for seconds.
+SCALES = {"resume_a": 0.05, "resume_b": 3.0, "resume_c": 0.05}
 LOCKED_TABLE = "sales.orders"
 
 
@@ -26,13 +28,13 @@ def several() -> Iterator[LocalPostgres]:
     """A logical-replication source of three small databases."""
     with start_postgres(password=PASSWORD, logical=True) as server:
         for database in DATABASES:
-            create_sample(server.url(), database=database, scale=0.05)
+            create_sample(server.url(), database=database, scale=SCALES[database])
         yield server
 
 
 @contextlib.contextmanager
 def locked(source: LocalPostgres, database: str) -> Iterator[None]:
-    """A copy of `database` (and an ALTER PUBLICATION of its tables) waits while this holds."""
+    """A job reading `database` (from its first look at the tables) waits while this holds."""
     with psycopg.connect(source.url(database)) as conn:
         conn.execute(f"LOCK TABLE {LOCKED_TABLE} IN ACCESS EXCLUSIVE MODE")
         yield
@@ -93,16 +95,16 @@ def test_an_init_whose_instance_is_terminated_resumes_without_copying_finished_d
     stack: RunningStack, several: LocalPostgres, target: LocalPostgres
 ) -> None:
     include = {"include_databases": list(DATABASES)}
-    with locked(several, "resume_b"):
-        job_id = stack.submit("init", several.url(), target.url(), filter=include)
-        wait_for(
-            lambda: checkpoint(stack, job_id) == {"resume_a": "done", "resume_b": "copying"},
-            90,
-            "resume_a copied, resume_b in flight",
-        )
-        finished_oid = database_oid(target, "resume_a")
-        lost_instance = str(stack.item(job_id)["instance_id"])
-        terminate(stack, lost_instance)
+    job_id = stack.submit("init", several.url(), target.url(), filter=include)
+    wait_for(
+        lambda: checkpoint(stack, job_id) == {"resume_a": "done", "resume_b": "copying"},
+        90,
+        "resume_a copied, resume_b in flight",
+        interval=0.05,
+    )
+    finished_oid = database_oid(target, "resume_a")
+    lost_instance = str(stack.item(job_id)["instance_id"])
+    terminate(stack, lost_instance)
     job, seen = stack.follow(job_id, timeout=180)
 
     assert job["status"] == "completed", job
@@ -139,34 +141,38 @@ def test_a_spot_notice_hands_the_job_back_cleanly_and_it_completes(
 ) -> None:
     include = {"include_databases": list(DATABASES)}
     options = {"enable_sync": False}
-    with locked(several, "resume_b"):
-        job_id = stack.submit("init", several.url(), target.url(), filter=include, options=options)
-        wait_for(lambda: checkpoint(stack, job_id).get("resume_b") == "copying", 90, "resume_b in flight")
-        finished_oid = database_oid(target, "resume_a")
-        interrupted = str(stack.item(job_id)["instance_id"])
-        noticed = time.monotonic()
-        answer = subprocess.run(
-            [
-                SEREN_REMOTE,
-                "local",
-                "interrupt",
-                "--job",
-                job_id,
-                "--notice-seconds",
-                "60",
-                "--state-dir",
-                str(stack.state_dir),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert answer.returncode == 0, answer.stderr
-        assert interrupted in answer.stdout
-        # The worker hands the job back well before the notice runs out.
-        wait_for(lambda: stack.item(job_id).get("lost_attempts"), 30, "the hand-back")
-        assert time.monotonic() - noticed < 60
+    job_id = stack.submit("init", several.url(), target.url(), filter=include, options=options)
+    wait_for(
+        lambda: checkpoint(stack, job_id).get("resume_b") == "copying",
+        90,
+        "resume_b in flight",
+        interval=0.05,
+    )
+    finished_oid = database_oid(target, "resume_a")
+    interrupted = str(stack.item(job_id)["instance_id"])
+    noticed = time.monotonic()
+    answer = subprocess.run(
+        [
+            SEREN_REMOTE,
+            "local",
+            "interrupt",
+            "--job",
+            job_id,
+            "--notice-seconds",
+            "60",
+            "--state-dir",
+            str(stack.state_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert answer.returncode == 0, answer.stderr
+    assert interrupted in answer.stdout
+    # The worker hands the job back well before the notice runs out.
+    wait_for(lambda: stack.item(job_id).get("lost_attempts"), 30, "the hand-back")
+    assert time.monotonic() - noticed < 60
     job, _ = stack.follow(job_id, timeout=180)
     assert job["status"] == "completed", job
     [lost] = job["lost_attempts"]

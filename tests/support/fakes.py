@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -152,7 +152,10 @@ class FakeFleet:
         if self.refuse:
             code = self.refuse.pop(0)
             raise LaunchError(code, f"refused with {code}")
-        return self.start(request.job_id, request.attempt)
+        instance = self.start(request.job_id, request.attempt)
+        instance = replace(instance, market=request.markets[0])
+        self.instances[instance.instance_id] = instance
+        return instance
 
     def find_attempt(self, job_id: str, attempt: int) -> Instance | None:
         return next((i for i in self.instances.values() if (i.job_id, i.attempt) == (job_id, attempt)), None)

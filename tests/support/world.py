@@ -156,6 +156,7 @@ def build_world(cloud: Cloud) -> World:
         launch_template_id=cloud.launch_template_id,
         subnet_ids=",".join(cloud.subnet_ids),
         fallback_instance_types="m5.large",
+        worker_capacity="on-demand",  # tests/launcher/test_spot.py asks for Spot
     )
     return World(
         settings=settings,
@@ -208,6 +209,7 @@ def world(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> World:
     monkeypatch.setenv("LAUNCH_TEMPLATE_ID", cloud.launch_template_id)
     monkeypatch.setenv("SUBNET_IDS", ",".join(cloud.subnet_ids))
     monkeypatch.setenv("FALLBACK_INSTANCE_TYPES", "m5.large")
+    monkeypatch.setenv("WORKER_CAPACITY", "on-demand")
     use_test_metrics(monkeypatch)
     return made
 
