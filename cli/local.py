@@ -78,7 +78,7 @@ def add_interrupt_parser(local_commands: Any) -> None:
 
 def run_interrupt(args: argparse.Namespace) -> int:
     from jobs import aws
-    from jobs.instances import TAG_JOB_ID
+    from jobs.store import JobStore
     from local_cloud.ec2_driver import INTERRUPT_TAG
     from local_cloud.stack import client_environment, load_stack_info
 
@@ -90,17 +90,12 @@ def run_interrupt(args: argparse.Namespace) -> int:
         return 2
     os.environ.update(client_environment(info))
     aws.reset_clients()
-    ec2 = aws.client("ec2")
-    found = ec2.describe_instances(
-        Filters=[
-            {"Name": f"tag:{TAG_JOB_ID}", "Values": [args.job]},
-            {"Name": "instance-state-name", "Values": ["pending", "running"]},
-        ]
-    )
-    instances = [i["InstanceId"] for r in found["Reservations"] for i in r["Instances"]]
+    job = JobStore(info["table_name"]).get(args.job)
+    instances = [job.instance_id] if job is not None and job.instance_id else []
     if not instances:
         print(f"seren-remote: job {args.job} has no running instance", file=sys.stderr)
         return 1
+    ec2 = aws.client("ec2")
     ec2.create_tags(Resources=instances, Tags=[{"Key": INTERRUPT_TAG, "Value": str(args.notice_seconds)}])
     for instance_id in instances:
         print(f"{instance_id}: Spot interruption notice served; terminated in {args.notice_seconds:g} s")
