@@ -6,7 +6,10 @@ A finished database is kept when its key still matches (same source database, by
 the same filter) and, with sync, its replication slot still holds the copy's point in
 time; otherwise it is copied again. A database is dropped before it is copied again only if
 this job created it (or replaced it with `drop_existing`). `no_resume` keeps nothing but
-still drops what this job created.
+still drops what this job created. A worker that stops the engine to hand the job back keeps
+the finished databases' slots and publications for the next attempt; if the job then runs
+out of attempts they stay on the source until an `init` or `sync` of the same databases and
+target reuses or drops them (their names are fixed per database and target).
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from psycopg import sql
 from jobs.attempts import CheckpointState, DatabaseCheckpoint
 from worker.engines.pg.context import Context
 from worker.engines.pg.replication import drop_subscriptions, replication_name
+
+# The engine's exit code when the worker stops it with SIGTERM (worker.engines.pg.__main__).
+TERMINATED = 143
 
 
 def database_key(ctx: Context, src: psycopg.Connection, database: str) -> str:
@@ -67,6 +73,15 @@ def start_copy(ctx: Context, tgt: psycopg.Connection, database: str, key: str) -
 def finish_copy(ctx: Context, database: str, key: str) -> None:
     entry = ctx.checkpoint[database]
     record(ctx, database, DatabaseCheckpoint(key=key, state=CheckpointState.DONE, created=entry.created))
+
+
+def kept_for_next_attempt(ctx: Context, database: str, exc: BaseException) -> bool:
+    """Stopped by the worker (SIGTERM: the instance is going away, the job goes on as its next
+    attempt), a finished database keeps its slot and publication: the next attempt subscribes
+    from them instead of copying it again. Any other failure drops them."""
+    entry = ctx.checkpoint.get(database)
+    handed_back = isinstance(exc, SystemExit) and exc.code == TERMINATED
+    return handed_back and entry is not None and entry.state is CheckpointState.DONE
 
 
 def record(ctx: Context, database: str, entry: DatabaseCheckpoint) -> None:

@@ -66,9 +66,10 @@ def init(ctx: Context) -> None:
             if with_sync:
                 for database in databases:
                     subscribe(ctx, database)
-        except BaseException:
+        except BaseException as exc:
             for database in replicating:
-                forget_source(ctx, database)
+                if not resume.kept_for_next_attempt(ctx, database, exc):
+                    forget_source(ctx, database)
             raise
     done = f"init completed: {len(databases)} databases"
     if ctx.options.enable_sync and not with_sync:
