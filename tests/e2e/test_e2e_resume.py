@@ -144,32 +144,23 @@ def test_a_spot_notice_hands_the_job_back_cleanly_and_it_completes(
 ) -> None:
     include = {"include_databases": list(DATABASES)}
     options = {"enable_sync": False}
-    job_id = stack.submit("init", several.url(), target.url(), filter=include, options=options)
-    wait_for(lambda: checkpoint(stack, job_id), 90, "the copy started", interval=0.05)
-    interrupted = str(stack.item(job_id)["instance_id"])
-    noticed = time.monotonic()
-    answer = subprocess.run(
-        [
-            SEREN_REMOTE,
-            "local",
-            "interrupt",
-            "--job",
-            job_id,
-            "--notice-seconds",
-            "60",
-            "--state-dir",
-            str(stack.state_dir),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert answer.returncode == 0, answer.stderr
-    assert interrupted in answer.stdout
-    # The worker hands the job back well before the notice runs out.
-    wait_for(lambda: stack.item(job_id).get("lost_attempts"), 60, "the hand-back")
-    assert time.monotonic() - noticed < 60
+    with locked(several, "resume_c"):  # the job runs, held at its first look at the tables
+        job_id = stack.submit("init", several.url(), target.url(), filter=include, options=options)
+        interrupted = running_attempt(stack, job_id, 1)
+        noticed = time.monotonic()
+        argv = ["local", "interrupt", "--job", job_id, "--notice-seconds", "60"]
+        answer = subprocess.run(
+            [SEREN_REMOTE, *argv, "--state-dir", str(stack.state_dir)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert answer.returncode == 0, answer.stderr
+        assert interrupted in answer.stdout
+        # The worker hands the job back well before the notice runs out.
+        wait_for(lambda: stack.item(job_id).get("lost_attempts"), 60, "the hand-back")
+        assert time.monotonic() - noticed < 60
     job, _ = stack.follow(job_id, timeout=180)
     assert job["status"] == "completed", job
     [lost] = job["lost_attempts"]
@@ -214,6 +205,10 @@ def _drop_subscriptions(target: LocalPostgres) -> None:
     the shared source: let them go."""
     for database in DATABASES:
         with psycopg.connect(target.url(database), autocommit=True) as conn:
-            for (name,) in conn.execute("SELECT subname FROM pg_subscription").fetchall():
+            names = conn.execute(
+                "SELECT subname FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
+                "WHERE d.datname = current_database()"
+            ).fetchall()
+            for (name,) in names:
                 conn.execute(f'ALTER SUBSCRIPTION "{name}" DISABLE')
                 conn.execute(f'DROP SUBSCRIPTION "{name}"')
