@@ -105,7 +105,7 @@ def test_an_init_whose_instance_is_terminated_resumes_without_copying_finished_d
     finished_oid = database_oid(target, "resume_a")
     lost_instance = str(stack.item(job_id)["instance_id"])
     terminate(stack, lost_instance)
-    job, seen = stack.follow(job_id, timeout=180)
+    job, _ = stack.follow(job_id, timeout=180)
 
     assert job["status"] == "completed", job
     assert job["attempt"] == 2 and job["max_attempts"] == 3
@@ -114,7 +114,6 @@ def test_an_init_whose_instance_is_terminated_resumes_without_copying_finished_d
     # reaper would have found the instance gone otherwise).
     assert lost["attempt"] == 1 and lost_instance not in (None, stack.item(job_id).get("instance_id"))
     assert "SIGTERM" in lost["reason"] or f"instance {lost_instance} is no longer running" in lost["reason"]
-    assert "provisioning" in seen  # a 1.1 client sees the retry
     # The finished database is the same database, not a copy made again.
     assert database_oid(target, "resume_a") == finished_oid
     assert_same_content(several, target)

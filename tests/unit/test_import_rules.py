@@ -36,7 +36,18 @@ ALLOWED: dict[str, frozenset[str]] = {
     ),
 }
 # The job's models: plain Python, no AWS SDK and none of the data-access modules.
-MODELS = ("spec", "urls", "policy", "states", "record", "progress", "redact", "clock", "dynamo_values")
+MODELS = (
+    "spec",
+    "urls",
+    "policy",
+    "states",
+    "record",
+    "progress",
+    "redact",
+    "clock",
+    "dynamo_values",
+    "attempts",
+)
 AWS_SDK = ("boto3", "botocore")
 
 
