@@ -147,8 +147,11 @@ def measure(args: argparse.Namespace) -> None:
 
 def cost_table(max_attempts: int) -> None:
     print(f"Worker cost per hour by size class; prices: {PRICES_AS_OF}")
-    print("| estimated size | type | on-demand $/h | typical Spot $/h | Spot saves | worst case $/job-hour |")
-    print("|---|---|---:|---:|---:|---:|")
+    print(
+        "| estimated size | type | on-demand $/h | typical Spot $/h | Spot saves "
+        "| Spot losses, worst $/job-hour | any losses, worst $/job-hour |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|")
     low = 0
     for below, instance_type in DEFAULT_INSTANCE_TYPE_BY_SIZE:
         size = f"{low // GIB}-{below // GIB} GiB" if below else f">= {low // GIB} GiB"
@@ -156,15 +159,17 @@ def cost_table(max_attempts: int) -> None:
         # Worst case of the retry policy: every attempt but the last lost just before the end,
         # each on Spot; the last on on-demand (spot-then-on-demand found no Spot capacity).
         worst = (max_attempts - 1) * spot + on_demand
+        every = max_attempts * on_demand  # every attempt on on-demand, each lost at its end
         print(
             f"| {size} | {instance_type} | {on_demand:.4f} | {spot:.4f} | {1 - spot / on_demand:.0%} | "
-            f"{worst:.4f} ({worst / on_demand:.2f}x on-demand) |"
+            f"{worst:.4f} ({worst / on_demand:.2f}x on-demand) | {every:.4f} ({max_attempts}x) |"
         )
         low = below or low
     print(
-        f"Worst case: {max_attempts} attempts, each lost just before it would have finished, so the job's "
-        f"hours are paid {max_attempts} times; resume bounds a loss to the database in flight, so for a "
-        "job of several databases the expected cost is far below that."
+        f"Worst cases of max_launch_attempts = {max_attempts}, each attempt lost just before it would "
+        f"have finished: Spot interruptions on all but the last, which runs on-demand; or losses of "
+        f"any kind on on-demand ({max_attempts}x). With resume, a loss costs the database in flight, "
+        "not the whole job: for a job of several databases the cost is far below these bounds."
     )
 
 
