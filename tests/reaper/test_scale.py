@@ -9,6 +9,7 @@ from jobs import clock
 from jobs.dynamo_values import to_dynamo
 from jobs.record import Job
 from jobs.states import JobStatus
+from tests.support.jobs import new_job
 from tests.support.reaper import counting_reads, run_reaper
 from tests.support.world import FakeLambdaContext, World, ago
 
@@ -16,23 +17,14 @@ from tests.support.world import FakeLambdaContext, World, ago
 def load_finished_jobs(world: World, count: int) -> None:
     """`count` ended jobs, written in batches (what months of history leave behind)."""
     now = clock.now_iso()
-    expires = clock.epoch(clock.now()) + 30 * 86400
     with world.table.batch_writer() as writer:
         for n in range(count):
-            job = Job(
-                job_id=str(uuid.uuid4()),
+            job = new_job(
+                JobStatus.COMPLETED if n % 4 else JobStatus.FAILED,
                 owner=f"owner-{n % 50}",
-                trace_id=str(uuid.uuid4()),
-                command="init",
-                status=JobStatus.COMPLETED if n % 4 else JobStatus.FAILED,
-                source="postgresql://source.example.com:5432/app",
-                target="postgresql://target.serendb.com:5432/app",
-                created_at=now,
-                updated_at=now,
                 completed_at=now,
                 attempt=1,
                 instance_id=f"i-{n:017x}",
-                expires_at=expires,
             )
             writer.put_item(Item=to_dynamo(job.to_item()))
 
