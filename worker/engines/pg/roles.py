@@ -55,7 +55,7 @@ class Role:
     connection_limit: int
     valid_until: str | None
 
-    def create(self) -> sql.Composed:
+    def create_statement(self) -> sql.Composed:
         options = [
             "LOGIN" if self.login else "NOLOGIN",
             "INHERIT" if self.inherit else "NOINHERIT",
@@ -93,7 +93,7 @@ def copy_roles(ctx: Context, databases: list[str]) -> list[str]:
         created = [role for role in roles if role.name not in present]
         try:
             for role in created:
-                tgt.execute(role.create())
+                tgt.execute(role.create_statement())
             for group, member in memberships:
                 if group in {r.name for r in created} or member in {r.name for r in created}:
                     tgt.execute(
