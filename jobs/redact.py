@@ -10,10 +10,11 @@ REDACTED = "***"
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^@/\s'\"]*)@")
 # password=... in libpq key/value strings and environment dumps. libpq escapes ' and \ with a
 # backslash inside quotes and outside them (password='a\'b', password=a\ b), so a value runs
-# to the first unescaped closing quote or blank; an unclosed quote runs to the end.
+# to the first unescaped closing quote or blank; an unclosed ' runs to the end. libpq does not
+# quote with ", so only a closed "..." (a shell's form) is one value; a lone " is a character.
 _KEY_VALUE_PASSWORD = re.compile(
     r"""(?i)\b(password|passwd|pgpassword)\s*[=:]\s*"""
-    r"""('(?:[^'\\]|\\.)*(?:'|\\?$)|"(?:[^"\\]|\\.)*(?:"|\\?$)|(?:[^\s\\]|\\.)+\\?)""",
+    r"""('(?:[^'\\]|\\.)*(?:'|\\?$)|"(?:[^"\\]|\\.)*"|(?:[^\s\\]|\\.)+\\?)""",
     re.DOTALL,
 )
 

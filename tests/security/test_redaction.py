@@ -20,6 +20,7 @@ passwords = st.text(
 @example("a\\'b c")
 @example("tail\\")
 @example("x' host=evil")
+@example('"')
 def test_a_conninfo_password_is_masked_whole_whatever_it_holds(password: str) -> None:
     conninfo = make_conninfo(host="db.example.com", port=5432, user="u", password=password, dbname="d")
     assert redact(conninfo) == "host=db.example.com port=5432 user=u password=*** dbname=d"
