@@ -69,6 +69,8 @@ with mock_aws():
     create_tables(boto3.client("dynamodb"), jobs_table="bench-jobs", api_keys_table="bench-keys")
     import os
     os.environ["KMS_KEY_ID"] = boto3.client("kms").create_key()["KeyMetadata"]["KeyId"]
+    os.environ["REQUEST_MAC_KEY_ID"] = boto3.client("kms").create_key(
+        KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["KeyId"]
     from jobs.api_keys import ApiKeyStore
     key = ApiKeyStore("bench-keys", boto3.resource("dynamodb").Table("bench-keys")).create("bench").key
     from tests.support.api import V1_BODY, http_event
@@ -128,6 +130,9 @@ def warm_latency(requests: int) -> dict[str, float]:
 
         create_tables(boto3.client("dynamodb"), jobs_table="bench-jobs", api_keys_table="bench-keys")
         os.environ["KMS_KEY_ID"] = boto3.client("kms").create_key()["KeyMetadata"]["KeyId"]
+        os.environ["REQUEST_MAC_KEY_ID"] = boto3.client("kms").create_key(
+            KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC"
+        )["KeyMetadata"]["KeyId"]
         from jobs.api_keys import ApiKeyStore, hash_key
         from services.api.handler import lambda_handler
         from tests.support.api import V1_BODY, FakeContext, http_event

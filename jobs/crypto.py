@@ -1,12 +1,17 @@
 """Data access for KMS: a job's connection URLs (and a SerenDB console key, when the target is
-a SerenDB project), encrypted under a context bound to the job.
+a SerenDB project), encrypted under a context bound to the job, and the keyed fingerprint of
+a request.
 
 The API encrypts, only the worker decrypts; a ciphertext moved to another job's item does
-not decrypt, because the context names the job.
+not decrypt, because the context names the job. A request's fingerprint is an HMAC under a
+KMS key only the API may use: an unkeyed hash of a request that holds the URLs would let
+anyone who reads the item guess the password offline.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,3 +74,21 @@ class CredentialCipher:
             target_url=data["target_url"],
             seren_api_key=data.get("seren_api_key"),
         )
+
+
+class RequestMac:
+    """HMAC-SHA-256 under a KMS HMAC key (GenerateMac): equal requests give equal values, and
+    nobody without the key can test a guess against a stored one."""
+
+    ALGORITHM = "HMAC_SHA_256"
+    PREFIX = "hmac-sha256:"
+
+    def __init__(self, key_id: str, kms: Any | None = None) -> None:
+        self.key_id = key_id
+        self._kms = kms if kms is not None else aws.client("kms")
+
+    def fingerprint(self, canonical: bytes) -> str:
+        # GenerateMac takes at most 4096 bytes; a request may hold more.
+        digest = hashlib.sha256(canonical).digest()
+        answer = self._kms.generate_mac(KeyId=self.key_id, Message=digest, MacAlgorithm=self.ALGORITHM)
+        return self.PREFIX + base64.b64encode(answer["Mac"]).decode()

@@ -105,3 +105,5 @@ ACTIVE_INDEX_KEY = "active_status"
 ACTIVE_OWNER_KEY = "active_owner"
 TTL_ATTRIBUTE = "expires_at"
 CREDENTIALS_ATTRIBUTE = "credentials"
+# Removed with the credentials when the job ends: what only a running job needs of the request.
+ENDED_JOB_REMOVES = (CREDENTIALS_ATTRIBUTE, "request_fingerprint")

@@ -12,7 +12,14 @@ from boto3.dynamodb.conditions import Attr, Key
 from jobs import aws, clock
 from jobs.dynamo import all_equal, conditional
 from jobs.dynamo_values import to_dynamo
-from jobs.record import ACTIVE_INDEX_KEY, ACTIVE_OWNER_KEY, CREDENTIALS_ATTRIBUTE, TTL_ATTRIBUTE, Job
+from jobs.record import (
+    ACTIVE_INDEX_KEY,
+    ACTIVE_OWNER_KEY,
+    CREDENTIALS_ATTRIBUTE,
+    ENDED_JOB_REMOVES,
+    TTL_ATTRIBUTE,
+    Job,
+)
 from jobs.states import ACTIVE, JobStatus, can_transition
 from jobs.tables import ACTIVE_JOBS_INDEX, OWNER_ACTIVE_INDEX, OWNER_JOBS_INDEX
 
@@ -114,7 +121,7 @@ class JobStore:
             fields[ACTIVE_INDEX_KEY] = to_status.value
         else:
             fields.setdefault("completed_at", now)
-            removals |= {ACTIVE_INDEX_KEY, ACTIVE_OWNER_KEY, CREDENTIALS_ATTRIBUTE}
+            removals |= {ACTIVE_INDEX_KEY, ACTIVE_OWNER_KEY, *ENDED_JOB_REMOVES}
         condition = all_equal(Attr("status").is_in([s.value for s in sources]), only_if)
         return self._update(job_id, fields, removals, condition)
 

@@ -162,6 +162,7 @@ def function_environments(variables: dict[str, Any], ids: dict[str, str]) -> dic
             **common,
             "API_KEYS_TABLE_NAME": f"{variables['project_name']}-api-keys",
             "KMS_KEY_ID": ids["credentials_key_arn"],
+            "REQUEST_MAC_KEY_ID": ids["request_mac_key_arn"],
             "JOB_RETENTION_DAYS": str(variables["job_retention_days"]),
             "MAX_UNFINISHED_JOBS_PER_OWNER": str(variables["max_unfinished_jobs_per_owner"]),
             "POWERTOOLS_SERVICE_NAME": "api",
@@ -193,6 +194,10 @@ def provision_fast(clients: dict[str, Any], variables: dict[str, Any]) -> None:
     kms = clients["kms"]
     key = kms.create_key(Description=f"{project}: job connection credentials")["KeyMetadata"]
     kms.create_alias(AliasName=f"alias/{project}-credentials", TargetKeyId=key["KeyId"])
+    mac_key = kms.create_key(
+        Description=f"{project}: request fingerprints (HMAC)", KeyUsage="GENERATE_VERIFY_MAC", KeySpec="HMAC_256"
+    )["KeyMetadata"]
+    kms.create_alias(AliasName=f"alias/{project}-request-mac", TargetKeyId=mac_key["KeyId"])
 
     iam = clients["iam"]
     roles = {
@@ -224,6 +229,7 @@ def provision_fast(clients: dict[str, Any], variables: dict[str, Any]) -> None:
         "launch_template_id": template["LaunchTemplateId"],
         "launch_template_version": str(template["LatestVersionNumber"]),
         "credentials_key_arn": key["Arn"],
+        "request_mac_key_arn": mac_key["Arn"],
     }
     aliases = _create_functions(clients["lambda"], variables, roles, function_environments(variables, ids))
 

@@ -7,6 +7,7 @@ locals {
     JOBS_TABLE_NAME               = aws_dynamodb_table.jobs.name
     API_KEYS_TABLE_NAME           = aws_dynamodb_table.api_keys.name
     KMS_KEY_ID                    = aws_kms_key.credentials.arn
+    REQUEST_MAC_KEY_ID            = aws_kms_key.request_mac.arn
     JOB_RETENTION_DAYS            = tostring(var.job_retention_days)
     MAX_UNFINISHED_JOBS_PER_OWNER = tostring(var.max_unfinished_jobs_per_owner)
     ALLOWED_TARGET_SUFFIXES       = join(",", var.allowed_target_suffixes)

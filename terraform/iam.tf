@@ -85,6 +85,13 @@ data "aws_iam_policy_document" "api" {
   }
 
   statement {
+    sid       = "FingerprintRequests"
+    effect    = "Allow"
+    actions   = ["kms:GenerateMac"]
+    resources = [aws_kms_key.request_mac.arn]
+  }
+
+  statement {
     sid       = "ReadWorkerLogs"
     effect    = "Allow"
     actions   = ["logs:GetLogEvents"]

@@ -1,7 +1,9 @@
-# Two keys with different audiences:
+# Three keys with different audiences:
 # - `credentials` encrypts job connection URLs. Its key policy is the access control:
 #   only the api role may Encrypt and only the worker role may Decrypt, and both only
 #   under the job-credentials encryption context (jobs/crypto.py).
+# - `request_mac` (HMAC) fingerprints submitted requests for idempotent retries: only the api
+#   role may GenerateMac, so a stored fingerprint cannot be tested against guessed passwords.
 # - `data` encrypts the service's resources at rest (tables, stream, DLQ, SNS, logs);
 #   AWS services use it on the callers' behalf.
 
@@ -111,6 +113,71 @@ resource "aws_kms_key" "credentials" {
 resource "aws_kms_alias" "credentials" {
   name          = "alias/${var.project_name}-credentials"
   target_key_id = aws_kms_key.credentials.key_id
+}
+
+data "aws_iam_policy_document" "request_mac_key" {
+  # checkov:skip=CKV_AWS_111:A key policy's Resource "*" means this key only; every statement names its principal.
+  # checkov:skip=CKV_AWS_356:A key policy's Resource "*" means this key only, the one form KMS accepts.
+  # checkov:skip=CKV_AWS_109:A key policy's Resource "*" means this key only; PutKeyPolicy is for the account's key administrators.
+  statement {
+    sid       = "KeyAdministrationWithoutCryptography"
+    effect    = "Allow"
+    resources = ["*"]
+    actions = [
+      "kms:CancelKeyDeletion",
+      "kms:CreateAlias",
+      "kms:DeleteAlias",
+      "kms:DescribeKey",
+      "kms:DisableKey",
+      "kms:EnableKey",
+      "kms:GetKeyPolicy",
+      "kms:ListAliases",
+      "kms:ListResourceTags",
+      "kms:PutKeyPolicy",
+      "kms:ScheduleKeyDeletion",
+      "kms:TagResource",
+      "kms:UntagResource",
+      "kms:UpdateAlias",
+      "kms:UpdateKeyDescription",
+    ]
+
+    principals {
+      type        = "AWS"
+      identifiers = ["arn:${local.partition}:iam::${local.account_id}:root"]
+    }
+  }
+
+  statement {
+    sid       = "ApiFingerprintsRequests"
+    effect    = "Allow"
+    actions   = ["kms:GenerateMac"]
+    resources = ["*"]
+
+    principals {
+      type        = "AWS"
+      identifiers = [aws_iam_role.api.arn]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:MacAlgorithm"
+      values   = ["HMAC_SHA_256"]
+    }
+  }
+}
+
+resource "aws_kms_key" "request_mac" {
+  # checkov:skip=CKV_AWS_7:KMS does not rotate HMAC keys; rotating by hand would turn in-flight retries into 422s.
+  description              = "${var.project_name}: request fingerprints (HMAC)"
+  key_usage                = "GENERATE_VERIFY_MAC"
+  customer_master_key_spec = "HMAC_256"
+  deletion_window_in_days  = 30
+  policy                   = data.aws_iam_policy_document.request_mac_key.json
+}
+
+resource "aws_kms_alias" "request_mac" {
+  name          = "alias/${var.project_name}-request-mac"
+  target_key_id = aws_kms_key.request_mac.key_id
 }
 
 data "aws_iam_policy_document" "data_key" {

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from jobs.api_keys import ApiKeyStore
-from jobs.crypto import CredentialCipher
+from jobs.crypto import CredentialCipher, RequestMac
 from jobs.store import JobStore
 from services.api.settings import Settings
 
@@ -17,6 +17,7 @@ class Resources:
     jobs: JobStore
     api_keys: ApiKeyStore
     cipher: CredentialCipher
+    request_mac: RequestMac
 
 
 @cache
@@ -27,4 +28,5 @@ def resources() -> Resources:
         jobs=JobStore(settings.jobs_table_name),
         api_keys=ApiKeyStore(settings.api_keys_table_name),
         cipher=CredentialCipher(settings.kms_key_id),
+        request_mac=RequestMac(settings.request_mac_key_id),
     )

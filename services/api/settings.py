@@ -15,6 +15,8 @@ class Settings(HostPolicySettings):
     jobs_table_name: str = Field(min_length=3)
     api_keys_table_name: str = Field(min_length=3)
     kms_key_id: str = Field(min_length=1)
+    # The HMAC key of request fingerprints (jobs.crypto.RequestMac).
+    request_mac_key_id: str = Field(min_length=1)
     job_retention_days: int = Field(default=30, ge=1, le=3650)
     max_unfinished_jobs_per_owner: int = Field(default=20, ge=1, le=10_000)
     worker_log_group: str = Field(min_length=1)

@@ -3,12 +3,12 @@
 Idempotency is built into that write instead of a separate idempotency table: with an
 `Idempotency-Key` the job id is derived from (owner, key), so a retry aims at the same
 item and the conditional create cannot make a second job. The stored request fingerprint
-tells a genuine retry (same job back) from a reuse of the key for another request (422).
+(a keyed MAC, removed when the job ends) tells a genuine retry (same job back) from a reuse
+of the key for another request (422); once the job has ended, a retry gets the job back.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from dataclasses import dataclass
@@ -43,10 +43,9 @@ def job_id_for(owner: str, idempotency_key: str | None) -> str:
     return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, owner + "\n" + idempotency_key))
 
 
-def request_fingerprint(spec: JobSpec) -> str:
-    """A hash of the whole request, URLs included: the URLs are never stored in plaintext."""
-    canonical = json.dumps(spec.fingerprint_fields(), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+def canonical_request(spec: JobSpec) -> bytes:
+    """The whole request, URLs included, in one stable form: only ever stored as a keyed MAC."""
+    return json.dumps(spec.fingerprint_fields(), sort_keys=True, separators=(",", ":")).encode()
 
 
 def submit_job(res: Resources, owner: str, spec: JobSpec, idempotency_key: str | None) -> Submission:
@@ -66,7 +65,7 @@ def submit_job(res: Resources, owner: str, spec: JobSpec, idempotency_key: str |
         raise bad_request(str(exc), reason="host_policy") from exc
 
     job_id = job_id_for(owner, idempotency_key)
-    fingerprint = request_fingerprint(spec)
+    fingerprint = res.request_mac.fingerprint(canonical_request(spec))
     cap = res.settings.max_unfinished_jobs_per_owner
     if res.jobs.count_unfinished(owner) >= cap:
         # A retry of a job that was already accepted is answered even at the cap.
@@ -118,6 +117,7 @@ def submit_job(res: Resources, owner: str, spec: JobSpec, idempotency_key: str |
 
 
 def _replay(existing: Job, owner: str, fingerprint: str) -> Submission:
-    if existing.owner != owner or existing.request_fingerprint != fingerprint:
+    ended = existing.status.is_terminal and existing.request_fingerprint is None
+    if existing.owner != owner or not (ended or existing.request_fingerprint == fingerprint):
         raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY, IDEMPOTENCY_CONFLICT, reason="idempotency_conflict")
     return Submission(job=existing, created=False)

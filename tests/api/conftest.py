@@ -43,7 +43,10 @@ def world(api_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiWorld]:
         resources.cache_clear()
         dynamodb = boto3.client("dynamodb")
         create_tables(dynamodb, jobs_table=JOBS_TABLE, api_keys_table=API_KEYS_TABLE)
-        monkeypatch.setenv("KMS_KEY_ID", boto3.client("kms").create_key()["KeyMetadata"]["KeyId"])
+        kms = boto3.client("kms")
+        monkeypatch.setenv("KMS_KEY_ID", kms.create_key()["KeyMetadata"]["KeyId"])
+        mac_key = kms.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["KeyId"]
+        monkeypatch.setenv("REQUEST_MAC_KEY_ID", mac_key)
         logs = boto3.client("logs")
         logs.create_log_group(logGroupName=LOG_GROUP)
         keys = ApiKeyStore(API_KEYS_TABLE)

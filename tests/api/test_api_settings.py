@@ -11,6 +11,7 @@ REQUIRED = {
     "JOBS_TABLE_NAME": "jobs",
     "API_KEYS_TABLE_NAME": "keys",
     "KMS_KEY_ID": "alias/jobs",
+    "REQUEST_MAC_KEY_ID": "alias/request-mac",
     "WORKER_LOG_GROUP": "/workers",
 }
 
@@ -20,6 +21,7 @@ def test_exactly_the_documented_variables() -> None:
         "JOBS_TABLE_NAME",
         "API_KEYS_TABLE_NAME",
         "KMS_KEY_ID",
+        "REQUEST_MAC_KEY_ID",
         "JOB_RETENTION_DAYS",
         "MAX_UNFINISHED_JOBS_PER_OWNER",
         "ALLOWED_TARGET_SUFFIXES",

@@ -36,6 +36,7 @@ FAKE_ENVIRONMENT = {
     "JOBS_TABLE_NAME": "jobs-test",
     "API_KEYS_TABLE_NAME": "api-keys-test",
     "KMS_KEY_ID": "alias/test",
+    "REQUEST_MAC_KEY_ID": "alias/test-mac",
     "WORKER_LOG_GROUP": "/test/workers",
     "LAUNCH_TEMPLATE_ID": "lt-0123456789abcdef0",
     "POWERTOOLS_METRICS_NAMESPACE": "Test",
