@@ -1,5 +1,8 @@
 """Data access for CloudWatch Logs: a job's worker log stream (stream name = job id).
 
+The stream's name is always derived from the job id, never read from the job's item: a
+worker may write its item, and must not be able to point a client at another job's logs.
+
 The worker writes through `LogWriter` (batched PutLogEvents, every line redacted); the
 API reads the last lines with `read_lines`, redacted again because a stream may hold
 lines written by anything on the instance.
@@ -12,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote
 
 from botocore.exceptions import ClientError
 
@@ -20,6 +24,20 @@ from jobs.dynamo import error_code
 from jobs.redact import redact
 
 logger = logging.getLogger(__name__)
+
+
+def console_log_url(group: str, stream: str) -> str:
+    """The CloudWatch console page of one log stream (the console double-encodes names, '%' as '$')."""
+
+    def encode(name: str) -> str:
+        return quote(quote(name, safe=""), safe="").replace("%", "$")
+
+    where = aws.region()
+    return (
+        f"https://{where}.console.aws.amazon.com/cloudwatch/home?region={where}"
+        f"#logsV2:log-groups/log-group/{encode(group)}/log-events/{encode(stream)}"
+    )
+
 
 MAX_READ_LINES = 1000
 # PutLogEvents limits: 10,000 events and 1,048,576 bytes per call, counting 26 bytes of

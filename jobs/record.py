@@ -57,9 +57,6 @@ class Job(BaseModel):
     lost_attempts: list[LostAttempt] = Field(default_factory=list)
     # init: per target database, what earlier attempts finished (jobs.attempts).
     checkpoint: dict[str, DatabaseCheckpoint] = Field(default_factory=dict)
-    log_group: str | None = None
-    log_stream: str | None = None
-    log_url: str | None = None
     idempotency_key: str | None = None
     request_fingerprint: str | None = None
     expires_at: int  # epoch seconds; the table's TTL attribute

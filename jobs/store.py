@@ -3,11 +3,13 @@ the statuses it leaves; a lost race comes back as a result, never as an exceptio
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
+from pydantic import ValidationError
 
 from jobs import aws, clock
 from jobs.dynamo import all_equal, conditional
@@ -22,6 +24,31 @@ from jobs.record import (
 )
 from jobs.states import ACTIVE, JobStatus, can_transition
 from jobs.tables import ACTIVE_JOBS_INDEX, OWNER_ACTIVE_INDEX, OWNER_JOBS_INDEX
+
+logger = logging.getLogger(__name__)
+# The log line every unreadable item leaves: a metric filter counts it and alarms on it.
+UNREADABLE_ITEM = "unreadable job item skipped"
+
+
+def readable(item: dict[str, Any]) -> Job | None:
+    """The job an item holds, or None (logged) when it does not parse: one forged or damaged
+    item must not fail a whole listing, a reaper run or a launcher batch."""
+    try:
+        return Job.from_item(item)
+    except (ValidationError, TypeError, ValueError) as exc:
+        job_id = item.get("job_id")
+        logger.error(
+            UNREADABLE_ITEM,
+            extra={"job_id": job_id if isinstance(job_id, str) else None, "errors": _field_names(exc)},
+        )
+        return None
+
+
+def _field_names(exc: Exception) -> list[str]:
+    """Which fields failed, never their values (an item is not trusted to hold no secret)."""
+    if isinstance(exc, ValidationError):
+        return sorted({".".join(str(p) for p in error["loc"]) for error in exc.errors()})[:10]
+    return [type(exc).__name__]
 
 
 @dataclass(frozen=True)
@@ -75,7 +102,9 @@ class JobStore:
         item = self._table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
         if item is None or "status" not in item:
             return None
-        job = Job.from_item(item)
+        job = readable(item)
+        if job is None:
+            return None
         if not include_expired and job.is_expired(clock.epoch(clock.now())):
             return None  # TTL deletion lags by days: an expired item is already gone
         return job
@@ -232,7 +261,7 @@ class JobStore:
                 kwargs["ExclusiveStartKey"] = next_key
             kwargs["Limit"] = limit - len(jobs)
             answer = self._table.query(**kwargs)
-            jobs.extend(Job.from_item(item) for item in answer.get("Items", []))
+            jobs.extend(job for job in map(readable, answer.get("Items", [])) if job is not None)
             next_key = answer.get("LastEvaluatedKey")
             if not next_key:
                 break
@@ -251,7 +280,7 @@ class JobStore:
     def _query_pages(self, **kwargs: Any) -> Iterator[list[Job]]:
         while True:
             answer = self._table.query(**kwargs)
-            yield [Job.from_item(item) for item in answer.get("Items", [])]
+            yield [job for job in map(readable, answer.get("Items", [])) if job is not None]
             if "LastEvaluatedKey" not in answer:
                 return
             kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]

@@ -195,7 +195,9 @@ def provision_fast(clients: dict[str, Any], variables: dict[str, Any]) -> None:
     key = kms.create_key(Description=f"{project}: job connection credentials")["KeyMetadata"]
     kms.create_alias(AliasName=f"alias/{project}-credentials", TargetKeyId=key["KeyId"])
     mac_key = kms.create_key(
-        Description=f"{project}: request fingerprints (HMAC)", KeyUsage="GENERATE_VERIFY_MAC", KeySpec="HMAC_256"
+        Description=f"{project}: request fingerprints (HMAC)",
+        KeyUsage="GENERATE_VERIFY_MAC",
+        KeySpec="HMAC_256",
     )["KeyMetadata"]
     kms.create_alias(AliasName=f"alias/{project}-request-mac", TargetKeyId=mac_key["KeyId"])
 

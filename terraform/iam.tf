@@ -5,8 +5,13 @@
 
 locals {
   jobs_table_arns = [aws_dynamodb_table.jobs.arn, "${aws_dynamodb_table.jobs.arn}/index/*"]
-  ec2_arn_prefix  = "arn:${local.partition}:ec2:${var.aws_region}:${local.account_id}"
-  our_instances   = "${local.ec2_arn_prefix}:instance/*"
+  worker_item_attributes = [
+    "job_id", "instance_id", "attempt", "status", "updated_at", "started_at", "heartbeat_at", "completed_at",
+    "progress", "error", "exit_code", "checkpoint", "lost_attempts", "active_status", "active_owner",
+    "credentials", "instance_credentials", "request_fingerprint",
+  ]
+  ec2_arn_prefix = "arn:${local.partition}:ec2:${var.aws_region}:${local.account_id}"
+  our_instances  = "${local.ec2_arn_prefix}:instance/*"
 }
 
 data "aws_iam_policy_document" "lambda_assume" {
@@ -336,9 +341,9 @@ resource "aws_iam_instance_profile" "worker" {
 
 data "aws_iam_policy_document" "worker" {
   statement {
-    sid       = "ReadAndUpdateJobItemsOnly"
+    sid       = "ReadJobItemsOnly"
     effect    = "Allow"
-    actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+    actions   = ["dynamodb:GetItem"]
     resources = [aws_dynamodb_table.jobs.arn]
 
     # Job items only: not the worker-slot ledger (control#...), which belongs to the
@@ -347,6 +352,27 @@ data "aws_iam_policy_document" "worker" {
       test     = "ForAllValues:StringNotLike"
       variable = "dynamodb:LeadingKeys"
       values   = ["control#*"]
+    }
+  }
+
+  statement {
+    sid       = "UpdateOnlyTheWorkersAttributesOfJobItems"
+    effect    = "Allow"
+    actions   = ["dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.jobs.arn]
+
+    condition {
+      test     = "ForAllValues:StringNotLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["control#*"]
+    }
+
+    # What worker/job_item.py writes (and the ones its conditions name): never the owner,
+    # the instance or attempt the launcher recorded, or where the job's logs are.
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "dynamodb:Attributes"
+      values   = local.worker_item_attributes
     }
   }
 
@@ -377,10 +403,11 @@ data "aws_iam_policy_document" "worker" {
   }
 
   statement {
-    sid       = "TerminateOnlyOurInstances"
-    effect    = "Allow"
-    actions   = ["ec2:TerminateInstances"]
-    resources = [local.our_instances]
+    sid     = "TerminateOnlyItself"
+    effect  = "Allow"
+    actions = ["ec2:TerminateInstances"]
+    # The instance the request comes from (an IAM policy variable, escaped for Terraform).
+    resources = ["$${ec2:SourceInstanceARN}"]
 
     condition {
       test     = "StringEquals"

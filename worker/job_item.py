@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from jobs import aws
 from jobs.attempts import DatabaseCheckpoint, LostAttempt, loss_fields
@@ -25,19 +24,6 @@ class Outcome:
     status: JobStatus
     error: str | None = None
     exit_code: int | None = None
-
-
-def console_log_url(group: str, stream: str) -> str:
-    """The CloudWatch console page of one log stream (the console double-encodes names, '%' as '$')."""
-
-    def encode(name: str) -> str:
-        return quote(quote(name, safe=""), safe="").replace("%", "$")
-
-    where = aws.region()
-    return (
-        f"https://{where}.console.aws.amazon.com/cloudwatch/home?region={where}"
-        f"#logsV2:log-groups/log-group/{encode(group)}/log-events/{encode(stream)}"
-    )
 
 
 class JobItem:
@@ -62,11 +48,10 @@ class JobItem:
         """Every later write also names the attempt this instance was launched for."""
         self._ours = {"instance_id": self.instance_id, "attempt": job.attempt}
 
-    def start(
-        self, *, log_group: str, progress: Progress, now_iso: str, started_at: str | None = None
-    ) -> WriteResult:
-        """provisioning -> running, with where the logs are; `started_at` is the first
-        attempt's start (the job's deadline counts from it)."""
+    def start(self, *, progress: Progress, now_iso: str, started_at: str | None = None) -> WriteResult:
+        """provisioning -> running; `started_at` is the first attempt's start (the job's
+        deadline counts from it). Where the logs are follows from the job id: the worker may
+        not write it."""
         return self.reader.transition(
             self.job_id,
             [JobStatus.PROVISIONING],
@@ -74,9 +59,6 @@ class JobItem:
             set_fields={
                 "started_at": started_at or now_iso,
                 "heartbeat_at": now_iso,
-                "log_group": log_group,
-                "log_stream": self.job_id,
-                "log_url": console_log_url(log_group, self.job_id),
                 "progress": progress.model_dump(mode="json"),
             },
             only_if=self._ours,

@@ -190,10 +190,7 @@ class Worker:
         self.output.set_progress(Progress.message_only(f"starting {job.command} ({engine.name} engine)"))
         now_iso = clock.now_iso()
         started_item = self.item.start(
-            log_group=self.settings.worker_log_group,
-            progress=self.output.progress,
-            now_iso=now_iso,
-            started_at=job.started_at or now_iso,
+            progress=self.output.progress, now_iso=now_iso, started_at=job.started_at or now_iso
         )
         self.stats.item_writes += 1
         if not started_item.ok:

@@ -71,7 +71,8 @@ def list_jobs(
 
 
 def _log_location(res: Resources, job: Job) -> tuple[str, str]:
-    return job.log_group or res.settings.worker_log_group, job.log_stream or job.job_id
+    """Derived from the job id, never read from the item (a worker may write the item)."""
+    return res.settings.worker_log_group, job.job_id
 
 
 def _is_uuid(text: str) -> bool:

@@ -94,26 +94,26 @@ def get_jobs(
         str | None, Query(max_length=queries.MAX_TOKEN_LENGTH, description="From the previous page")
     ] = None,
 ) -> JsonResponse:
-    listing = queries.list_jobs(
-        resources(), router.context["owner"], limit=limit, status=status, next_token=next_token
-    )
-    return _json_response(
-        HTTPStatus.OK, {"jobs": [job_view(job) for job in listing.jobs], "next_token": listing.next_token}
-    )
+    res = resources()
+    listing = queries.list_jobs(res, router.context["owner"], limit=limit, status=status, next_token=next_token)
+    views = [job_view(job, log_group=res.settings.worker_log_group) for job in listing.jobs]
+    return _json_response(HTTPStatus.OK, {"jobs": views, "next_token": listing.next_token})
 
 
 def get_job(job_id: JobId) -> JsonResponse:
     res = resources()
     job = queries.owned_job(res, router.context["owner"], job_id)
     logger.append_keys(job_id=job.job_id, trace_id=job.trace_id)
-    return _json_response(HTTPStatus.OK, job_view(job, logs=queries.failure_logs(res, job)))
+    view = job_view(job, log_group=res.settings.worker_log_group, logs=queries.failure_logs(res, job))
+    return _json_response(HTTPStatus.OK, view)
 
 
 def post_cancel(job_id: JobId) -> JsonResponse:
-    job = cancel.cancel_job(resources(), router.context["owner"], job_id)
+    res = resources()
+    job = cancel.cancel_job(res, router.context["owner"], job_id)
     logger.append_keys(job_id=job.job_id, trace_id=job.trace_id)
     logger.info("cancel requested", extra={"status": job.status.value})
-    return _json_response(HTTPStatus.ACCEPTED, job_view(job))
+    return _json_response(HTTPStatus.ACCEPTED, job_view(job, log_group=res.settings.worker_log_group))
 
 
 def get_logs(

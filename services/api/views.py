@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from jobs.job_logs import console_log_url
 from jobs.record import Job
 from jobs.states import status_for_client
 
@@ -15,7 +16,9 @@ def client_status(job: Job) -> tuple[str, str | None]:
     return status_for_client(job.status, job.schema_version, job.error, retrying=job.retrying)
 
 
-def job_view(job: Job, *, logs: list[str] | None = None) -> dict[str, Any]:
+def job_view(job: Job, *, log_group: str, logs: list[str] | None = None) -> dict[str, Any]:
+    """`log_url` is built here from the job id (the worker's log stream is named after it),
+    once the worker has started; never taken from the item, which a worker may write."""
     status, error = client_status(job)
     progress: dict[str, Any] = {
         "message": job.progress.message,
@@ -36,7 +39,7 @@ def job_view(job: Job, *, logs: list[str] | None = None) -> dict[str, Any]:
         "completed_at": job.completed_at,
         "error": error,
         "progress": progress,
-        "log_url": job.log_url,
+        "log_url": console_log_url(log_group, job.job_id) if job.started_at else None,
         "schema_version": job.schema_version,
         "command": job.command,
         "source": job.source,

@@ -42,7 +42,7 @@ def item(store: JobStore, instance_id: str) -> JobItem:
 def test_a_job_relaunched_on_another_instance_is_not_touched(store: JobStore) -> None:
     provisioned(store, "i-other")
     mine = item(store, "i-mine")
-    assert not mine.start(log_group="/g", progress=Progress(), now_iso=clock.now_iso()).ok
+    assert not mine.start(progress=Progress(), now_iso=clock.now_iso()).ok
     assert not mine.finish(Outcome(JobStatus.FAILED, "boom"), None).ok
     mine.wipe_credentials()
     assert store.get_credentials("job-1") == b"ciphertext"
@@ -52,8 +52,8 @@ def test_a_job_relaunched_on_another_instance_is_not_touched(store: JobStore) ->
 def test_own_job_runs_beats_and_ends_without_credentials(store: JobStore) -> None:
     provisioned(store, "i-mine")
     mine = item(store, "i-mine")
-    started = mine.start(log_group="/g", progress=Progress.message_only("starting"), now_iso=clock.now_iso())
-    assert started.ok and started.job is not None and started.job.log_stream == "job-1"
+    started = mine.start(progress=Progress.message_only("starting"), now_iso=clock.now_iso())
+    assert started.ok and started.job is not None and started.job.started_at is not None
     beat = mine.beat(clock.now_iso(), Progress.message_only("copying"))
     assert beat.ok and beat.job is not None and beat.job.progress.message == "copying"
     store.transition("job-1", [JobStatus.RUNNING], JobStatus.CANCELLING)

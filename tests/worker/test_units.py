@@ -13,13 +13,13 @@ import pytest
 from pydantic import ValidationError
 from stack import WORKER_SH, metadata_server
 
+from jobs.job_logs import console_log_url
 from jobs.progress import Progress
 from jobs.spec import JobOptions
 from jobs.states import JobStatus
 from tests.support.jobs import new_job
 from worker import metadata
 from worker.engines import ParsedLine
-from worker.job_item import console_log_url
 from worker.output import EngineOutput, open_local_log
 from worker.settings import Settings, environment_variables
 from worker.worker import exit_code_of, job_deadline_seconds

@@ -11,7 +11,6 @@ from pathlib import Path
 import psycopg
 import pytest
 from stack import (
-    LOG_GROUP,
     METRICS_NAMESPACE,
     Cloud,
     Fault,
@@ -92,8 +91,9 @@ def test_init_runs_to_completed_with_heartbeats_progress_logs_and_cleanup(
     assert final.started_at is not None and final.completed_at is not None
     assert len({job.heartbeat_at for job in running}) >= 3, "heartbeats did not advance while running"
     assert len({job.progress.message for job in seen}) >= 3, "progress did not move"
-    assert final.log_group == LOG_GROUP and final.log_stream == job_id
-    assert final.log_url and "console.aws.amazon.com/cloudwatch" in final.log_url
+    # Where the logs are is the API's to say (from the job id), not the worker's to write.
+    item = raw_item(job_id)
+    assert not {"log_group", "log_stream", "log_url"} & set(item)
 
     assert count_rows(target, "orders") == count_rows(source, "orders") == 5000
     assert count_rows(target, "customers") == 1000
