@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from control_plane.ports import Claims, Fleet, Slots
 from control_plane.settings import LaunchSettings
+from jobs.crypto import CredentialCipher
 from jobs.instances import Ec2Fleet
 from jobs.slots import LaunchClaims, SlotLedger
 from jobs.store import JobStore
@@ -21,10 +22,18 @@ class ControlPlane:
     fleet: Fleet
     # Names this launcher in launch claims.
     holder: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # Re-encrypts a job's credentials for the instance launched for it; None: not bound
+    # (unit tests of the launch logic), and then no worker can decrypt them.
+    keys: CredentialCipher | None = None
 
     @classmethod
     def on_aws(cls, settings: LaunchSettings) -> ControlPlane:
         table = settings.jobs_table_name
         return cls(
-            settings, JobStore(table), SlotLedger(table), LaunchClaims(table), Ec2Fleet(settings.managed_by)
+            settings,
+            JobStore(table),
+            SlotLedger(table),
+            LaunchClaims(table),
+            Ec2Fleet(settings.managed_by),
+            keys=CredentialCipher(settings.kms_key_id) if settings.kms_key_id else None,
         )

@@ -24,7 +24,7 @@ from control_plane.telemetry import Metric, logger, metrics
 from control_plane.user_data import user_data
 from jobs import clock
 from jobs.instances import Instance, LaunchError, LaunchRequest
-from jobs.record import Job
+from jobs.record import INSTANCE_CREDENTIALS_ATTRIBUTE, Job
 from jobs.states import JobStatus
 
 
@@ -93,19 +93,19 @@ def _record_launch(
     cp: ControlPlane, job: Job, attempt: int, sources: tuple[JobStatus, ...], instance: Instance
 ) -> Outcome:
     launched_at = clock.now_iso()
+    fields: dict[str, Any] = {
+        "instance_id": instance.instance_id,
+        "instance_type": instance.instance_type,
+        "capacity": instance.market.value,
+        "attempt": attempt,
+        "max_attempts": cp.settings.max_launch_attempts,
+        "launched_at": launched_at,
+    }
+    bound = _credentials_for(cp, job.job_id, instance.instance_id)
+    if bound is not None:
+        fields[INSTANCE_CREDENTIALS_ATTRIBUTE] = bound
     result = cp.jobs.transition(
-        job.job_id,
-        sources,
-        JobStatus.PROVISIONING,
-        set_fields={
-            "instance_id": instance.instance_id,
-            "instance_type": instance.instance_type,
-            "capacity": instance.market.value,
-            "attempt": attempt,
-            "max_attempts": cp.settings.max_launch_attempts,
-            "launched_at": launched_at,
-        },
-        only_if={"attempt": job.attempt},
+        job.job_id, sources, JobStatus.PROVISIONING, set_fields=fields, only_if={"attempt": job.attempt}
     )
     log = {"job_id": job.job_id, "instance_id": instance.instance_id, "attempt": attempt}
     if result.ok:
@@ -135,6 +135,17 @@ def _record_launch(
     }
     logger.warning("job changed during its launch: instance terminated", extra={**log, **found})
     return Outcome.MOVED_ON
+
+
+def _credentials_for(cp: ControlPlane, job_id: str, instance_id: str) -> bytes | None:
+    """The job's credentials re-encrypted for this instance alone (the key policy lets a
+    worker decrypt only what names its own instance), written with the launch."""
+    if cp.keys is None:
+        return None
+    ciphertext = cp.jobs.get_credentials(job_id)
+    if ciphertext is None:
+        return None  # the job ended meanwhile: the transition below will not happen either
+    return cp.keys.bind_to_instance(job_id, ciphertext, cp.settings.instance_arn(instance_id))
 
 
 def _launch_failed(

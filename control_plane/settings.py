@@ -15,6 +15,8 @@ from pydantic import AliasChoices, Field
 from jobs.instances import Market
 from jobs.settings import HostPolicySettings
 
+from jobs.crypto import instance_arn
+
 GIB = 1024**3
 # The earlier system's choice by estimated size: (size below which, instance type); None = any size.
 DEFAULT_INSTANCE_TYPE_BY_SIZE: list[tuple[int | None, str]] = [
@@ -72,6 +74,13 @@ class LaunchSettings(HostPolicySettings):
     worker_shutdown_if_not_terminated: bool = True
     # The SerenDB console API the worker prepares project targets through.
     seren_console_url: str = Field(default="https://api.serendb.com", min_length=1)
+    # ARN of the credentials key: each launch re-encrypts the job's credentials for the
+    # instance it started (the ARN also names the account and partition of instance ARNs).
+    kms_key_id: str = Field(default="", pattern=r"^(arn:[a-z-]+:kms:[a-z0-9-]+:\d{12}:key/.+)?$")
+
+    def instance_arn(self, instance_id: str) -> str:
+        account = self.kms_key_id.split(":")[4]
+        return instance_arn(self.aws_region, account, instance_id)
 
     @property
     def subnets(self) -> tuple[str, ...]:

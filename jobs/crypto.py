@@ -34,8 +34,22 @@ class Credentials:
     seren_api_key: str | None = field(default=None, repr=False)
 
 
-def encryption_context(job_id: str) -> dict[str, str]:
-    return {"job_id": job_id, "purpose": CONTEXT_PURPOSE}
+def encryption_context(job_id: str, instance_arn: str | None = None) -> dict[str, str]:
+    """The API's context names the job; the launcher re-encrypts under one that also names
+    the instance it started, and only that instance may decrypt it (the key policy compares
+    `instance_arn` with the caller's ec2:SourceInstanceARN)."""
+    context = {"job_id": job_id, "purpose": CONTEXT_PURPOSE}
+    if instance_arn is not None:
+        context["instance_arn"] = instance_arn
+    return context
+
+
+def instance_arn(region: str, account: str, instance_id: str) -> str:
+    """An instance's ARN, as AWS puts it in ec2:SourceInstanceARN."""
+    partition = "aws-cn" if region.startswith("cn-") else "aws"
+    if region.startswith("us-gov-"):
+        partition = "aws-us-gov"
+    return f"arn:{partition}:ec2:{region}:{account}:instance/{instance_id}"
 
 
 def plaintext_for(credentials: Credentials) -> bytes:
@@ -57,17 +71,32 @@ class CredentialCipher:
         self._kms = kms if kms is not None else aws.client("kms")
 
     def encrypt(self, job_id: str, credentials: Credentials) -> bytes:
-        if not self.key_id:
-            raise RuntimeError("no KMS key configured for encryption")
         answer = self._kms.encrypt(
-            KeyId=self.key_id,
+            KeyId=self._key(),
             Plaintext=plaintext_for(credentials),
             EncryptionContext=encryption_context(job_id),
         )
         return bytes(answer["CiphertextBlob"])
 
-    def decrypt(self, job_id: str, ciphertext: bytes) -> Credentials:
-        answer = self._kms.decrypt(CiphertextBlob=ciphertext, EncryptionContext=encryption_context(job_id))
+    def bind_to_instance(self, job_id: str, ciphertext: bytes, instance: str) -> bytes:
+        """The job's credentials re-encrypted for one instance (ARN), without seeing them."""
+        answer = self._kms.re_encrypt(
+            CiphertextBlob=ciphertext,
+            SourceEncryptionContext=encryption_context(job_id),
+            DestinationKeyId=self._key(),
+            DestinationEncryptionContext=encryption_context(job_id, instance),
+        )
+        return bytes(answer["CiphertextBlob"])
+
+    def _key(self) -> str:
+        if not self.key_id:
+            raise RuntimeError("no KMS key configured")
+        return self.key_id
+
+    def decrypt(self, job_id: str, ciphertext: bytes, *, instance: str | None = None) -> Credentials:
+        answer = self._kms.decrypt(
+            CiphertextBlob=ciphertext, EncryptionContext=encryption_context(job_id, instance)
+        )
         data = json.loads(answer["Plaintext"])
         return Credentials(
             source_url=data["source_url"],

@@ -102,5 +102,7 @@ ACTIVE_INDEX_KEY = "active_status"
 ACTIVE_OWNER_KEY = "active_owner"
 TTL_ATTRIBUTE = "expires_at"
 CREDENTIALS_ATTRIBUTE = "credentials"
+# The credentials re-encrypted by the launcher for the one instance it started for the job.
+INSTANCE_CREDENTIALS_ATTRIBUTE = "instance_credentials"
 # Removed with the credentials when the job ends: what only a running job needs of the request.
-ENDED_JOB_REMOVES = (CREDENTIALS_ATTRIBUTE, "request_fingerprint")
+ENDED_JOB_REMOVES = (CREDENTIALS_ATTRIBUTE, INSTANCE_CREDENTIALS_ATTRIBUTE, "request_fingerprint")

@@ -19,6 +19,7 @@ from jobs.record import (
     ACTIVE_OWNER_KEY,
     CREDENTIALS_ATTRIBUTE,
     ENDED_JOB_REMOVES,
+    INSTANCE_CREDENTIALS_ATTRIBUTE,
     TTL_ATTRIBUTE,
     Job,
 )
@@ -109,16 +110,18 @@ class JobStore:
             return None  # TTL deletion lags by days: an expired item is already gone
         return job
 
-    def get_credentials(self, job_id: str) -> bytes | None:
+    def get_credentials(self, job_id: str, *, attribute: str = CREDENTIALS_ATTRIBUTE) -> bytes | None:
+        """The API's ciphertext, or (`INSTANCE_CREDENTIALS_ATTRIBUTE`) the one bound to the
+        job's instance."""
         item = self._table.get_item(
             Key={"job_id": job_id},
             ConsistentRead=True,
             ProjectionExpression="#c",
-            ExpressionAttributeNames={"#c": CREDENTIALS_ATTRIBUTE},
+            ExpressionAttributeNames={"#c": attribute},
         ).get("Item")
-        if not item or CREDENTIALS_ATTRIBUTE not in item:
+        if not item or attribute not in item:
             return None
-        value = item[CREDENTIALS_ATTRIBUTE]
+        value = item[attribute]
         return bytes(value.value if hasattr(value, "value") else value)
 
     # -- status changes ---------------------------------------------------------------
@@ -168,15 +171,15 @@ class JobStore:
         return self._update(job_id, fields, set(), condition)
 
     def wipe_credentials(self, job_id: str, *, only_if: dict[str, Any] | None = None) -> None:
-        """Remove the ciphertext whatever the status (idempotent; used after a job ends).
+        """Remove the ciphertexts whatever the status (idempotent; used after a job ends).
 
         `only_if` adds equality conditions (a worker wipes only a job still assigned to it)."""
         conditional(
             lambda: self._table.update_item(
                 Key={"job_id": job_id},
-                UpdateExpression="REMOVE #c",
+                UpdateExpression="REMOVE #c, #i",
                 ConditionExpression=all_equal(Attr("job_id").exists(), only_if),
-                ExpressionAttributeNames={"#c": CREDENTIALS_ATTRIBUTE},
+                ExpressionAttributeNames={"#c": CREDENTIALS_ATTRIBUTE, "#i": INSTANCE_CREDENTIALS_ATTRIBUTE},
             )
         )
 

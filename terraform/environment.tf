@@ -35,6 +35,7 @@ locals {
     WORKER_CAPACITY                   = var.worker_capacity
     WORKER_LOG_GROUP                  = aws_cloudwatch_log_group.workers.name
     HEARTBEAT_INTERVAL_SECONDS        = tostring(var.heartbeat_interval_seconds)
+    KMS_KEY_ID                        = aws_kms_key.credentials.arn
     ALLOWED_TARGET_SUFFIXES           = join(",", var.allowed_target_suffixes)
     ALLOW_LOOPBACK_HOSTS              = tostring(var.allow_loopback_hosts)
     ALLOW_PRIVATE_HOSTS               = tostring(var.allow_private_hosts)
@@ -59,6 +60,7 @@ locals {
     MAX_CAPACITY_FAILURES             = tostring(var.max_capacity_failures)
     WORKER_LOG_GROUP                  = aws_cloudwatch_log_group.workers.name
     HEARTBEAT_INTERVAL_SECONDS        = tostring(var.heartbeat_interval_seconds)
+    KMS_KEY_ID                        = aws_kms_key.credentials.arn
     ALLOWED_TARGET_SUFFIXES           = join(",", var.allowed_target_suffixes)
     ALLOW_LOOPBACK_HOSTS              = tostring(var.allow_loopback_hosts)
     ALLOW_PRIVATE_HOSTS               = tostring(var.allow_private_hosts)

@@ -227,6 +227,13 @@ data "aws_iam_policy_document" "launch_workers" {
   }
 
   statement {
+    sid       = "BindJobCredentialsToTheLaunchedInstance"
+    effect    = "Allow"
+    actions   = ["kms:ReEncryptFrom", "kms:ReEncryptTo"]
+    resources = [aws_kms_key.credentials.arn]
+  }
+
+  statement {
     sid       = "DescribeInstances"
     effect    = "Allow"
     actions   = ["ec2:DescribeInstances"]
@@ -392,6 +399,13 @@ data "aws_iam_policy_document" "worker" {
       test     = "Null"
       variable = "kms:EncryptionContext:job_id"
       values   = ["false"]
+    }
+
+    # Only what the launcher bound to this very instance (the key policy says so too).
+    condition {
+      test     = "StringEquals"
+      variable = "kms:EncryptionContext:instance_arn"
+      values   = ["$${ec2:SourceInstanceARN}"]
     }
   }
 

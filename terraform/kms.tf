@@ -73,7 +73,46 @@ data "aws_iam_policy_document" "credentials_key" {
   }
 
   statement {
-    sid       = "WorkersDecryptJobCredentials"
+    sid       = "LaunchersBindJobCredentialsToAnInstance"
+    effect    = "Allow"
+    actions   = ["kms:ReEncryptFrom", "kms:ReEncryptTo"]
+    resources = ["*"]
+
+    principals {
+      type        = "AWS"
+      identifiers = [aws_iam_role.launcher.arn, aws_iam_role.reaper.arn]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:EncryptionContext:purpose"
+      values   = ["replication-job-credentials"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "kms:EncryptionContext:job_id"
+      values   = ["false"]
+    }
+
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "kms:EncryptionContextKeys"
+      values   = ["job_id", "purpose", "instance_arn"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "kms:ReEncryptOnSameKey"
+      values   = ["true"]
+    }
+  }
+
+  # A worker decrypts only credentials bound to the instance it runs on: the context's
+  # instance_arn must be the calling instance (ec2:SourceInstanceARN, set by AWS on requests
+  # signed with an instance profile's credentials; escaped for Terraform).
+  statement {
+    sid       = "WorkersDecryptOnlyTheirInstancesJobCredentials"
     effect    = "Allow"
     actions   = ["kms:Decrypt"]
     resources = ["*"]
@@ -96,9 +135,15 @@ data "aws_iam_policy_document" "credentials_key" {
     }
 
     condition {
+      test     = "StringEquals"
+      variable = "kms:EncryptionContext:instance_arn"
+      values   = ["$${ec2:SourceInstanceARN}"]
+    }
+
+    condition {
       test     = "ForAllValues:StringEquals"
       variable = "kms:EncryptionContextKeys"
-      values   = ["job_id", "purpose"]
+      values   = ["job_id", "purpose", "instance_arn"]
     }
   }
 }

@@ -1,5 +1,5 @@
-"""IMDSv2: the instance's own id, and a Spot interruption notice. A session token first
-(PUT), then the read (GET).
+"""IMDSv2: the instance's own id and ARN, and a Spot interruption notice. A session token
+first (PUT), then the read (GET).
 
 The endpoint is AWS_EC2_METADATA_SERVICE_ENDPOINT when set (the local cloud serves one per
 instance), as for the AWS SDKs; otherwise the link-local address of the real service.
@@ -12,6 +12,8 @@ import os
 import time
 import urllib.error
 import urllib.request
+
+from jobs import crypto
 
 DEFAULT_ENDPOINT = "http://169.254.169.254"
 ENDPOINT_ENV = "AWS_EC2_METADATA_SERVICE_ENDPOINT"
@@ -43,19 +45,27 @@ def _token(base: str, timeout: float) -> str:
     )
 
 
-def instance_id(*, attempts: int = 5, timeout: float = 2.0, backoff: float = 0.5) -> str:
+def instance_id(**retry: float) -> str:
     """This instance's id, retried: IMDS can be slow for a moment right after boot."""
+    return _read("/latest/meta-data/instance-id", **retry)
+
+
+def instance_arn(**retry: float) -> str:
+    """This instance's ARN, as AWS puts it in ec2:SourceInstanceARN (from the identity document)."""
+    document = json.loads(_read("/latest/dynamic/instance-identity/document", **retry))
+    return crypto.instance_arn(document["region"], document["accountId"], document["instanceId"])
+
+
+def _read(path: str, *, attempts: float = 5, timeout: float = 2.0, backoff: float = 0.5) -> str:
     base = endpoint()
     last_error: Exception | None = None
-    for attempt in range(attempts):
+    for attempt in range(int(attempts)):
         try:
             token = _token(base, timeout)
-            value = _request(
-                f"{base}/latest/meta-data/instance-id", {"X-aws-ec2-metadata-token": token}, timeout
-            ).strip()
+            value = _request(f"{base}{path}", {"X-aws-ec2-metadata-token": token}, timeout).strip()
             if value:
                 return value
-            last_error = MetadataUnavailable("empty instance id")
+            last_error = MetadataUnavailable(f"empty answer for {path}")
         except (urllib.error.URLError, OSError) as exc:
             last_error = exc
         if attempt + 1 < attempts:

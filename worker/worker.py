@@ -27,7 +27,7 @@ from jobs.job_logs import LogWriter
 from jobs.observability import worker_logger
 from jobs.policy import ConnectionPolicy, HostNotAllowed
 from jobs.progress import Progress
-from jobs.record import Job
+from jobs.record import INSTANCE_CREDENTIALS_ATTRIBUTE, Job
 from jobs.redact import redact
 from jobs.spec import Command
 from jobs.states import JobStatus
@@ -148,11 +148,12 @@ class Worker:
 
     def _run_provisioned(self, job: Job) -> None:
         started = time.monotonic()
-        ciphertext = self.item.reader.get_credentials(self.job_id)
+        # Bound by the launcher to this instance: no other instance may decrypt it.
+        ciphertext = self.item.reader.get_credentials(self.job_id, attribute=INSTANCE_CREDENTIALS_ATTRIBUTE)
         if ciphertext is None:
             self._end(job, Outcome(JobStatus.FAILED, "the job's credentials are gone"))
             return
-        credentials = CredentialCipher().decrypt(self.job_id, ciphertext)
+        credentials = CredentialCipher().decrypt(self.job_id, ciphertext, instance=metadata.instance_arn())
         engine_job = EngineJob(
             command=Command(job.command),
             source_url=credentials.source_url,

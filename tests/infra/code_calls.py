@@ -37,6 +37,8 @@ TABLE_METHODS = {
 # also authorized as CreateTags, and with an instance profile (the launch template's) as
 # iam:PassRole of its role.
 IMPLIED_ACTIONS = {"ec2:RunInstances": ("ec2:CreateTags", "iam:PassRole")}
+# Operations IAM authorises as more than one action.
+IAM_ACTIONS_OF_OPERATION = {"kms:ReEncrypt": {"kms:ReEncryptFrom", "kms:ReEncryptTo"}}
 IAM_PREFIX = {"dynamodb": "dynamodb", "kms": "kms", "ec2": "ec2", "logs": "logs", "cloudwatch": "cloudwatch"}
 
 
@@ -193,7 +195,8 @@ def _aws_call(node: ast.Call, module: _Module) -> set[str]:
             if method in TABLE_METHODS:
                 found.add(f"dynamodb:{TABLE_METHODS[method]}")
         elif method in operations(service):
-            found.add(f"{IAM_PREFIX.get(service, service)}:{operations(service)[method]}")
+            action = f"{IAM_PREFIX.get(service, service)}:{operations(service)[method]}"
+            found |= IAM_ACTIONS_OF_OPERATION.get(action, {action})
     return found
 
 

@@ -55,6 +55,20 @@ def worker_may(tf: TerraformConfig, action: str, resource: str, **context: str |
     return allowed(identity, request)
 
 
+def bound_context(job_id: str, instance: str | None) -> dict[str, str | list[str]]:
+    """The encryption context of a job's credentials: the API's, or the one the launcher
+    re-encrypted them under for the instance it started."""
+    context: dict[str, str | list[str]] = {
+        "kms:EncryptionContext:job_id": job_id,
+        "kms:EncryptionContext:purpose": CONTEXT_PURPOSE,
+        "kms:EncryptionContextKeys": ["job_id", "purpose"],
+    }
+    if instance is not None:
+        context["kms:EncryptionContext:instance_arn"] = instance
+        context["kms:EncryptionContextKeys"] = ["job_id", "purpose", "instance_arn"]
+    return context
+
+
 def item_update(attributes: list[str], job_id: str) -> dict[str, str | list[str]]:
     return {"dynamodb:LeadingKeys": [job_id], "dynamodb:Attributes": attributes}
 
@@ -65,11 +79,7 @@ def test_the_worker_can_do_its_own_jobs_work(tf: TerraformConfig) -> None:
         assert worker_may(tf, "dynamodb:UpdateItem", TABLE, **item_update(attributes, JOB_A))
     assert worker_may(tf, "dynamodb:GetItem", TABLE, **{"dynamodb:LeadingKeys": [JOB_A]})
     assert worker_may(tf, "ec2:TerminateInstances", INSTANCE_A, **OUR_TAG)
-    assert worker_may(
-        tf, "kms:Decrypt", KEY_ARNS["credentials"],
-        **{"kms:EncryptionContext:job_id": JOB_A, "kms:EncryptionContext:purpose": CONTEXT_PURPOSE,
-           "kms:EncryptionContextKeys": ["job_id", "purpose"]},
-    )  # fmt: skip
+    assert worker_may(tf, "kms:Decrypt", KEY_ARNS["credentials"], **bound_context(JOB_A, INSTANCE_A))
     stream = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{WORKER_LOG_GROUP}:log-stream:{JOB_A}"
     assert worker_may(tf, "logs:PutLogEvents", stream)
 
@@ -106,21 +116,39 @@ def test_the_worker_cannot_decrypt_under_a_context_that_names_no_job(tf: Terrafo
     assert not worker_may(tf, "kms:GenerateMac", KEY_ARNS["request_mac"])
 
 
-# Still open: an instance role's requests carry no job identity, and until the launcher binds
-# each job's credentials to its instance (the key policy comparing an `instance_arn` context
-# entry with ${ec2:SourceInstanceARN}) and the worker writes through a key only its instance
-# can name, these stay allowed. strict: the day they are closed, these fail and are turned
-# into plain assertions.
-OPEN = pytest.mark.xfail(strict=True, reason="not yet bound to the instance (see the security notes)")
-
-
-@OPEN
 def test_the_worker_cannot_decrypt_another_jobs_credentials(tf: TerraformConfig) -> None:
-    assert not worker_may(
-        tf, "kms:Decrypt", KEY_ARNS["credentials"],
-        **{"kms:EncryptionContext:job_id": JOB_B, "kms:EncryptionContext:purpose": CONTEXT_PURPOSE,
-           "kms:EncryptionContextKeys": ["job_id", "purpose"]},
-    )  # fmt: skip
+    """The attack that was reproduced: B's ciphertext read from B's item and decrypted under
+    B's context. Bound to instance B, it names an instance that is not the caller."""
+    key = KEY_ARNS["credentials"]
+    assert not worker_may(tf, "kms:Decrypt", key, **bound_context(JOB_B, INSTANCE_B))
+    # Nor the API's ciphertext of either job, which names no instance at all.
+    assert not worker_may(tf, "kms:Decrypt", key, **bound_context(JOB_B, None))
+    assert not worker_may(tf, "kms:Decrypt", key, **bound_context(JOB_A, None))
+    # Nor can it re-encrypt anything for itself.
+    for action in ("kms:ReEncryptFrom", "kms:ReEncryptTo"):
+        assert not worker_may(tf, action, key, **bound_context(JOB_B, INSTANCE_A))
+
+
+def test_only_the_launcher_and_reaper_bind_credentials_to_an_instance(tf: TerraformConfig) -> None:
+    key_policy = rules(tf, "credentials_key")
+    same_key = {"kms:ReEncryptOnSameKey": "true"}
+    for role in ("launcher", "reaper"):
+        source = Request(ROLE_ARNS[role], "kms:ReEncryptFrom", KEY_ARNS["credentials"], {
+            **bound_context(JOB_B, None), **same_key})  # fmt: skip
+        target = Request(ROLE_ARNS[role], "kms:ReEncryptTo", KEY_ARNS["credentials"], {
+            **bound_context(JOB_B, INSTANCE_B), **same_key})  # fmt: skip
+        assert allowed(key_policy, source) and allowed(key_policy, target)
+    api = Request(
+        ROLE_ARNS["api"], "kms:ReEncryptTo", KEY_ARNS["credentials"], bound_context(JOB_B, INSTANCE_A)
+    )
+    assert not allowed(key_policy, api)
+
+
+# Still open: an instance role's requests carry no job identity DynamoDB or CloudWatch Logs
+# could compare a job item or a log stream with; until the worker writes through a key only
+# its instance can name, these stay allowed. strict: the day they are closed, these fail and
+# are turned into plain assertions.
+OPEN = pytest.mark.xfail(strict=True, reason="no per-job write path yet (see the security notes)")
 
 
 @OPEN

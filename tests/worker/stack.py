@@ -21,8 +21,8 @@ from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_
 from werkzeug.serving import make_server
 
 from jobs import aws, clock
-from jobs.crypto import CredentialCipher, Credentials
-from jobs.record import Job
+from jobs.crypto import CredentialCipher, Credentials, instance_arn
+from jobs.record import INSTANCE_CREDENTIALS_ATTRIBUTE, Job
 from jobs.spec import JobFilter, JobOptions
 from jobs.states import JobStatus
 from jobs.store import JobStore
@@ -112,6 +112,9 @@ class MotoWithFaults:
         self._thread.join(5)
 
 
+# The account moto and the local IMDS both answer with.
+MOTO_ACCOUNT = "123456789012"
+
 def metadata_server(instance_id: str) -> MetadataServer:
     """The local cloud's IMDSv2 for one instance, started."""
     return MetadataServer(
@@ -170,11 +173,20 @@ class Cloud:
         ciphertext = CredentialCipher(self.key_id).encrypt(job_id, Credentials(source_url, target_url))
         assert self.store.create(job, ciphertext).created
         instance_id = self.start_instance()
+        # As the launcher does: the credentials re-encrypted for this instance alone.
+        bound = CredentialCipher(self.key_id).bind_to_instance(
+            job_id, ciphertext, instance_arn("us-east-1", MOTO_ACCOUNT, instance_id)
+        )
         moved = self.store.transition(
             job_id,
             [JobStatus.PENDING],
             JobStatus.PROVISIONING,
-            set_fields={"instance_id": instance_id, "attempt": 1, "launched_at": clock.now_iso()},
+            set_fields={
+                "instance_id": instance_id,
+                "attempt": 1,
+                "launched_at": clock.now_iso(),
+                INSTANCE_CREDENTIALS_ATTRIBUTE: bound,
+            },
         )
         assert moved.ok
         return job_id, instance_id
