@@ -162,7 +162,7 @@ class Worker:
             options=job.options,
             checkpoint=dict(job.checkpoint),
         )
-        self.secrets = job_secrets(engine_job)
+        self.secrets = [*job_secrets(engine_job), credentials.seren_api_key or ""]
         try:
             source_hostaddr, target_hostaddr = checked_addresses(credentials, self.settings.connection_policy)
         except HostNotAllowed as exc:

@@ -95,7 +95,8 @@ def get_jobs(
     ] = None,
 ) -> JsonResponse:
     res = resources()
-    listing = queries.list_jobs(res, router.context["owner"], limit=limit, status=status, next_token=next_token)
+    owner = router.context["owner"]
+    listing = queries.list_jobs(res, owner, limit=limit, status=status, next_token=next_token)
     views = [job_view(job, log_group=res.settings.worker_log_group) for job in listing.jobs]
     return _json_response(HTTPStatus.OK, {"jobs": views, "next_token": listing.next_token})
 
