@@ -417,11 +417,10 @@ data "aws_iam_policy_document" "worker" {
   }
 
   statement {
-    sid     = "TerminateOnlyItself"
-    effect  = "Allow"
-    actions = ["ec2:TerminateInstances"]
-    # The instance the request comes from (an IAM policy variable, escaped for Terraform).
-    resources = ["$${ec2:SourceInstanceARN}"]
+    sid       = "TerminateOnlyOurInstances"
+    effect    = "Allow"
+    actions   = ["ec2:TerminateInstances"]
+    resources = [local.our_instances]
 
     condition {
       test     = "StringEquals"

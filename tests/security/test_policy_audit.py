@@ -39,7 +39,6 @@ PARLIAMENT_ACCEPTED: dict[tuple[str, str], str] = {
     ("launcher", "RESOURCE_MISMATCH"): RUN_INSTANCES_SPLIT
     + "; ListStreams, which takes no resource, is inert on the stream ARN (the mapping names the stream)",
     ("reaper", "RESOURCE_MISMATCH"): RUN_INSTANCES_SPLIT,
-    ("worker", "INVALID_ARN"): "${ec2:SourceInstanceARN} is a policy variable: the calling instance's ARN",
     **{(key, "PERMISSIONS_MANAGEMENT_ACTIONS"): ADMINISTRATION for key in KEY_POLICIES},
     **{(key, "RESOURCE_STAR"): KEY_RESOURCE_STAR for key in KEY_POLICIES},
     ("data_key", "UNKNOWN_PRINCIPAL"): "CloudWatch Logs and CloudWatch alarms use the data key as services",
