@@ -12,10 +12,9 @@ from typing import Literal
 
 from pydantic import AliasChoices, Field
 
+from jobs.crypto import instance_arn
 from jobs.instances import Market
 from jobs.settings import HostPolicySettings
-
-from jobs.crypto import instance_arn
 
 GIB = 1024**3
 # The earlier system's choice by estimated size: (size below which, instance type); None = any size.
