@@ -28,7 +28,8 @@ WORKER = f"arn:aws:sts::{ACCOUNT}:assumed-role/replication-worker/i-0aaaaaaaaaaa
 OUR_TAG = {"ec2:ResourceTag/ManagedBy": "replication-jobs"}
 # What worker/job_item.py writes: a start, a heartbeat, an outcome, a checkpoint, a hand-back.
 WORKER_WRITES = [
-    ["status", "updated_at", "started_at", "heartbeat_at", "progress", "active_status", "instance_id", "attempt"],
+    ["status", "updated_at", "started_at", "heartbeat_at", "progress", "active_status", "instance_id",
+     "attempt"],
     ["heartbeat_at", "progress", "updated_at", "status", "instance_id", "attempt"],
     ["status", "updated_at", "completed_at", "error", "exit_code", "progress", "active_status",
      "active_owner", "credentials", "instance_credentials", "request_fingerprint", "instance_id", "attempt"],
