@@ -100,7 +100,7 @@ def test_an_attempt_handed_back_keeps_its_checkpoint_and_its_late_writes_are_ref
     provisioned(store, "i-first")
     first = item(store, "i-first")
     first.bind(store.get("job-1"))  # type: ignore[arg-type]
-    assert first.start(log_group="/g", progress=Progress(), now_iso=clock.now_iso()).ok
+    assert first.start(progress=Progress(), now_iso=clock.now_iso()).ok
     done = {"db1": DatabaseCheckpoint(key="k1", state=CheckpointState.DONE, created=True)}
     assert first.save_checkpoint(done).ok
     loss = LostAttempt(
@@ -137,4 +137,4 @@ def test_a_late_write_of_the_same_instance_for_an_older_attempt_is_refused(store
     old = item(store, "i-same")
     old.bind(store.get("job-1"))  # type: ignore[arg-type]
     store.transition("job-1", [JobStatus.PROVISIONING], JobStatus.PROVISIONING, set_fields={"attempt": 1})
-    assert not old.start(log_group="/g", progress=Progress(), now_iso=clock.now_iso()).ok
+    assert not old.start(progress=Progress(), now_iso=clock.now_iso()).ok
