@@ -80,16 +80,10 @@ def run_interrupt(args: argparse.Namespace) -> int:
     from jobs import aws
     from jobs.store import JobStore
     from local_cloud.ec2_driver import INTERRUPT_TAG
-    from local_cloud.stack import client_environment, load_stack_info
 
-    state_dir = getattr(args, "state_dir", None) or DEFAULT_STATE_DIR
-    try:
-        info = load_stack_info(state_dir)
-    except FileNotFoundError:
-        print(f"seren-remote: no local stack runs with state dir {state_dir}", file=sys.stderr)
+    info = _use_local_stack(getattr(args, "state_dir", None) or DEFAULT_STATE_DIR)
+    if info is None:
         return 2
-    os.environ.update(client_environment(info))
-    aws.reset_clients()
     job = JobStore(info["table_name"]).get(args.job)
     instances = [job.instance_id] if job is not None and job.instance_id else []
     if not instances:
@@ -146,15 +140,22 @@ def run_admin_command(args: argparse.Namespace) -> int:
     from cli.admin import run_admin
 
     state_dir = getattr(args, "state_dir", None)
-    if state_dir is not None:
-        from jobs import aws
-        from local_cloud.stack import client_environment, load_stack_info
-
-        try:
-            info = load_stack_info(state_dir)
-        except FileNotFoundError:
-            print(f"seren-remote: no local stack runs with state dir {state_dir}", file=sys.stderr)
-            return 2
-        os.environ.update(client_environment(info))
-        aws.reset_clients()
+    if state_dir is not None and _use_local_stack(state_dir) is None:
+        return 2
     return run_admin(args)
+
+
+def _use_local_stack(state_dir: Path) -> dict[str, Any] | None:
+    """Point this process's AWS clients at the local stack running with `state_dir`: its
+    stack.json, or None (said on stderr) when none runs there."""
+    from jobs import aws
+    from local_cloud.stack import client_environment, load_stack_info
+
+    try:
+        info = load_stack_info(state_dir)
+    except FileNotFoundError:
+        print(f"seren-remote: no local stack runs with state dir {state_dir}", file=sys.stderr)
+        return None
+    os.environ.update(client_environment(info))
+    aws.reset_clients()
+    return info
