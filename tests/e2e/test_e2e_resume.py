@@ -46,6 +46,11 @@ def checkpoint(stack: RunningStack, job_id: str) -> dict[str, str]:
     return {name: entry["state"] for name, entry in (stack.item(job_id).get("checkpoint") or {}).items()}
 
 
+def exists_on(server: LocalPostgres, database: str) -> bool:
+    with psycopg.connect(server.url()) as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone() is not None
+
+
 def database_oid(server: LocalPostgres, database: str) -> int:
     with psycopg.connect(server.url()) as conn:
         row = conn.execute("SELECT oid FROM pg_database WHERE datname = %s", [database]).fetchone()
@@ -96,8 +101,11 @@ def test_an_init_whose_instance_is_terminated_resumes_without_copying_finished_d
 ) -> None:
     include = {"include_databases": list(DATABASES)}
     job_id = stack.submit("init", several.url(), target.url(), filter=include)
+    # resume_b's checkpoint says "copying" just before its target database is created: wait
+    # for both, so that the loss leaves a half copy behind.
     wait_for(
-        lambda: checkpoint(stack, job_id) == {"resume_a": "done", "resume_b": "copying"},
+        lambda: checkpoint(stack, job_id) == {"resume_a": "done", "resume_b": "copying"}
+        and exists_on(target, "resume_b"),
         90,
         "resume_a copied, resume_b in flight",
         interval=0.05,
