@@ -417,7 +417,7 @@ data "aws_iam_policy_document" "worker" {
   }
 
   statement {
-    sid       = "TerminateOnlyOurInstances"
+    sid       = "TerminateOnlyItself"
     effect    = "Allow"
     actions   = ["ec2:TerminateInstances"]
     resources = [local.our_instances]
@@ -426,6 +426,16 @@ data "aws_iam_policy_document" "worker" {
       test     = "StringEquals"
       variable = "ec2:ResourceTag/${local.owner_tag_key}"
       values   = [var.dynamodb_table_name]
+    }
+
+    # The instance asked about (ec2:InstanceID, a resource key of TerminateInstances in the
+    # Service Authorization Reference) must be the caller's own instance. As a Resource,
+    # "${ec2:SourceInstanceARN}" alone is refused by IAM validation; compared in a condition,
+    # the caller's ARN is matched against the target's ARN spelled from the target's id.
+    condition {
+      test     = "ArnEquals"
+      variable = "ec2:SourceInstanceARN"
+      values   = ["${local.ec2_arn_prefix}:instance/$${ec2:InstanceID}"]
     }
   }
 

@@ -6,7 +6,8 @@ any Allow whose action, resource, principal and every condition match, else deni
 request must be allowed by the key policy (this module's key policies name their principals,
 and grant the account root no cryptographic action). Supported: the condition operators the
 module uses (String*, Arn*, Null, Bool, with ForAllValues:/ForAnyValue: and IfExists) and
-policy variables such as `${ec2:SourceInstanceARN}`; anything else raises, so a statement this
+policy variables such as `${ec2:SourceInstanceARN}`, and the keys AWS derives from the
+resource itself (`resource_context`); anything else raises, so a statement this
 evaluator cannot judge fails the test instead of passing it.
 """
 
@@ -161,7 +162,22 @@ class Request:
     context: Mapping[str, str | list[str]] = field(default_factory=dict)
 
 
+_INSTANCE_ARN = re.compile(r"arn:aws:ec2:[^:]*:\d*:instance/(i-[0-9a-f]+)")
+
+
+def resource_context(resource: str) -> dict[str, str]:
+    """The condition keys AWS derives from the resource a request names: for an EC2 instance,
+    `ec2:InstanceID` (its id; a resource key of TerminateInstances in the Service
+    Authorization Reference). The request cannot choose them."""
+    instance = _INSTANCE_ARN.fullmatch(resource)
+    return {"ec2:InstanceID": instance.group(1)} if instance else {}
+
+
 def allowed(policy: Iterable[Rule], request: Request) -> bool:
+    request = Request(
+        request.principal, request.action, request.resource,
+        {**request.context, **resource_context(request.resource)},
+    )  # fmt: skip
     matching = [rule for rule in policy if _matches(rule, request)]
     if any(rule.effect == "Deny" for rule in matching):
         return False

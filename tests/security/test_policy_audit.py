@@ -45,6 +45,10 @@ PARLIAMENT_ACCEPTED: dict[tuple[str, str], str] = {
     ("data_key", "UNKNOWN_CONDITION_FOR_ACTION"): (
         "kms:EncryptionContext:aws:logs:arn is the context CloudWatch Logs sets (AWS's documented key policy)"
     ),
+    ("worker", "UNKNOWN_CONDITION_FOR_ACTION"): (
+        "ec2:SourceInstanceARN (a worker terminates only itself) is an AWS global condition key, usable "
+        "with any action (EC2 User Guide, condition keys); parliament lists only aws: keys as global"
+    ),
     ("data_key", "MISMATCHED_TYPE"): "the log-group ARN pattern is matched with ArnLike, as AWS documents",
 }
 # cloudsplaining's risk categories, for the key policies only (no identity policy has any).

@@ -14,6 +14,7 @@ from iam_eval import (
     WORKER_LOG_GROUP,
     Request,
     allowed,
+    resource_context,
     rules,
 )
 from terraform_config import TerraformConfig, load
@@ -158,11 +159,21 @@ def test_the_worker_cannot_write_another_jobs_log_stream(tf: TerraformConfig) ->
     assert not worker_may(tf, "logs:PutLogEvents", stream)
 
 
-@OPEN
 def test_the_worker_cannot_terminate_another_instance(tf: TerraformConfig) -> None:
-    """A Resource of "${ec2:SourceInstanceARN}" alone is refused by moto's IAM validation (and
-    is not documented to work in AWS): termination stays bound to the deployment's tag."""
+    """Instance B carries the deployment's tag too: only the caller's own id passes."""
     assert not worker_may(tf, "ec2:TerminateInstances", INSTANCE_B, **OUR_TAG)
+    # Nor can the request name instance A's id for B: the id comes from the resource.
+    assert not worker_may(
+        tf, "ec2:TerminateInstances", INSTANCE_B, **OUR_TAG, **{"ec2:InstanceID": "i-0aaaaaaaaaaaaaaaa"}
+    )
+    # The role's credentials used off the instance: the request names no caller instance.
+    off_instance = Request(ROLE_ARNS["worker"], "ec2:TerminateInstances", INSTANCE_A, OUR_TAG)
+    assert not allowed(rules(tf, "worker"), off_instance)
+
+
+def test_the_evaluator_derives_the_instance_id_from_the_resource() -> None:
+    assert resource_context(INSTANCE_B) == {"ec2:InstanceID": "i-0bbbbbbbbbbbbbbbb"}
+    assert resource_context(TABLE) == {}
 
 
 def test_the_worker_cannot_terminate_instances_that_are_not_ours(tf: TerraformConfig) -> None:
