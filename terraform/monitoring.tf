@@ -19,6 +19,13 @@ locals {
     start_failures   = "WorkerStartFailures"
     orphan_instances = "OrphansTerminated"
   }
+  # Counted by a metric filter from a fixed log line, not emitted by the code (tests/infra
+  # checks the line is the one jobs/store.py logs). No dimension: a filter's dimensions can
+  # only come from fields of the line, and any function's count is worth a look.
+  log_metrics = {
+    unreadable_items = "UnreadableJobItems"
+  }
+  unreadable_item_line = "unreadable job item skipped"
   reaper_action_metrics = [
     "StaleJobsReaped",
     "JobsTimedOut",
@@ -181,6 +188,23 @@ resource "aws_cloudwatch_dashboard" "service" {
 
 # ---- alarms ----------------------------------------------------------------------------------
 
+# The API, the launcher and the reaper skip a job item they cannot parse (forged or damaged)
+# and log one fixed line for it; each such line counts once here.
+resource "aws_cloudwatch_log_metric_filter" "unreadable_items" {
+  for_each = local.functions
+
+  name           = "${each.value.name}-unreadable-job-items"
+  log_group_name = aws_cloudwatch_log_group.functions[each.key].name
+  pattern        = "\"${local.unreadable_item_line}\""
+
+  metric_transformation {
+    namespace = local.ns
+    name      = local.log_metrics.unreadable_items
+    value     = "1"
+    unit      = "Count"
+  }
+}
+
 resource "aws_sns_topic" "alarms" {
   name              = "${var.project_name}-alarms"
   kms_master_key_id = aws_kms_key.data.arn
@@ -257,6 +281,13 @@ locals {
       namespace   = local.ns, metric = local.service_metrics.orphan_instances, dimensions = { service = "reaper" }
       statistic   = "Sum", period = 900, periods = 1, threshold = 0, comparison = "GreaterThanThreshold"
       missing     = "notBreaching", notify_ok = false
+    }
+    unreadable_items = {
+      name        = "${var.project_name}-unreadable-job-items"
+      description = "A function skipped a job item it could not parse (forged by a worker, or damaged): its log line names the job and the failing fields."
+      namespace   = local.ns, metric = local.log_metrics.unreadable_items, dimensions = {}
+      statistic   = "Sum", period = 300, periods = 1, threshold = 0, comparison = "GreaterThanThreshold"
+      missing     = "notBreaching", notify_ok = true
     }
     api_5xx = {
       name        = "${var.project_name}-api-5xx"

@@ -16,6 +16,7 @@ from terraform_config import ROOT, TERRAFORM_DIR, TerraformConfig, attr, blocks,
 
 from build_tools.generate import generated_files
 from build_tools.modules import module_path, package_modules
+from jobs.store import UNREADABLE_ITEM
 from jobs.tables import API_KEYS_TABLE, JOBS_TABLE, JOBS_TTL_ATTRIBUTE
 
 FUNCTIONS = ("api", "launcher", "reaper")
@@ -321,8 +322,33 @@ def test_dashboard_and_alarms_use_metric_names_the_code_emits(tf: TerraformConfi
     emitted = _emitted_metric_names()
     used = set(tf.locals["service_metrics"].values()) | set(tf.locals["reaper_action_metrics"])
     assert used - emitted == set()
+    counted_from_logs = _log_filter_metrics(tf)
     for name, alarm in tf.locals["service_alarms"].items():
         if alarm["namespace"] == "${local.ns}":
             metric = alarm["metric"]
-            key = re.fullmatch(r"\$\{local\.service_metrics\.(\w+)\}", metric)
-            assert key and tf.locals["service_metrics"][key.group(1)] in emitted, name
+            key = re.fullmatch(r"\$\{local\.(service_metrics|log_metrics)\.(\w+)\}", metric)
+            assert key, name
+            value = tf.locals[key.group(1)][key.group(2)]
+            assert value in (emitted if key.group(1) == "service_metrics" else counted_from_logs), name
+
+
+def _log_filter_metrics(tf: TerraformConfig) -> set[str]:
+    """The metrics the log metric filters count (by name)."""
+    names = set()
+    for body in tf.resources.get("aws_cloudwatch_log_metric_filter", {}).values():
+        for transformation in blocks(body, "metric_transformation"):
+            key = re.fullmatch(r"\$\{local\.log_metrics\.(\w+)\}", attr(transformation, "name"))
+            assert key, "a log metric's name is one of local.log_metrics"
+            names.add(tf.locals["log_metrics"][key.group(1)])
+    return names
+
+
+def test_the_unreadable_item_filter_counts_the_line_the_code_logs(tf: TerraformConfig) -> None:
+    """A reworded log line would silently stop the alarm: the filter's quoted term must be
+    the message jobs/store.py logs, on every function's log group."""
+    body = tf.resource("aws_cloudwatch_log_metric_filter", "unreadable_items")
+    assert attr(body, "pattern") == '\\"${local.unreadable_item_line}\\"'
+    assert tf.locals["unreadable_item_line"] == UNREADABLE_ITEM
+    assert attr(body, "for_each") == "${local.functions}"
+    assert attr(body, "log_group_name") == "${aws_cloudwatch_log_group.functions[each.key].name}"
+    assert _log_filter_metrics(tf) == set(tf.locals["log_metrics"].values())

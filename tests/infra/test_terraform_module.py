@@ -267,6 +267,7 @@ def test_dashboard_and_alarms_cover_what_the_issue_lists(tf: TerraformConfig) ->
         "orphans_found",
         "api_5xx",
         "reaper_not_running",
+        "unreadable_items",
     } <= set(tf.locals["service_alarms"])
     for metric in ('"Errors"', '"Throttles"'):  # one alarm of each per function
         assert f'"metric": {metric}' in tf.locals["function_alarms"].replace("'", '"')
