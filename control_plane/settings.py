@@ -14,7 +14,8 @@ from pydantic import AliasChoices, Field
 
 from jobs.crypto import instance_arn
 from jobs.instances import Market
-from jobs.settings import HostPolicySettings
+from jobs.settings import HostPolicySettings, MaxJobRuntimeSeconds
+from jobs.spec import MAX_JOB_TIMEOUT_SECONDS
 
 GIB = 1024**3
 # The earlier system's choice by estimated size: (size below which, instance type); None = any size.
@@ -62,6 +63,7 @@ class LaunchSettings(HostPolicySettings):
     # Handed to the worker through user-data (all non-secret: control_plane/user_data.py).
     worker_log_group: str = Field(min_length=1)
     heartbeat_interval_seconds: int = Field(default=30, ge=1)
+    max_job_runtime_seconds: MaxJobRuntimeSeconds = MAX_JOB_TIMEOUT_SECONDS
     # The host policy's switches (HostPolicySettings) are handed on too.
     # The worker publishes its job metrics here; the same namespace the functions use.
     metrics_namespace: str = Field(

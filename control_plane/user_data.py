@@ -19,6 +19,7 @@ def worker_environment(settings: LaunchSettings) -> dict[str, str]:
         "AWS_DEFAULT_REGION": settings.aws_region,
         "WORKER_LOG_GROUP": settings.worker_log_group,
         "HEARTBEAT_INTERVAL_SECONDS": str(settings.heartbeat_interval_seconds),
+        "MAX_JOB_RUNTIME_SECONDS": str(settings.max_job_runtime_seconds),
         "ALLOWED_TARGET_SUFFIXES": settings.allowed_target_suffixes,
         "ALLOW_LOOPBACK_HOSTS": str(settings.allow_loopback_hosts).lower(),
         "ALLOW_PRIVATE_HOSTS": str(settings.allow_private_hosts).lower(),

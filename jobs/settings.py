@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Self, get_origin
+from typing import Annotated, Any, Self, get_origin
 
-from pydantic import AliasChoices, BaseModel, ConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from jobs.policy import ConnectionPolicy
+from jobs.spec import MAX_JOB_TIMEOUT_SECONDS
+
+# The operator's maximum run time of one job: the API refuses a longer `job_timeout_seconds`,
+# the reaper times a job out past it, and the launcher hands it to the worker.
+MaxJobRuntimeSeconds = Annotated[int, Field(ge=1, le=MAX_JOB_TIMEOUT_SECONDS)]
 
 
 class EnvironmentSettings(BaseModel):

@@ -32,7 +32,8 @@ from jobs.urls import parse_url
 
 MAX_FILTER_ITEMS = 100
 DEFAULT_JOB_TIMEOUT_SECONDS = 8 * 3600
-# The longest run the service grants a job, whatever it asks for (the CLI sends any u64).
+# The longest run the service ever grants a job; operators may set less
+# (`MAX_JOB_RUNTIME_SECONDS`), and a job asking for more than theirs is refused.
 MAX_JOB_TIMEOUT_SECONDS = 7 * 24 * 3600
 U64_MAX = (1 << 64) - 1
 I64_MAX = (1 << 63) - 1
@@ -169,9 +170,9 @@ class JobOptions(_Strict):
         ge=I64_MIN,
         le=U64_MAX,
         description=(
-            f"The job's time limit in seconds. The service grants at most {MAX_JOB_TIMEOUT_SECONDS} "
-            "(the operator may set less); 0, and the negative values the replicator CLI sends for "
-            "limits above 2^63-1, ask for that maximum."
+            f"The job's time limit in seconds, at most the operator's maximum ({MAX_JOB_TIMEOUT_SECONDS} "
+            "unless set lower); more is refused (400, naming the maximum). 0, and the negative values "
+            "the replicator CLI sends for limits above 2^63-1, ask for that maximum."
         ),
     )
     log_level: StrictStr = Field(
@@ -188,9 +189,18 @@ class JobOptions(_Strict):
     @property
     def timeout_seconds(self) -> int:
         """The run time this job is granted: its own limit, capped by the service's."""
+        return self.runtime_limit(MAX_JOB_TIMEOUT_SECONDS)
+
+    def runtime_limit(self, maximum: int) -> int:
+        """The run time this job is granted under the operator's `maximum`: its own limit,
+        or the maximum when it asks for the longest."""
         if self.job_timeout_seconds <= 0:
-            return MAX_JOB_TIMEOUT_SECONDS
-        return min(self.job_timeout_seconds, MAX_JOB_TIMEOUT_SECONDS)
+            return maximum
+        return min(self.job_timeout_seconds, maximum)
+
+    def asks_beyond(self, maximum: int) -> bool:
+        """Whether the job asks for more run time than `maximum` grants."""
+        return self.job_timeout_seconds > maximum
 
     @property
     def engine_log_level(self) -> str:

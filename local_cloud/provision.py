@@ -135,6 +135,7 @@ def function_environments(variables: dict[str, Any], ids: dict[str, str]) -> dic
         "ALLOW_LOOPBACK_HOSTS": flag("allow_loopback_hosts"),
         "ALLOW_PRIVATE_HOSTS": flag("allow_private_hosts"),
         "WORKER_LOG_GROUP": ids["worker_log_group"],
+        "MAX_JOB_RUNTIME_SECONDS": str(variables["max_job_runtime_seconds"]),
     }
     launching = {
         **common,
@@ -166,6 +167,7 @@ def function_environments(variables: dict[str, Any], ids: dict[str, str]) -> dic
             "REQUEST_MAC_KEY_ID": ids["request_mac_key_arn"],
             "JOB_RETENTION_DAYS": str(variables["job_retention_days"]),
             "MAX_UNFINISHED_JOBS_PER_OWNER": str(variables["max_unfinished_jobs_per_owner"]),
+            "MAX_ESTIMATED_SIZE_BYTES": str(variables["max_estimated_size_bytes"]),
             "POWERTOOLS_SERVICE_NAME": "api",
         },
         "launcher": {**launching, "POWERTOOLS_SERVICE_NAME": "launcher"},

@@ -127,6 +127,8 @@ def module_variables(options: StackOptions, network: Network) -> dict[str, Any]:
         "subnet_ids": network.subnet_ids,
         "max_concurrent_jobs": options.max_concurrent_jobs,
         "max_unfinished_jobs_per_owner": 50,
+        "max_job_runtime_seconds": 7 * 24 * 3600,
+        "max_estimated_size_bytes": 16 * 1024**4,
         "job_retention_days": 30,
         "allowed_target_suffixes": [],
         "allow_loopback_hosts": True,

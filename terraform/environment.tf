@@ -10,6 +10,8 @@ locals {
     REQUEST_MAC_KEY_ID            = aws_kms_key.request_mac.arn
     JOB_RETENTION_DAYS            = tostring(var.job_retention_days)
     MAX_UNFINISHED_JOBS_PER_OWNER = tostring(var.max_unfinished_jobs_per_owner)
+    MAX_JOB_RUNTIME_SECONDS       = tostring(var.max_job_runtime_seconds)
+    MAX_ESTIMATED_SIZE_BYTES      = tostring(var.max_estimated_size_bytes)
     ALLOWED_TARGET_SUFFIXES       = join(",", var.allowed_target_suffixes)
     ALLOW_LOOPBACK_HOSTS          = tostring(var.allow_loopback_hosts)
     ALLOW_PRIVATE_HOSTS           = tostring(var.allow_private_hosts)
@@ -35,6 +37,7 @@ locals {
     WORKER_CAPACITY                   = var.worker_capacity
     WORKER_LOG_GROUP                  = aws_cloudwatch_log_group.workers.name
     HEARTBEAT_INTERVAL_SECONDS        = tostring(var.heartbeat_interval_seconds)
+    MAX_JOB_RUNTIME_SECONDS           = tostring(var.max_job_runtime_seconds)
     KMS_KEY_ID                        = aws_kms_key.credentials.arn
     ALLOWED_TARGET_SUFFIXES           = join(",", var.allowed_target_suffixes)
     ALLOW_LOOPBACK_HOSTS              = tostring(var.allow_loopback_hosts)
@@ -60,6 +63,7 @@ locals {
     MAX_CAPACITY_FAILURES             = tostring(var.max_capacity_failures)
     WORKER_LOG_GROUP                  = aws_cloudwatch_log_group.workers.name
     HEARTBEAT_INTERVAL_SECONDS        = tostring(var.heartbeat_interval_seconds)
+    MAX_JOB_RUNTIME_SECONDS           = tostring(var.max_job_runtime_seconds)
     KMS_KEY_ID                        = aws_kms_key.credentials.arn
     ALLOWED_TARGET_SUFFIXES           = join(",", var.allowed_target_suffixes)
     ALLOW_LOOPBACK_HOSTS              = tostring(var.allow_loopback_hosts)

@@ -161,6 +161,28 @@ variable "max_unfinished_jobs_per_owner" {
   }
 }
 
+variable "max_job_runtime_seconds" {
+  description = "Longest run time of one job: the API refuses a longer job_timeout_seconds (400) and grants this to a job asking for the longest (0); the reaper times jobs out past it."
+  type        = number
+  default     = 604800
+
+  validation {
+    condition     = floor(var.max_job_runtime_seconds) == var.max_job_runtime_seconds && (var.max_job_runtime_seconds >= 60 && var.max_job_runtime_seconds <= 604800)
+    error_message = "max_job_runtime_seconds must be between 60 and 604800 (7 days), a whole number."
+  }
+}
+
+variable "max_estimated_size_bytes" {
+  description = "Largest estimated_size_bytes a client may give (400 beyond): the size chooses the worker's instance type through worker_instance_type_by_size, so this caps the size class clients can ask for."
+  type        = number
+  default     = 17592186044416
+
+  validation {
+    condition     = floor(var.max_estimated_size_bytes) == var.max_estimated_size_bytes && var.max_estimated_size_bytes >= 0
+    error_message = "max_estimated_size_bytes must be a whole number of bytes, 0 or more."
+  }
+}
+
 variable "job_retention_days" {
   description = "Days a job item is kept (the table's TTL) before DynamoDB deletes it."
   type        = number

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from jobs.settings import HostPolicySettings
+from jobs.settings import HostPolicySettings, MaxJobRuntimeSeconds
+from jobs.spec import I64_MAX, MAX_JOB_TIMEOUT_SECONDS
 
 
 class Settings(HostPolicySettings):
@@ -20,6 +21,10 @@ class Settings(HostPolicySettings):
     job_retention_days: int = Field(default=30, ge=1, le=3650)
     max_unfinished_jobs_per_owner: int = Field(default=20, ge=1, le=10_000)
     worker_log_group: str = Field(min_length=1)
+    max_job_runtime_seconds: MaxJobRuntimeSeconds = MAX_JOB_TIMEOUT_SECONDS
+    # The largest `estimated_size_bytes` a client may give: the size decides the worker's
+    # instance type (the launcher's INSTANCE_TYPE_BY_SIZE), so this caps the size class.
+    max_estimated_size_bytes: int = Field(default=16 * 1024**4, ge=0, le=I64_MAX)
 
 
 def environment_variables() -> frozenset[str]:

@@ -24,6 +24,7 @@ from jobs.states import JobStatus
 from jobs.urls import parse_url
 from services.api.errors import ApiError, bad_request
 from services.api.resources import Resources
+from services.api.settings import Settings
 
 # Fixed forever: changing it would give retries of old requests new job ids.
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f0f4b8e-3c57-4d0e-9a51-2b7f6c1d9e42")
@@ -55,6 +56,7 @@ def submit_job(res: Resources, owner: str, spec: JobSpec, idempotency_key: str |
             raise bad_request(
                 f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable characters"
             )
+    _check_limits(spec, res.settings)
     source = parse_url(spec.source_url, field="source_url")
     target = parse_url(spec.target_url, field="target_url")
     policy = res.settings.connection_policy
@@ -114,6 +116,22 @@ def submit_job(res: Resources, owner: str, spec: JobSpec, idempotency_key: str |
     if result.created:
         return Submission(job=result.job, created=True)
     return _replay(result.job, owner, fingerprint)
+
+
+def _check_limits(spec: JobSpec, settings: Settings) -> None:
+    """The operator's limits on what one job may ask for."""
+    longest = settings.max_job_runtime_seconds
+    if spec.options.asks_beyond(longest):
+        raise bad_request(
+            f"options.job_timeout_seconds: at most {longest} seconds here; 0 asks for that maximum",
+            reason="limit",
+        )
+    largest = settings.max_estimated_size_bytes
+    if (spec.options.estimated_size_bytes or 0) > largest:
+        raise bad_request(
+            f"options.estimated_size_bytes: at most {largest} bytes here (it chooses the worker's size)",
+            reason="limit",
+        )
 
 
 def _replay(existing: Job, owner: str, fingerprint: str) -> Submission:

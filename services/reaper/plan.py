@@ -170,7 +170,7 @@ def older_than(now: datetime, timestamp: str | None, seconds: int) -> bool:
 def deadline(job: Job, settings: Settings) -> datetime:
     started = job.started_at or job.launched_at or job.created_at
     return clock.parse_iso(started) + timedelta(
-        seconds=job.options.timeout_seconds + settings.deadline_grace_seconds
+        seconds=job.options.runtime_limit(settings.max_job_runtime_seconds) + settings.deadline_grace_seconds
     )
 
 
@@ -214,10 +214,11 @@ def _job_actions(job: Job, now: datetime, settings: Settings, live: set[str]) ->
     if job.status is JobStatus.RUNNING:
         due = deadline(job, settings)
         if now > due:
+            limit = job.options.runtime_limit(settings.max_job_runtime_seconds)
             yield EndJob(
                 job,
                 JobStatus.TIMEOUT,
-                f"Job exceeded its time limit of {job.options.timeout_seconds} s",
+                f"Job exceeded its time limit of {limit} s",
                 _same_launch(job),
                 "timed_out",
                 f"deadline {clock.iso(due)} passed",

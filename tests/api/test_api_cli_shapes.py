@@ -145,16 +145,24 @@ def test_file_reading_and_overriding_parameters_are_refused_by_name(
         (0, MAX_JOB_TIMEOUT_SECONDS),
         (1, 1),
         (28800, 28800),
-        (U64_MAX, MAX_JOB_TIMEOUT_SECONDS),
+        (MAX_JOB_TIMEOUT_SECONDS, MAX_JOB_TIMEOUT_SECONDS),
         (-1, MAX_JOB_TIMEOUT_SECONDS),  # the CLI's `u64::MAX as i64`
     ],
 )
-def test_any_u64_time_limit_is_accepted_and_capped(world: ApiWorld, asked: int, granted: int) -> None:
+def test_time_limits_up_to_the_maximum_are_granted(world: ApiWorld, asked: int, granted: int) -> None:
     answer = world.alice.submit({**V1_BODY, "options": {"job_timeout_seconds": asked}})
     assert answer.status == 201, answer.body
     job = world.store.get(answer.body["job_id"])
     assert job is not None and job.options.job_timeout_seconds == asked
     assert job.options.timeout_seconds == granted
+
+
+@pytest.mark.parametrize("asked", [MAX_JOB_TIMEOUT_SECONDS + 1, U64_MAX])
+def test_a_time_limit_beyond_the_maximum_is_refused_naming_it(world: ApiWorld, asked: int) -> None:
+    answer = world.alice.submit({**V1_BODY, "options": {"job_timeout_seconds": asked}})
+    assert answer.status == 400, answer.body
+    assert f"at most {MAX_JOB_TIMEOUT_SECONDS} seconds" in answer.body["error"]
+    assert "options.job_timeout_seconds" in answer.body["error"]
 
 
 def test_limits_are_named_in_refusals(world: ApiWorld) -> None:

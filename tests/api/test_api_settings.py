@@ -24,6 +24,8 @@ def test_exactly_the_documented_variables() -> None:
         "REQUEST_MAC_KEY_ID",
         "JOB_RETENTION_DAYS",
         "MAX_UNFINISHED_JOBS_PER_OWNER",
+        "MAX_JOB_RUNTIME_SECONDS",
+        "MAX_ESTIMATED_SIZE_BYTES",
         "ALLOWED_TARGET_SUFFIXES",
         "ALLOW_LOOPBACK_HOSTS",
         "ALLOW_PRIVATE_HOSTS",

@@ -275,3 +275,36 @@ def test_submission_metric_names_the_command(world: ApiWorld, capsys: pytest.Cap
     assert submitted and submitted[0]["command"] == "validate"
     assert rejected and rejected[0]["reason"] == "validation"
     assert "s3cret" not in json.dumps(emf)
+
+
+def test_operator_maximum_run_time_refuses_longer_jobs_and_grants_it_for_the_longest(
+    world: ApiWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.api.resources import resources
+
+    monkeypatch.setenv("MAX_JOB_RUNTIME_SECONDS", "3600")
+    resources.cache_clear()
+    longer = world.alice.submit({**V1_BODY, "options": {"job_timeout_seconds": 3601}})
+    assert longer.status == 400
+    assert longer.body == {
+        "error": "options.job_timeout_seconds: at most 3600 seconds here; 0 asks for that maximum"
+    }
+    longest = world.alice.submit({**V1_BODY, "options": {"job_timeout_seconds": 0}})
+    assert longest.status == 201
+    job = world.store.get(longest.body["job_id"])
+    assert job is not None and job.options.runtime_limit(3600) == 3600
+    assert world.alice.submit({**V1_BODY, "options": {"job_timeout_seconds": 3600}}).status == 201
+
+
+def test_estimated_size_above_the_operator_cap_is_refused(
+    world: ApiWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.api.resources import resources
+
+    monkeypatch.setenv("MAX_ESTIMATED_SIZE_BYTES", str(100 * 1024**3))
+    resources.cache_clear()
+    big = world.alice.submit({**V1_BODY, "options": {"estimated_size_bytes": 100 * 1024**3 + 1}})
+    assert big.status == 400
+    assert "options.estimated_size_bytes: at most 107374182400 bytes" in big.body["error"]
+    assert world.alice.submit({**V1_BODY, "options": {"estimated_size_bytes": 100 * 1024**3}}).status == 201
+    assert world.alice.submit({**V1_BODY, "options": {}}).status == 201

@@ -50,6 +50,7 @@ def test_user_data_carries_the_job_id_and_non_secret_settings_only(world: World)
     assert f"JOBS_TABLE_NAME={world.settings.jobs_table_name}" in script
     assert "WORKER_LOG_GROUP=/test/workers" in script
     assert "HEARTBEAT_INTERVAL_SECONDS=30" in script
+    assert f"MAX_JOB_RUNTIME_SECONDS={7 * 24 * 3600}" in script  # the worker's own cap
     assert script.rstrip().endswith(
         f'exec "${{WORKER_SCRIPT:-/opt/seren-replicator/worker.sh}}" {job.job_id}'
     )

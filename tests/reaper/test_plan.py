@@ -96,6 +96,19 @@ def test_a_job_past_its_deadline_and_grace_times_out() -> None:
     assert actions[0].to_status is JobStatus.TIMEOUT  # type: ignore[union-attr]
 
 
+def test_the_operator_maximum_run_time_caps_every_job_deadline() -> None:
+    capped = Settings(**{**SETTINGS, "max_job_runtime_seconds": 1800})
+    longest = running(started_at=at(minutes=45), options={"job_timeout_seconds": 0})
+    longer = running(started_at=at(minutes=45), options={"job_timeout_seconds": 7200})
+    shorter = running(started_at=at(minutes=25), options={"job_timeout_seconds": 600})
+    within = running(started_at=at(minutes=35), options={"job_timeout_seconds": 7200})
+    actions = plan(snapshot(longest, longer, shorter, within), NOW, capped)
+    ended = {a.job.job_id: a for a in actions if isinstance(a, EndJob)}
+    assert set(ended) == {longest.job_id, longer.job_id, shorter.job_id}
+    assert ended[longer.job_id].error == "Job exceeded its time limit of 1800 s"
+    assert ended[shorter.job_id].error == "Job exceeded its time limit of 600 s"
+
+
 def test_cancelling_past_its_grace_is_cancelled() -> None:
     cancelling = job(JobStatus.CANCELLING, attempt=1, instance_id="i-1", cancel_requested_at=at(minutes=6))
     [end] = plan(snapshot(cancelling), NOW, SET)
