@@ -439,11 +439,15 @@ data "aws_iam_policy_document" "worker" {
     }
   }
 
+  # The agent ships boot output to streams named "<instance id>/..." and calls only
+  # CreateLogStream and PutLogEvents (no retention set, the group exists). No
+  # DescribeLogStreams: the stream names are the job ids, and listing them is the one way a
+  # worker could learn another job's id, which every call on another job needs.
   statement {
     sid       = "PlatformCloudWatchAgentLogs"
     effect    = "Allow"
-    actions   = ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"]
-    resources = ["${aws_cloudwatch_log_group.workers.arn}:*"]
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.workers.arn}:log-stream:i-*"]
   }
 
   statement {

@@ -135,7 +135,7 @@ def test_table_actions_are_allowed_on_the_table_the_module_uses(tf: TerraformCon
 
 def test_platform_statements_grant_only_what_the_platform_uses(tf: TerraformConfig) -> None:
     platform_actions = {
-        "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams",  # function logs, CW agent
+        "logs:CreateLogStream", "logs:PutLogEvents",  # function logs, CW agent
         "xray:PutTraceSegments", "xray:PutTelemetryRecords",  # active tracing
         "dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
         "dynamodb:ListStreams",  # the event source mapping reads the stream

@@ -141,6 +141,44 @@ def test_only_the_launcher_and_reaper_bind_credentials_to_an_instance(tf: Terraf
     assert not allowed(key_policy, api)
 
 
+def test_the_worker_cannot_learn_another_jobs_id(tf: TerraformConfig) -> None:
+    """Every call on another job names its id, a random UUID. No call lists or searches the
+    places job ids are: the log streams (named by job id), the table and its indexes, the
+    instances (tagged with their job), the metrics."""
+    group = REFERENCES["aws_cloudwatch_log_group.workers.arn"]
+    for action in (
+        "logs:DescribeLogStreams",
+        "logs:FilterLogEvents",
+        "logs:StartQuery",
+        "logs:DescribeLogGroups",
+    ):
+        assert not worker_may(tf, action, f"{group}:*")
+    stream = f"{group}:log-stream:{JOB_B}"
+    assert not worker_may(tf, "logs:GetLogEvents", stream)
+    for action in ("dynamodb:Query", "dynamodb:Scan", "dynamodb:BatchGetItem", "dynamodb:PartiQLSelect"):
+        for resource in (TABLE, f"{TABLE}/index/owner-index"):
+            assert not worker_may(tf, action, resource)
+    assert not worker_may(tf, "dynamodb:DescribeStream", REFERENCES["aws_dynamodb_table.jobs.stream_arn"])
+    for action in (
+        "ec2:DescribeInstances",
+        "ec2:DescribeTags",
+        "cloudwatch:ListMetrics",
+        "cloudwatch:GetMetricData",
+    ):
+        assert not worker_may(tf, action, "*")
+
+
+def test_the_boot_log_agent_writes_only_streams_named_by_an_instance(tf: TerraformConfig) -> None:
+    group = REFERENCES["aws_cloudwatch_log_group.workers.arn"]
+    agent = [rule for rule in rules(tf, "worker") if rule.sid == "PlatformCloudWatchAgentLogs"]
+    boot = Request(
+        ROLE_ARNS["worker"], "logs:PutLogEvents", f"{group}:log-stream:i-0bbbbbbbbbbbbbbbb/cloud-init-output"
+    )
+    job = Request(ROLE_ARNS["worker"], "logs:PutLogEvents", f"{group}:log-stream:{JOB_B}")
+    assert allowed(agent, boot)
+    assert not allowed(agent, job)
+
+
 # Still open: an instance role's requests carry no job identity DynamoDB or CloudWatch Logs
 # could compare a job item or a log stream with; until the worker writes through a key only
 # its instance can name, these stay allowed. strict: the day they are closed, these fail and
