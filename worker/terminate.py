@@ -24,13 +24,14 @@ EXIT_NOT_TERMINATED = 3
 def terminate_self(instance_id: str, attempts: int = ATTEMPTS) -> bool:
     """botocore retries each call; this retries the whole call a few times more."""
     for attempt in range(attempts):
+        if attempt:
+            time.sleep(2 ** (attempt - 1))
         try:
             instances.terminate([instance_id])
             logger.info("instance terminated", extra={"instance_id": instance_id})
             return True
         except (BotoCoreError, ClientError) as exc:
             logger.warning("terminate failed", extra={"attempt": attempt + 1, "reason": str(exc)})
-            time.sleep(2**attempt)
     return False
 
 

@@ -2,8 +2,8 @@
 
 read the job -> ours and provisioning? -> decrypt, re-check resolved hosts -> running ->
 run the engine (heartbeats, progress, cancel, deadline, SIGTERM) -> metrics -> flush logs
--> outcome -> wipe the credentials. Then worker.sh terminates the instance
-(`python -m worker.terminate`), whatever this process did or how it ended.
+-> outcome -> wipe the credentials -> terminate the instance. worker.sh terminates it
+again (`python -m worker.terminate`), whatever this process did or how it ended.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from worker.process import EngineProcess
 from worker.schedule import WriteSchedule
 from worker.serendb import ConsoleClient
 from worker.settings import Settings
+from worker.terminate import terminate_self
 
 logger = worker_logger()
 
@@ -483,4 +484,7 @@ def main(argv: list[str] | None = None) -> int:
             extra={"traceback": worker.traceback() if worker else traceback.format_exc()},
         )
         return EXIT_FAILED
+    # The job's last write is done: end the instance now, not after this interpreter's
+    # teardown and a new one's start-up for worker.sh's own terminate (half a second or more).
+    terminate_self(instance_id, attempts=1)
     return EXIT_OK

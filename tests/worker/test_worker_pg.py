@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,8 +21,10 @@ from stack import (
     cmdline,
     descendants,
     environ,
+    metadata_server,
     start_worker,
     watch,
+    worker_env,
 )
 from worker_helpers import SOURCE_DATABASE, SOURCE_PASSWORD, TARGET_PASSWORD, locked_orders
 
@@ -71,6 +75,29 @@ def assert_no_password(texts: list[str]) -> None:
 def assert_cleaned_up(cloud: Cloud, job_id: str, instance_id: str) -> None:
     assert CREDENTIALS_ATTRIBUTE not in raw_item(job_id)
     assert cloud.instance_state(instance_id) in ("shutting-down", "terminated")
+
+
+def test_the_worker_ends_its_own_instance_after_its_last_write_without_waiting_for_worker_sh(
+    cloud: Cloud, source: LocalPostgres, target: LocalPostgres, tmp_path: Path
+) -> None:
+    job_id, instance_id = arrange(cloud, source, target)
+    imds = metadata_server(instance_id)
+    try:
+        # `python -m worker` alone: worker.sh's own terminate step never runs here.
+        done = subprocess.run(
+            [sys.executable, "-m", "worker", job_id],
+            env=worker_env(cloud, imds, tmp_path / "local-logs"),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        imds.stop()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert cloud.store.get(job_id).status is JobStatus.COMPLETED  # type: ignore[union-attr]
+    assert_cleaned_up(cloud, job_id, instance_id)
 
 
 def test_init_runs_to_completed_with_heartbeats_progress_logs_and_cleanup(
