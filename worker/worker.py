@@ -51,6 +51,11 @@ EXIT_FAILED = 1
 EXIT_USAGE = 64
 TICK_SECONDS = 0.2
 INTERRUPTED = "the instance is shutting down (SIGTERM to the worker)"
+# A shutdown sends SIGTERM to every process of the instance at once (systemd stops the whole
+# control group), so the engine may be gone before the worker has handled its own: an engine
+# ended by SIGTERM waits this long for the worker's before it counts as an engine failure.
+SHUTDOWN_SIGNAL_WAIT_SECONDS = 2.0
+EXIT_SIGTERM = 128 + signal.SIGTERM
 
 
 @dataclass(frozen=True)
@@ -257,12 +262,16 @@ class Worker:
         spot_checked = time.monotonic()
         try:
             while True:
+                # The worker's own SIGTERM first: the same shutdown may have ended the engine too.
+                if self.interrupted.is_set():
+                    return self._hand_back(process, output, HandBack(LossKind.INTERRUPTED, INTERRUPTED))
                 if process.exited():
                     code = process.finish()
                     finished = True
+                    if self._shutting_down(code):
+                        output.note("the engine was stopped by the shutdown; the job goes to a new instance")
+                        return HandBack(LossKind.INTERRUPTED, INTERRUPTED)
                     return self._exit_outcome(engine, code)
-                if self.interrupted.is_set():
-                    return self._hand_back(process, output, HandBack(LossKind.INTERRUPTED, INTERRUPTED))
                 now = time.monotonic()
                 if now - spot_checked >= settings.spot_notice_poll_seconds:
                     spot_checked = now
@@ -295,6 +304,13 @@ class Worker:
         output.note(f"stopping the engine: {loss.reason}; the job goes to a new instance")
         process.stop(self.settings.engine_stop_grace_seconds)
         return loss
+
+    def _shutting_down(self, returncode: int) -> bool:
+        """Whether an engine that ended by itself was ended by the instance's shutdown: it
+        died of SIGTERM (the pg engine exits 143 on it) and the worker's own follows."""
+        if exit_code_of(returncode) != EXIT_SIGTERM:
+            return False
+        return self.interrupted.wait(SHUTDOWN_SIGNAL_WAIT_SECONDS)
 
     def _save_checkpoint(self, output: EngineOutput) -> None:
         """A database finished (or started): record it at once, a later attempt resumes from it."""

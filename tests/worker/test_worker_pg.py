@@ -221,6 +221,31 @@ def test_sigterm_to_the_worker_hands_the_job_back(
     assert_handed_back(cloud, job_id, instance_id, "SIGTERM")
 
 
+def test_a_shutdown_that_stops_the_engine_before_the_worker_hands_the_job_back(
+    cloud: Cloud, source: LocalPostgres, target: LocalPostgres, tmp_path: Path
+) -> None:
+    """A shutdown sends SIGTERM to every process of the instance at once (systemd stops the
+    unit's whole control group; the local EC2 driver does the same). Here the engine's
+    arrives first and the engine is gone before the worker's own SIGTERM: still a hand-back,
+    not an engine failure."""
+    job_id, instance_id = arrange(cloud, source, target)
+    with locked_orders(source):
+        run = start_worker(cloud, job_id, instance_id, tmp_path)
+        wait_running_with_engine(cloud, job_id, run)
+        engines = run.engine_pids()
+        workers = [pid for pid in descendants(run.pid) if pid not in engines]
+        for pid in engines:
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while any(alive(pid) for pid in engines) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not any(alive(pid) for pid in engines), "the engine did not stop on SIGTERM"
+        for pid in [run.pid, *workers]:
+            os.kill(pid, signal.SIGTERM)
+        assert run.wait(60) == 0, run.output()
+    assert_handed_back(cloud, job_id, instance_id, "SIGTERM")
+
+
 def test_a_spot_interruption_notice_hands_the_job_back_in_seconds(
     cloud: Cloud, source: LocalPostgres, target: LocalPostgres, tmp_path: Path
 ) -> None:
@@ -240,20 +265,22 @@ def test_a_spot_interruption_notice_hands_the_job_back_in_seconds(
     assert handed_back_within < 60  # the notice gives two minutes
 
 
+# SIGTERM to the engine alone (the instance stays up, the worker gets none): an engine failure.
+@pytest.mark.parametrize(("signum", "error"), [(signal.SIGKILL, "signal 9"), (signal.SIGTERM, "pg engine")])
 def test_engine_crash_ends_failed_with_exit_code_and_summary(
-    cloud: Cloud, source: LocalPostgres, target: LocalPostgres, tmp_path: Path
+    cloud: Cloud, source: LocalPostgres, target: LocalPostgres, tmp_path: Path, signum: int, error: str
 ) -> None:
     job_id, instance_id = arrange(cloud, source, target)
     with locked_orders(source):
         run = start_worker(cloud, job_id, instance_id, tmp_path)
         wait_running_with_engine(cloud, job_id, run)
         for pid in run.engine_pids():
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signum)
         assert run.wait(60) == 0, run.output()
     final = cloud.store.get(job_id)
     assert final is not None and final.status is JobStatus.FAILED, run.output()
-    assert final.exit_code == 128 + signal.SIGKILL
-    assert final.error and "signal 9" in final.error
+    assert final.exit_code == 128 + signum and final.lost_attempts == []
+    assert final.error and error in final.error
     assert_cleaned_up(cloud, job_id, instance_id)
 
 
