@@ -91,6 +91,11 @@ class _JobView(_Answer):
     max_attempts: int | None = Field(
         default=None, description="Attempts the job may use, once launched; None before that"
     )
+    capacity: Literal["spot", "on-demand"] | None = Field(
+        default=None,
+        description="How the current attempt's instance is bought: spot (EC2 may take it back; "
+        "the job then goes on with its next attempt) or on-demand; None before the first launch",
+    )
     lost_attempts: list[LostAttemptView] = Field(
         default_factory=list,
         description="Attempts lost to the infrastructure (instance gone, heartbeat lost, Spot "

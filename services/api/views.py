@@ -53,6 +53,7 @@ def job_view(job: Job, *, log_group: str, logs: list[str] | None = None) -> dict
         "exit_code": job.exit_code,
         "attempt": job.attempt,
         "max_attempts": job.max_attempts,
+        "capacity": job.capacity,
         "lost_attempts": [
             {"attempt": lost.attempt, "reason": lost.reason, "at": lost.at} for lost in job.lost_attempts
         ],

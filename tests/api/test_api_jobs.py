@@ -84,6 +84,21 @@ def test_failed_job_shows_exit_code_and_last_log_lines(world: ApiWorld) -> None:
     assert TEST_PASSWORD not in json.dumps(answer)
 
 
+def test_a_job_shows_how_its_current_instance_is_bought_once_launched(world: ApiWorld) -> None:
+    job_id = _submit(world.alice)
+    assert world.alice.get(job_id).body["capacity"] is None
+    _move(world, job_id, JobStatus.PROVISIONING, capacity="spot", attempt=1)
+    answer = world.alice.get(job_id).body
+    assert (answer["capacity"], answer["attempt"]) == ("spot", 1)
+    # The next attempt fell back to on-demand (no Spot capacity left).
+    relaunched = world.store.update_active(
+        job_id, {"capacity": "on-demand", "attempt": 2}, statuses=[JobStatus.PROVISIONING]
+    )
+    assert relaunched.ok
+    assert world.alice.get(job_id).body["capacity"] == "on-demand"
+    assert [job["capacity"] for job in world.alice.list().body["jobs"]] == ["on-demand"]
+
+
 def test_running_job_has_no_logs_field(world: ApiWorld) -> None:
     job_id = _submit(world.alice)
     assert "logs" not in world.alice.get(job_id).body
