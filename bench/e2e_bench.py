@@ -20,6 +20,7 @@ import statistics
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -29,7 +30,7 @@ sys.path.insert(0, str(ROOT))  # run as a script: the project and its test suppo
 
 import psycopg  # noqa: E402
 
-from local_cloud.postgres import start_postgres  # noqa: E402
+from local_cloud.postgres import LocalPostgres, start_postgres  # noqa: E402
 from tests.support.e2e import RunningStack, running_stack, wait_for  # noqa: E402
 
 CLOCK_TICKS = 100  # os.sysconf("SC_CLK_TCK") on Linux
@@ -45,28 +46,56 @@ def epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def job_latencies(stack: RunningStack, url: str, jobs: int) -> tuple[list[float], list[float], list[float]]:
-    to_running: list[float] = []
-    to_launched: list[float] = []
-    to_terminated: list[float] = []
+@dataclass(frozen=True)
+class JobTimes:
+    """One job's way through the service, in seconds."""
+
+    to_launched: float  # submit -> the launcher's RunInstances (created_at -> launched_at)
+    to_running: float  # submit -> the worker's `running` write (created_at -> started_at)
+    engine_run: float  # running -> completed
+    to_terminated: float  # completed -> EC2 reports the instance `terminated`
+
+
+def create_bench_database(server: LocalPostgres) -> None:
+    """What every bench job verifies: one database `bench` with a table of 1,000 rows."""
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE bench")
+    with psycopg.connect(server.url("bench")) as conn:
+        conn.execute("CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 1000) g")
+
+
+def run_one_job(stack: RunningStack, url: str) -> JobTimes:
+    """A small `verify` of the bench database, followed until its instance is gone."""
+    job_id = stack.submit("verify", url, url, filter={"include_databases": ["bench"]})
+    job, _ = stack.follow(job_id, timeout=120)
+    assert job["status"] == "completed", job
+    item = stack.item(job_id)
+    instance_id = item["instance_id"]
     ec2 = stack.client("ec2")
-    for _ in range(jobs):
-        job_id = stack.submit("verify", url, url, filter={"include_databases": ["bench"]})
-        job, _ = stack.follow(job_id, timeout=120)
-        assert job["status"] == "completed", job
-        to_running.append(epoch(job["started_at"]) - epoch(job["created_at"]))
-        item = stack.item(job_id)
-        instance_id = item["instance_id"]
-        to_launched.append(epoch(item["launched_at"]) - epoch(job["created_at"]))
 
-        def terminated(instance: str = instance_id) -> bool:
-            answer = ec2.describe_instances(InstanceIds=[instance])
-            return bool(answer["Reservations"][0]["Instances"][0]["State"]["Name"] == "terminated")
+    def terminated() -> bool:
+        answer = ec2.describe_instances(InstanceIds=[instance_id])
+        return bool(answer["Reservations"][0]["Instances"][0]["State"]["Name"] == "terminated")
 
-        wait_for(terminated, 30, "instance terminated", interval=0.01)
-        to_terminated.append(time.time() - epoch(job["completed_at"]))
-        stack.wait_no_processes(instance_id)
-    return to_running, to_launched, to_terminated
+    wait_for(terminated, 30, "instance terminated", interval=0.01)
+    gone = time.time()
+    stack.wait_no_processes(instance_id)
+    created, completed = epoch(job["created_at"]), epoch(job["completed_at"])
+    return JobTimes(
+        to_launched=epoch(item["launched_at"]) - created,
+        to_running=epoch(job["started_at"]) - created,
+        engine_run=completed - epoch(job["started_at"]),
+        to_terminated=gone - completed,
+    )
+
+
+def job_latencies(stack: RunningStack, url: str, jobs: int) -> tuple[list[float], list[float], list[float]]:
+    times = [run_one_job(stack, url) for _ in range(jobs)]
+    return (
+        [one.to_running for one in times],
+        [one.to_launched for one in times],
+        [one.to_terminated for one in times],
+    )
 
 
 def api_latencies(stack: RunningStack, job_id: str, requests: int, concurrency: int) -> list[float]:
@@ -162,13 +191,7 @@ def main() -> int:
         TemporaryDirectory(prefix="e2e-bench-") as tmp,
         running_stack(Path(tmp) / "state", settings=()) as stack,  # the laptop defaults of `local up`
     ):
-        with psycopg.connect(server.url(), autocommit=True) as conn:
-            conn.execute("CREATE DATABASE bench")
-        with psycopg.connect(server.url("bench")) as conn:
-            conn.execute(
-                "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 1000) g"
-            )
-
+        create_bench_database(server)
         idle_cpu, idle_rss = idle_cost(stack, args.idle_seconds)
         to_running, to_launched, to_terminated = job_latencies(stack, server.url(), args.jobs)
         _, listing = stack.api("GET", "/jobs?limit=1")
