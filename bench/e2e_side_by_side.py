@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -25,7 +23,7 @@ from tempfile import TemporaryDirectory
 from e2e_bench import ROOT, JobTimes, create_bench_database, percentile, run_one_job
 
 from local_cloud.postgres import start_postgres
-from tests.support.e2e import RunningStack, wait_for
+from tests.support.e2e import RunningStack, start_stack
 
 MEASURES = {
     "submit -> launched": "to_launched",
@@ -33,32 +31,6 @@ MEASURES = {
     "running -> completed (engine)": "engine_run",
     "completed -> terminated": "to_terminated",
 }
-
-
-def start_tree_stack(tree: Path, state_dir: Path) -> RunningStack:
-    """`local up` of `tree`, with that tree's own virtualenv."""
-    state_dir.mkdir()
-    console = (state_dir.parent / f"{state_dir.name}-console.log").open("wb")
-    process = subprocess.Popen(
-        [
-            str(tree / ".venv" / "bin" / "seren-remote"),
-            "local",
-            "up",
-            "--port",
-            "0",
-            "--state-dir",
-            str(state_dir),
-        ],
-        cwd=tree,
-        stdout=console,
-        stderr=subprocess.STDOUT,
-        env=os.environ.copy(),
-    )
-    stack_file = state_dir / "stack.json"
-    wait_for(lambda: stack_file.exists() or process.poll() is not None, 120, f"{tree}: stack.json")
-    if process.poll() is not None:
-        raise SystemExit(f"{tree}: local up exited with {process.returncode}; see {console.name}")
-    return RunningStack(process=process, state_dir=state_dir, info=json.loads(stack_file.read_text()))
 
 
 def main() -> int:
@@ -78,7 +50,7 @@ def main() -> int:
         stacks: dict[str, RunningStack] = {}
         try:
             for index, (name, tree) in enumerate(trees.items()):
-                stacks[name] = start_tree_stack(tree, Path(tmp) / f"stack-{index}")
+                stacks[name] = start_stack(Path(tmp) / f"stack-{index}", settings=(), checkout=tree)
             for stack in stacks.values():
                 run_one_job(stack, server.url())  # warm-up: first imports, first clients
             for round_number in range(args.jobs):

@@ -191,11 +191,18 @@ E2E_SETTINGS = (
 )
 
 
-def start_stack(state_dir: Path, *extra: str, settings: tuple[str, ...] = E2E_SETTINGS) -> RunningStack:
-    argv = [SEREN_REMOTE, "local", "up", "--port", "0", "--state-dir", str(state_dir), *settings, *extra]
+def start_stack(
+    state_dir: Path,
+    *extra: str,
+    settings: tuple[str, ...] = E2E_SETTINGS,
+    checkout: Path = ROOT,
+) -> RunningStack:
+    """`local up` of `checkout` (another checkout runs with its own virtualenv)."""
+    seren_remote = SEREN_REMOTE if checkout == ROOT else str(checkout / ".venv" / "bin" / "seren-remote")
+    argv = [seren_remote, "local", "up", "--port", "0", "--state-dir", str(state_dir), *settings, *extra]
     console = (state_dir.parent / f"{state_dir.name}-console.log").open("wb")
     process = subprocess.Popen(
-        argv, cwd=ROOT, stdout=console, stderr=subprocess.STDOUT, env=os.environ.copy()
+        argv, cwd=checkout, stdout=console, stderr=subprocess.STDOUT, env=os.environ.copy()
     )
     stack_file = state_dir / "stack.json"
     try:
