@@ -6,12 +6,14 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from jobs.spec import Command, JobFilter, JobOptions
 from worker.engines import EngineJob, PgEngine, ReplicatorEngine, select_engine, summarize_failure
+from worker.settings import Settings
 
 PASSWORD = "s3cret-test-pw"
 SOURCE = f"postgresql://alice:{PASSWORD}@db.example.test:5432/app"
@@ -19,8 +21,12 @@ TARGET = "postgresql://bob:other-s3cret@target.example.test:5433/postgres"
 
 FAKE = """#!{python}
 import json, os, sys
+def proc_self(name):
+    with open(f"/proc/self/{{name}}", "rb") as f:
+        return f.read().decode(errors="replace")
 with open(os.environ["FAKE_RECORD"], "w") as f:
-    json.dump({{"argv": sys.argv[1:], "rust_log": os.environ.get("RUST_LOG")}}, f)
+    record = {{"argv": sys.argv[1:], "rust_log": os.environ.get("RUST_LOG")}}
+    json.dump(record | {{"cmdline": proc_self("cmdline"), "environ": proc_self("environ")}}, f)
 source = sys.argv[sys.argv.index("--source") + 1]
 ts = "2026-01-01T00:00:00.000000Z"
 print(f"{{ts}}  INFO seren_replicator::commands::init: Connecting to source {{source}}")
@@ -75,11 +81,11 @@ FILTER_ARGS = [
 @pytest.mark.parametrize(
     ("command", "options", "expected_tail"),
     [
-        (Command.INIT, {}, [*FILTER_ARGS, "--yes"]),
+        (Command.INIT, {}, [*FILTER_ARGS, "--yes", "--local"]),
         (
             Command.INIT,
             {"drop_existing": True, "enable_sync": False},
-            [*FILTER_ARGS, "--drop-existing", "--no-sync", "--yes"],
+            [*FILTER_ARGS, "--drop-existing", "--no-sync", "--yes", "--local"],
         ),
         (Command.VALIDATE, {"drop_existing": True, "enable_sync": False}, [*FILTER_ARGS, "--no-interactive"]),
         (Command.SYNC, {}, [*FILTER_ARGS, "--no-interactive"]),
@@ -158,16 +164,49 @@ def test_failure_exit_code_and_summary(fake_binary: Path, tmp_path: Path) -> Non
     assert "code 77" in engine.exit_message(77)
 
 
-def test_select_engine(fake_binary: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_init_always_runs_here(fake_binary: Path) -> None:
+    """Without --local, init hands a *.serendb.com target (or a failed preflight) to the
+    remote service by itself: the worker would send the job's credentials on."""
+    serendb_job = replace(job(Command.INIT), target_url="postgresql://bob:pw@ep-1.db.serendb.com/app")
+    argv = ReplicatorEngine(fake_binary).invocation(serendb_job).argv
+    assert "--local" in argv and "--seren" not in argv
+    for command in (Command.VALIDATE, Command.SYNC, Command.VERIFY, Command.STATUS):
+        assert "--local" not in ReplicatorEngine(fake_binary).invocation(job(command)).argv
+
+
+def test_select_engine(fake_binary: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SEREN_REPLICATOR_PATH", str(fake_binary))
-    chosen = select_engine("auto")
+    chosen = select_engine("seren-replicator")
     assert isinstance(chosen, ReplicatorEngine) and chosen.path == fake_binary
-    monkeypatch.setenv("SEREN_REPLICATOR_PATH", str(tmp_path / "absent"))
-    assert isinstance(select_engine("auto"), PgEngine)
-    assert isinstance(select_engine("seren-replicator"), ReplicatorEngine)
     assert isinstance(select_engine("pg"), PgEngine)
-    with pytest.raises(ValueError, match="unknown engine"):
-        select_engine("rsync")
+    for unknown in ("rsync", "auto"):
+        with pytest.raises(ValueError, match="unknown engine"):
+            select_engine(unknown)
+
+
+def test_the_default_engine_keeps_passwords_out_of_argv_and_environment_even_with_the_binary_installed(
+    fake_binary: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The binary takes passwords only in argv, so an installed binary is not enough to run it."""
+    monkeypatch.setenv("SEREN_REPLICATOR_PATH", str(fake_binary))
+    default = Settings.model_fields["engine"].default
+    engine = select_engine(default)
+    assert isinstance(engine, PgEngine) and isinstance(select_engine(), PgEngine)
+    invocation = engine.invocation(job(Command.INIT, FULL_FILTER))
+    for secret in (PASSWORD, "other-s3cret"):
+        assert all(secret not in arg for arg in invocation.argv)
+        assert all(secret not in value for value in invocation.env.values())
+
+
+def test_the_replicator_environment_holds_no_password(fake_binary: Path, tmp_path: Path) -> None:
+    """What the adapter controls: the child's /proc environ is clean. Its /proc cmdline holds
+    both URLs, the documented limit of the binary (worker/engines/README.md)."""
+    _, done, _, record = run_fake(fake_binary, tmp_path)
+    assert done.returncode == 0
+    assert record["argv"][:5] == ["init", "--source", SOURCE, "--target", TARGET]
+    assert record["cmdline"].split("\0")[-3:] == ["--yes", "--local", ""]
+    for secret in (PASSWORD, "other-s3cret"):
+        assert secret not in record["environ"]
 
 
 def test_pg_engine_invocation_keeps_secrets_out_of_argv() -> None:

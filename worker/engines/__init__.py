@@ -1,6 +1,6 @@
 """Replication engines: what the worker runs for a job, and how to read its output.
 
-engine = select_engine(settings.engine)          # "auto" | "seren-replicator" | "pg"
+engine = select_engine(settings.engine)          # "pg" | "seren-replicator"
 invocation = engine.invocation(EngineJob(...))   # argv, extra env, secrets to redact
 parser = engine.parser(invocation)
 for line in output: parsed = parser.parse_line(line)   # redacted log, progress, is_error
@@ -18,15 +18,13 @@ from worker.engines.base import (
     summarize_failure,
 )
 from worker.engines.pg import PgEngine
-from worker.engines.replicator import ReplicatorEngine, binary_available
+from worker.engines.replicator import ReplicatorEngine
 
-ENGINE_NAMES = ("auto", "seren-replicator", "pg")
+ENGINE_NAMES = ("pg", "seren-replicator")
 
 
-def select_engine(name: str = "auto") -> Engine:
-    """ "auto" is seren-replicator when its binary is present (SEREN_REPLICATOR_PATH), else pg."""
-    if name == "auto":
-        return ReplicatorEngine() if binary_available() else PgEngine()
+def select_engine(name: str = "pg") -> Engine:
+    """pg unless seren-replicator is named: that binary takes passwords only in its argv."""
     if name == "seren-replicator":
         return ReplicatorEngine()
     if name == "pg":

@@ -1,9 +1,11 @@
 """The `seren-replicator` binary: argv per command (reference/upstream.md §2) and its log lines.
 
-The binary takes the URLs only as --source/--target arguments, the one place a password
-sits in argv; they are in the invocation's secrets so nothing it prints is stored unredacted.
-Each URL carries the address the worker checked as libpq's `hostaddr` query parameter, so
-the binary connects there and keeps the name for TLS.
+Runs only when the operator names it (ENGINE=seren-replicator): it takes the source URL only
+as --source, and its own connections (tokio-postgres) take a password only inside the URL,
+so both passwords sit in its argv (see README.md, "seren-replicator"). They are in the
+invocation's secrets so nothing it prints is stored unredacted. Each URL carries the address
+the worker checked as a `hostaddr` query parameter: the binary's own connections go there,
+but the pg_dump/pg_restore/psql it spawns get the host name and resolve it again.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ _FILTER_FLAGS: dict[Command, tuple[str, ...]] = {
     Command.VERIFY: ("include_databases", "exclude_databases", "include_tables", "exclude_tables"),
     Command.STATUS: ("include_databases", "exclude_databases"),
 }
+# init without --local hands the job to the remote service by itself (a *.serendb.com
+# target, or a failed preflight): the worker is where it runs.
 _UNATTENDED: dict[Command, tuple[str, ...]] = {
-    Command.INIT: ("--yes",),
+    Command.INIT: ("--yes", "--local"),
     Command.VALIDATE: ("--no-interactive",),
     Command.SYNC: ("--no-interactive",),
     Command.VERIFY: (),
@@ -60,11 +64,6 @@ EXIT_MESSAGES = {
 
 def binary_path() -> Path:
     return Path(os.environ.get(PATH_ENV) or DEFAULT_PATH)
-
-
-def binary_available() -> bool:
-    path = binary_path()
-    return path.is_file() and os.access(path, os.X_OK)
 
 
 def with_hostaddr(url: str, hostaddr: str | None) -> str:
