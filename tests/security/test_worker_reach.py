@@ -180,18 +180,25 @@ def test_the_boot_log_agent_writes_only_streams_named_by_an_instance(tf: Terrafo
 
 
 # Still open: an instance role's requests carry no job identity DynamoDB or CloudWatch Logs
-# could compare a job item or a log stream with; until the worker writes through a key only
-# its instance can name, these stay allowed. strict: the day they are closed, these fail and
-# are turned into plain assertions.
-OPEN = pytest.mark.xfail(strict=True, reason="no per-job write path yet (see the security notes)")
+# could compare a job item or a log stream with, and every name that could carry the
+# caller's instance contains ':', which log stream and group names may not. strict: the day
+# they are closed, these fail and are turned into plain assertions.
 
 
-@OPEN
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: the worker's writes would have to go to an item keyed by its instance "
+    "(dynamodb:LeadingKeys = ${ec2:SourceInstanceARN}) that the control plane copies",
+)
 def test_the_worker_cannot_write_another_jobs_status_or_progress(tf: TerraformConfig) -> None:
     assert not worker_may(tf, "dynamodb:UpdateItem", TABLE, **item_update(WORKER_WRITES[1], JOB_B))
 
 
-@OPEN
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: needs one log group per job, tagged with its instance, and the worker's writes "
+    "conditioned on aws:ResourceTag = ${ec2:SourceInstanceARN}",
+)
 def test_the_worker_cannot_write_another_jobs_log_stream(tf: TerraformConfig) -> None:
     stream = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{WORKER_LOG_GROUP}:log-stream:{JOB_B}"
     assert not worker_may(tf, "logs:PutLogEvents", stream)
