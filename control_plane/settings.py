@@ -49,6 +49,9 @@ class LaunchSettings(HostPolicySettings):
     # attempt (control_plane.retry). spot-then-on-demand asks for Spot across every type and
     # subnet first, then on-demand.
     worker_capacity: Literal["on-demand", "spot", "spot-then-on-demand"] = "spot-then-on-demand"
+    # The worker's engine (worker.engines.select_engine): auto runs seren-replicator where the
+    # image has it, unless private ranges are allowed; pg keeps every guarantee everywhere.
+    worker_engine: Literal["auto", "pg", "seren-replicator"] = "auto"
     project_tag: str = "seren-replication"
     # A launcher that claimed an attempt and went silent this long is presumed dead; keep it
     # well above the launcher's Lambda timeout.

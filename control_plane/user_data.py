@@ -26,6 +26,7 @@ def worker_environment(settings: LaunchSettings) -> dict[str, str]:
         "METRICS_NAMESPACE": settings.metrics_namespace,
         "SHUTDOWN_IF_NOT_TERMINATED": str(settings.worker_shutdown_if_not_terminated).lower(),
         "SEREN_CONSOLE_URL": settings.seren_console_url,
+        "ENGINE": settings.worker_engine,
     }
 
 

@@ -153,6 +153,7 @@ def function_environments(variables: dict[str, Any], ids: dict[str, str]) -> dic
         "MAX_CAPACITY_FAILURES": str(variables["max_capacity_failures"]),
         "MAX_LAUNCH_ATTEMPTS": str(variables["max_launch_attempts"]),
         "WORKER_CAPACITY": variables["worker_capacity"],
+        "WORKER_ENGINE": variables["worker_engine"],
         "HEARTBEAT_INTERVAL_SECONDS": str(variables["heartbeat_interval_seconds"]),
         "KMS_KEY_ID": ids["credentials_key_arn"],
         "WORKER_SHUTDOWN_IF_NOT_TERMINATED": flag("worker_shutdown_if_not_terminated"),

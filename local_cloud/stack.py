@@ -148,6 +148,7 @@ def module_variables(options: StackOptions, network: Network) -> dict[str, Any]:
         },
         "max_launch_attempts": options.max_attempts,
         "worker_capacity": "spot-then-on-demand",
+        "worker_engine": "auto",
         "max_capacity_failures": 12,
         "reaper_schedule_minutes": 1,
         "api_reserved_concurrency": -1,

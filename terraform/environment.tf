@@ -35,6 +35,7 @@ locals {
     MAX_CAPACITY_FAILURES             = tostring(var.max_capacity_failures)
     MAX_LAUNCH_ATTEMPTS               = tostring(var.max_launch_attempts)
     WORKER_CAPACITY                   = var.worker_capacity
+    WORKER_ENGINE                     = var.worker_engine
     WORKER_LOG_GROUP                  = aws_cloudwatch_log_group.workers.name
     HEARTBEAT_INTERVAL_SECONDS        = tostring(var.heartbeat_interval_seconds)
     MAX_JOB_RUNTIME_SECONDS           = tostring(var.max_job_runtime_seconds)
@@ -77,6 +78,7 @@ locals {
     ORPHAN_GRACE_SECONDS              = tostring(var.reaper_grace_seconds.orphan)
     MAX_LAUNCH_ATTEMPTS               = tostring(var.max_launch_attempts)
     WORKER_CAPACITY                   = var.worker_capacity
+    WORKER_ENGINE                     = var.worker_engine
     WORKER_SHUTDOWN_IF_NOT_TERMINATED = tostring(var.worker_shutdown_if_not_terminated)
     SEREN_CONSOLE_URL                 = var.seren_console_url
     POWERTOOLS_SERVICE_NAME           = "reaper"

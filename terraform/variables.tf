@@ -554,6 +554,17 @@ variable "worker_capacity" {
   }
 }
 
+variable "worker_engine" {
+  description = "The worker's engine: auto runs the seren-replicator binary where the worker image has it (pg otherwise, and whenever allow_private_hosts is on: the binary's own pg_dump/psql resolve host names again); pg always runs the built-in engine, which keeps passwords out of argv and connects only to checked addresses; seren-replicator requires the binary."
+  type        = string
+  default     = "auto"
+
+  validation {
+    condition     = contains(["auto", "pg", "seren-replicator"], var.worker_engine)
+    error_message = "worker_engine must be auto, pg or seren-replicator."
+  }
+}
+
 variable "max_launch_attempts" {
   description = "Attempts of one job, each on a new instance, before it fails: the first, and one more per attempt lost to the infrastructure (worker never started, instance lost or interrupted, heartbeat lost). Engine errors are not retried."
   type        = number

@@ -25,8 +25,8 @@ class Settings(HostPolicySettings):
     # Progress reaches the item at most this often, and only within the write budget.
     progress_min_interval_seconds: float = Field(default=5, ge=0, le=600)
     item_writes_per_hour: int = Field(default=DEFAULT_ITEM_WRITES_PER_HOUR, ge=1, le=100_000)
-    # seren-replicator puts both passwords in its argv: only when the operator names it.
-    engine: Literal["pg", "seren-replicator"] = "pg"
+    # auto: seren-replicator when its binary is installed and no private range is allowed.
+    engine: Literal["auto", "pg", "seren-replicator"] = "auto"
     # How long the engine may take to exit after SIGTERM before its process group is killed.
     engine_stop_grace_seconds: float = Field(default=20, ge=0, le=600)
     # The operator's cap on one job's run time, on top of the job's own job_timeout_seconds.

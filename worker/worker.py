@@ -174,7 +174,9 @@ class Worker:
         except HostNotAllowed as exc:
             self._end(job, Outcome(JobStatus.FAILED, str(exc)))
             return
-        engine = select_engine(self.settings.engine)
+        engine = select_engine(
+            self.settings.engine, private_hosts_allowed=self.settings.allow_private_hosts
+        )
         invocation = engine.invocation(
             replace(engine_job, source_hostaddr=source_hostaddr, target_hostaddr=target_hostaddr)
         )

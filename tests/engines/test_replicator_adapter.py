@@ -174,28 +174,32 @@ def test_init_always_runs_here(fake_binary: Path) -> None:
         assert "--local" not in ReplicatorEngine(fake_binary).invocation(job(command)).argv
 
 
-def test_select_engine(fake_binary: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_select_engine(fake_binary: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SEREN_REPLICATOR_PATH", str(fake_binary))
-    chosen = select_engine("seren-replicator")
+    assert Settings.model_fields["engine"].default == "auto"
+    chosen = select_engine()
     assert isinstance(chosen, ReplicatorEngine) and chosen.path == fake_binary
+    assert isinstance(select_engine("seren-replicator"), ReplicatorEngine)
     assert isinstance(select_engine("pg"), PgEngine)
-    for unknown in ("rsync", "auto"):
-        with pytest.raises(ValueError, match="unknown engine"):
-            select_engine(unknown)
+    monkeypatch.setenv("SEREN_REPLICATOR_PATH", str(tmp_path / "absent"))
+    assert isinstance(select_engine("auto"), PgEngine)
+    with pytest.raises(ValueError, match="unknown engine"):
+        select_engine("rsync")
 
 
-def test_the_default_engine_keeps_passwords_out_of_argv_and_environment_even_with_the_binary_installed(
+def test_auto_runs_pg_where_private_ranges_are_allowed_even_with_the_binary_installed(
     fake_binary: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The binary takes passwords only in argv, so an installed binary is not enough to run it."""
+    """The binary's pg_dump/psql resolve names again: with private ranges allowed, only the
+    security group's egress could stop a rebinding, and it no longer does."""
     monkeypatch.setenv("SEREN_REPLICATOR_PATH", str(fake_binary))
-    default = Settings.model_fields["engine"].default
-    engine = select_engine(default)
-    assert isinstance(engine, PgEngine) and isinstance(select_engine(), PgEngine)
+    engine = select_engine("auto", private_hosts_allowed=True)
+    assert isinstance(engine, PgEngine)
     invocation = engine.invocation(job(Command.INIT, FULL_FILTER))
     for secret in (PASSWORD, "other-s3cret"):
         assert all(secret not in arg for arg in invocation.argv)
         assert all(secret not in value for value in invocation.env.values())
+    assert isinstance(select_engine("seren-replicator", private_hosts_allowed=True), ReplicatorEngine)
 
 
 def test_the_replicator_environment_holds_no_password(fake_binary: Path, tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """The `seren-replicator` binary: argv per command (reference/upstream.md §2) and its log lines.
 
-Runs only when the operator names it (ENGINE=seren-replicator): it takes the source URL only
-as --source, and its own connections (tokio-postgres) take a password only inside the URL,
-so both passwords sit in its argv (see README.md, "seren-replicator"). They are in the
+The production engine when its binary is present (ENGINE=auto; see select_engine). It takes
+the source URL only as --source, and its own connections (tokio-postgres) take a password
+only inside the URL, so both passwords sit in its argv, readable by root alone on the worker
+image (/proc mounted hidepid=2; see README.md, "seren-replicator"). They are in the
 invocation's secrets so nothing it prints is stored unredacted. Each URL carries the address
 the worker checked as a `hostaddr` query parameter: the binary's own connections go there,
 but the pg_dump/pg_restore/psql it spawns get the host name and resolve it again.
@@ -64,6 +65,11 @@ EXIT_MESSAGES = {
 
 def binary_path() -> Path:
     return Path(os.environ.get(PATH_ENV) or DEFAULT_PATH)
+
+
+def binary_available() -> bool:
+    path = binary_path()
+    return path.is_file() and os.access(path, os.X_OK)
 
 
 def with_hostaddr(url: str, hostaddr: str | None) -> str:

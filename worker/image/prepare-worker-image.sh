@@ -7,7 +7,7 @@
 #   --source      this project: a checkout directory or a built wheel (the worker package)
 #   --log-group   CloudWatch log group the agent ships boot logs to; must equal Terraform's
 #                 worker_log_group output (default: /seren-replication/workers)
-#   --replicator  optional seren-replicator binary (runs only with ENGINE=seren-replicator)
+#   --replicator  optional seren-replicator binary, the production engine (ENGINE=auto)
 #   --constraints optional pip constraints file (the versions the tests ran with)
 #
 # What the image gets: PostgreSQL client tools, Python 3.12, the worker in a virtualenv at
