@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from control_plane.context import ControlPlane
+from control_plane.holdings import Holdings
 from control_plane.launch import Outcome, launch
 from control_plane.settle import settle
 from control_plane.telemetry import logger
@@ -109,7 +110,10 @@ def after_loss(cp: ControlPlane, job_id: str) -> Outcome:
             logger.error("attempts used up: job failed", extra={"job_id": job.job_id, "attempt": job.attempt})
             return Outcome.FAILED
         return Outcome.MOVED_ON
-    cp.slots.restore([job.job_id])  # it kept its slot through the loss; make sure the ledger agrees
+    if Holdings.of(job, clock.epoch(clock.now())).slot:
+        # The job keeps its slot through the loss; a reconcile that ran meanwhile may have
+        # taken it from the ledger.
+        cp.slots.restore([job.job_id])
     outcome = launch(cp, job)
     logger.info(
         "next attempt after a lost one",
