@@ -66,6 +66,7 @@ class EngineOutput:
         self._progress_changed = False
         self._checkpoint: dict[str, DatabaseCheckpoint] = {}
         self._checkpoint_changed = False
+        self._checkpoint_events = 0  # printed by the engine so far
         self.lines = 0
 
     def handle_line(self, line: str) -> None:
@@ -88,6 +89,7 @@ class EngineOutput:
                 database, entry = parsed.checkpoint
                 self._checkpoint[database] = entry
                 self._checkpoint_changed = True
+                self._checkpoint_events += 1
 
     def note(self, message: str) -> None:
         """A line from the worker itself, in the same stream (start, cancel, outcome)."""
@@ -126,13 +128,14 @@ class EngineOutput:
         with self._lock:
             return dict(self._checkpoint)
 
-    def take_checkpoint(self) -> dict[str, DatabaseCheckpoint] | None:
-        """The whole checkpoint, if an entry changed since the last take."""
+    def take_checkpoint(self) -> tuple[dict[str, DatabaseCheckpoint], int] | None:
+        """The whole checkpoint, if an entry changed since the last take, and how many of the
+        engine's checkpoint events it holds."""
         with self._lock:
             if not self._checkpoint_changed:
                 return None
             self._checkpoint_changed = False
-            return dict(self._checkpoint)
+            return dict(self._checkpoint), self._checkpoint_events
 
     def keep_checkpoint_pending(self) -> None:
         """The last take was not written: take it again next time."""

@@ -3,7 +3,9 @@ signalled), fed nothing on stdin, read line by line from a merged stdout/stderr.
 
 Credentials reach it through its stdin (a pipe written once, then closed), never through its
 environment, which /proc keeps readable for the process's whole life. The worker's AWS
-settings are not passed on: the engine talks to databases, never to AWS.
+settings are not passed on: the engine talks to databases, never to AWS. A second pipe
+carries the worker's acknowledgements of the engine's checkpoints (`CHECKPOINT_ACK_FD`): an
+engine that must not go on before its checkpoint is recorded waits for one.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
+
+from worker.engines.base import CHECKPOINT_ACK_FD
 
 # Lines longer than this are cut (a runaway line must not grow the worker's memory).
 MAX_LINE_BYTES = 64 * 1024
@@ -32,15 +36,22 @@ class EngineProcess:
         self, argv: list[str], env: Mapping[str, str], on_line: Callable[[str], None], stdin: bytes = b""
     ) -> None:
         self._on_line = on_line
-        self._process = subprocess.Popen(
-            argv,
-            env=engine_environment(env),
-            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
+        ack_read, self._acks = os.pipe()
+        # An engine that never reads its acknowledgements must not block the worker.
+        os.set_blocking(self._acks, False)
+        try:
+            self._process = subprocess.Popen(
+                argv,
+                env={**engine_environment(env), CHECKPOINT_ACK_FD: str(ack_read)},
+                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+                pass_fds=(ack_read,),
+            )
+        finally:
+            os.close(ack_read)
         self.pid = self._process.pid
         if self._process.stdin is not None:
             # Far below a pipe's buffer (two URLs of at most 2 KiB and the job): no deadlock.
@@ -55,6 +66,11 @@ class EngineProcess:
         assert stream is not None
         for raw in iter(lambda: stream.readline(MAX_LINE_BYTES), b""):
             self._on_line(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+
+    def acknowledge(self, checkpoint_events: int) -> None:
+        """The engine's first `checkpoint_events` checkpoint events are recorded."""
+        with contextlib.suppress(OSError):  # the engine is gone, or does not read them
+            os.write(self._acks, f"{checkpoint_events}\n".encode())
 
     def exited(self) -> bool:
         """Whether the engine's main process has exited (it is left unreaped, so that its
@@ -72,6 +88,8 @@ class EngineProcess:
         self._signal_group(signal.SIGKILL)
         code = self._process.wait()
         self._reader.join(output_timeout)
+        with contextlib.suppress(OSError):  # closed by an earlier finish
+            os.close(self._acks)
         return code
 
     def stop(self, grace_seconds: float) -> int:

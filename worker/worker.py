@@ -281,7 +281,7 @@ class Worker:
                     if notice is not None:
                         loss = HandBack(LossKind.INTERRUPTED, f"Spot interruption notice: {notice}")
                         return self._hand_back(process, output, loss)
-                self._save_checkpoint(output)
+                self._save_checkpoint(output, process)
                 if now >= deadline:
                     message = f"the job ran longer than its limit of {limit} seconds"
                     return self._stop(process, output, Outcome(JobStatus.TIMEOUT, message))
@@ -314,18 +314,23 @@ class Worker:
             return False
         return self.interrupted.wait(SHUTDOWN_SIGNAL_WAIT_SECONDS)
 
-    def _save_checkpoint(self, output: EngineOutput) -> None:
-        """A database finished (or started): record it at once, a later attempt resumes from it."""
-        checkpoint = output.take_checkpoint()
-        if checkpoint is None:
+    def _save_checkpoint(self, output: EngineOutput, process: EngineProcess) -> None:
+        """A database finished (or started): record it at once, a later attempt resumes from it.
+        The engine may wait for the acknowledgement (before it creates a target database)."""
+        taken = output.take_checkpoint()
+        if taken is None:
             return
+        checkpoint, events = taken
         self.stats.item_writes += 1
         try:
-            self.item.save_checkpoint(checkpoint)
+            result = self.item.save_checkpoint(checkpoint)
         except (BotoCoreError, ClientError) as exc:
             self.stats.failed_writes += 1
-            logger.warning("checkpoint not written; it goes with the next write", extra={"reason": str(exc)})
+            logger.warning("checkpoint not written; trying again", extra={"reason": str(exc)})
             output.keep_checkpoint_pending()
+            return
+        if result.ok:  # else the job moved on: the next heartbeat stops the engine
+            process.acknowledge(events)
 
     def _beat(self, output: EngineOutput) -> Beat:
         """One heartbeat, with the pending progress."""

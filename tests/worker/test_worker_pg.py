@@ -246,6 +246,36 @@ def test_a_shutdown_that_stops_the_engine_before_the_worker_hands_the_job_back(
     assert_handed_back(cloud, job_id, instance_id, "SIGTERM")
 
 
+def test_a_target_database_is_created_only_once_the_item_records_its_copy_start(
+    cloud: Cloud, source: LocalPostgres, target: LocalPostgres, tmp_path: Path
+) -> None:
+    """A loss right after CREATE DATABASE must leave a checkpoint saying this job created it
+    (else the retry cannot tell it from the user's): while the item refuses the "copying"
+    checkpoint, the engine waits."""
+    job_id, instance_id = arrange(cloud, source, target)
+    refused = Fault("UpdateItem", body_contains=('"checkpoint"', '"copying"', job_id))
+    cloud.faults().append(refused)
+    run = start_worker(cloud, job_id, instance_id, tmp_path)
+    deadline = time.monotonic() + 30
+    while refused.hits < 6 and time.monotonic() < deadline:  # two saves, each retried by botocore
+        time.sleep(0.05)
+    assert refused.hits >= 6, run.output()
+    assert not database_exists(target, SOURCE_DATABASE)
+    assert cloud.store.get(job_id).checkpoint == {}  # type: ignore[union-attr]
+    cloud.faults().remove(refused)
+    assert run.wait(90) == 0, run.output()
+    final = cloud.store.get(job_id)
+    assert final is not None and final.status is JobStatus.COMPLETED, run.output()
+    assert final.checkpoint[SOURCE_DATABASE].created  # "done" may come too late to be recorded
+    assert count_rows(target, "orders") == count_rows(source, "orders")
+
+
+def database_exists(server: LocalPostgres, database: str) -> bool:
+    with psycopg.connect(server.url()) as conn:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone()
+    return found is not None
+
+
 def test_a_spot_interruption_notice_hands_the_job_back_in_seconds(
     cloud: Cloud, source: LocalPostgres, target: LocalPostgres, tmp_path: Path
 ) -> None:

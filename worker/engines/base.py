@@ -20,6 +20,9 @@ from jobs.urls import parse_url
 
 MAX_SUMMARY_LENGTH = 1000
 SUMMARY_LINES = 5
+# The engine's environment names the file descriptor on which the worker writes, one line each,
+# how many of the engine's checkpoint events are recorded on the job item so far.
+CHECKPOINT_ACK_FD = "ENGINE_CHECKPOINT_ACK_FD"
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import signal
 import sys
+from typing import TextIO
 
 import psycopg
 from pydantic import ValidationError
@@ -21,6 +23,7 @@ from jobs.attempts import DatabaseCheckpoint
 from jobs.redact import redact
 from jobs.spec import Command, JobFilter, JobOptions
 from jobs.urls import ConnectionUrl, InvalidUrl, parse_url
+from worker.engines.base import CHECKPOINT_ACK_FD
 from worker.engines.pg.commands import Context, run
 from worker.engines.pg.events import Emitter
 from worker.engines.pg.tools import EngineError
@@ -41,9 +44,15 @@ def _at_checked_address(url: ConnectionUrl, hostaddr: object) -> ConnectionUrl:
     return url.at_address(str(ipaddress.ip_address(str(hostaddr))))
 
 
+def _acknowledgements() -> TextIO | None:
+    """The worker's acknowledgements of checkpoints, when a worker runs this engine."""
+    descriptor = os.environ.get(CHECKPOINT_ACK_FD)
+    return os.fdopen(int(descriptor), "r") if descriptor else None
+
+
 def main() -> int:
     signal.signal(signal.SIGTERM, _terminate)
-    emit = Emitter(secrets=[])
+    emit = Emitter(secrets=[], acks=_acknowledgements())
     try:
         engine_input = json.loads(sys.stdin.read() or "{}")
         raw_source, raw_target = (

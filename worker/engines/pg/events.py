@@ -60,8 +60,12 @@ class Emitter:
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
     state: EngineProgress = field(default_factory=EngineProgress)
+    # The worker's acknowledgements of checkpoint events (worker.engines.base.CHECKPOINT_ACK_FD);
+    # None when the engine runs without a worker.
+    acks: TextIO | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _last: float = 0.0
+    _checkpoints: int = 0  # checkpoint events printed
 
     def _clean(self, text: str) -> str:
         return redact(" ".join(text.split()), self.secrets)
@@ -102,6 +106,17 @@ class Emitter:
             event = {"event": CHECKPOINT_EVENT, "database": database, **entry}
             self.out.write(json.dumps(event, ensure_ascii=False) + "\n")
             self.out.flush()
+            self._checkpoints += 1
+
+    def wait_recorded(self) -> bool:
+        """Wait until the worker has recorded every checkpoint event printed so far; False if
+        it stopped answering first."""
+        if self.acks is None:
+            return True
+        while line := self.acks.readline():
+            if int(line) >= self._checkpoints:
+                return True
+        return False
 
     def add_bytes(self, count: int) -> None:
         with self._lock:

@@ -23,6 +23,7 @@ from psycopg import sql
 from jobs.attempts import CheckpointState, DatabaseCheckpoint
 from worker.engines.pg.context import Context
 from worker.engines.pg.replication import drop_subscriptions, replication_name
+from worker.engines.pg.tools import EngineError
 
 # The engine's exit code when the worker stops it with SIGTERM (worker.engines.pg.__main__).
 TERMINATED = 143
@@ -68,6 +69,10 @@ def start_copy(ctx: Context, tgt: psycopg.Connection, database: str, key: str) -
         exists = False
     created = not exists or ctx.options.drop_existing or (entry is not None and entry.created)
     record(ctx, database, DatabaseCheckpoint(key=key, state=CheckpointState.COPYING, created=created))
+    # Only once the job item says so may the database be created: a retry must be able to tell
+    # a database this job created from the user's.
+    if not ctx.emit.wait_recorded():
+        raise EngineError(f"database {database}: the worker did not record the copy's start")
 
 
 def finish_copy(ctx: Context, database: str, key: str) -> None:
