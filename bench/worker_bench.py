@@ -92,7 +92,7 @@ def arrange(store: JobStore, key_id: str, source: LocalPostgres, target: LocalPo
     )
     job_id = job.job_id
     ciphertext = CredentialCipher(key_id).encrypt(job_id, Credentials(source.url(DATABASE), target.url()))
-    store.create(job, ciphertext)
+    store.create(job, ciphertext, owner_cap=1_000_000)
     image = aws.client("ec2").describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     instance_id = aws.client("ec2").run_instances(ImageId=image, MinCount=1, MaxCount=1)["Instances"][0][
         "InstanceId"

@@ -55,6 +55,7 @@ class StreamChange:
     old_status: JobStatus | None
     new_status: JobStatus | None
     instance_id: str | None  # from the new image
+    owner: str  # from the new image ("" when it has none)
 
     @classmethod
     def from_images(
@@ -68,6 +69,7 @@ class StreamChange:
             old_status=_status(old),
             new_status=_status(new),
             instance_id=str(new["instance_id"]) if new.get("instance_id") else None,
+            owner=str(new.get("owner") or ""),
         )
 
     @classmethod

@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
-from control_plane.ports import Claims, Fleet, Slots
+from control_plane.ports import Claims, Fleet, Owners, Slots
 from control_plane.settings import LaunchSettings
 from jobs.crypto import CredentialCipher
 from jobs.instances import Ec2Fleet
+from jobs.owners import OwnerLedger
 from jobs.slots import LaunchClaims, SlotLedger
 from jobs.store import JobStore
 
@@ -20,6 +21,7 @@ class ControlPlane:
     slots: Slots
     claims: Claims
     fleet: Fleet
+    owners: Owners
     # Names this launcher in launch claims.
     holder: str = field(default_factory=lambda: uuid.uuid4().hex)
     # Re-encrypts a job's credentials for the instance launched for it; None: not bound
@@ -35,5 +37,6 @@ class ControlPlane:
             SlotLedger(table),
             LaunchClaims(table),
             Ec2Fleet(settings.managed_by),
+            OwnerLedger(table),
             keys=CredentialCipher(settings.kms_key_id) if settings.kms_key_id else None,
         )

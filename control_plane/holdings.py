@@ -1,14 +1,16 @@
 """What a job may hold in each status: the one rule every release and restore follows.
 
-A job can hold three things:
+A job can hold four things:
+- a place among its owner's unfinished jobs (the owner ledger, `jobs.owners`), from its
+  creation until it ends;
 - a worker slot (its id in the slot ledger);
 - the launch claim of an attempt (a lease: only while a launcher starts that attempt);
 - an instance (the one its item names, started for its current attempt).
 
-At rest, that is with no launcher working on it, a job waiting for a slot holds nothing,
-a job that has an instance holds its slot and that one instance, and an ended, expired or
-missing job holds nothing. A launcher admitting a waiting job (or relaunching a
-`provisioning` one) holds the slot and the claim of the attempt it starts until it has
+At rest, that is with no launcher working on it, a job waiting for a slot holds its place
+only, a job that has an instance holds its place, its slot and that one instance, and an
+ended, expired or missing job holds nothing. A launcher admitting a waiting job (or
+relaunching a `provisioning` one) holds the slot and the claim of the attempt it starts until it has
 recorded the launch or given up; then it settles the job (`control_plane.settle`).
 Claims are not released by settling: an ended job is never launched again, and the lease
 and the item's TTL end the claim.
@@ -19,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from jobs.owners import holds_place
 from jobs.record import Job
 from jobs.states import JobStatus
 
@@ -30,7 +33,7 @@ class Resource(StrEnum):
 
 
 _WITH_INSTANCE = frozenset({Resource.SLOT, Resource.INSTANCE})
-# What a job holds at rest, by status. A terminal status holds nothing.
+# The slot and instance a job holds at rest, by status (its place: `jobs.owners.holds_place`).
 AT_REST: dict[JobStatus, frozenset[Resource]] = {
     status: _WITH_INSTANCE
     if status in (JobStatus.PROVISIONING, JobStatus.RUNNING, JobStatus.CANCELLING)
@@ -46,6 +49,7 @@ LAUNCHED_FROM = (*WAITING, JobStatus.PROVISIONING)
 class Holdings:
     """What one job may hold at rest."""
 
+    place: bool
     slot: bool
     instance_id: str | None  # the one instance it may keep running
 
@@ -56,9 +60,10 @@ class Holdings:
             return NOTHING
         held = AT_REST[job.status]
         return cls(
+            place=holds_place(job, now_epoch),
             slot=Resource.SLOT in held,
             instance_id=job.instance_id if Resource.INSTANCE in held else None,
         )
 
 
-NOTHING = Holdings(slot=False, instance_id=None)
+NOTHING = Holdings(place=False, slot=False, instance_id=None)

@@ -55,7 +55,7 @@ def launch(cp: ControlPlane, job: Job) -> Outcome:
         # Read after the claim: what the caller saw may be stale (a duplicate record).
         current = cp.jobs.get(job.job_id)
         if current is None or current.status not in sources or current.attempt != job.attempt:
-            settle(cp, job.job_id, current)
+            settle(cp, job.job_id, job.owner, current)
             return Outcome.MOVED_ON
         instance = cp.fleet.find_attempt(job.job_id, attempt)
         if instance is None:
@@ -123,7 +123,7 @@ def _record_launch(
     now = result.job
     if now is not None and now.instance_id == instance.instance_id and now.attempt == attempt:
         return Outcome.LAUNCHED  # a launcher that took over the claim recorded it already
-    settle(cp, job.job_id, now, instances=[instance.instance_id])
+    settle(cp, job.job_id, job.owner, now, instances=[instance.instance_id])
     if now is None or now.status.is_terminal:
         logger.info("job ended during its launch: instance terminated, slot released", extra=log)
         return Outcome.ENDED
@@ -168,7 +168,7 @@ def _launch_failed(
             only_if={"attempt": job.attempt},
         )
         # Whether this write or another ended the job, settle it as it is now.
-        settle(cp, job.job_id, cp.jobs.get(job.job_id, include_expired=True))
+        settle(cp, job.job_id, job.owner, cp.jobs.get(job.job_id, include_expired=True))
         logger.error("launch failed permanently: job failed", extra={**log, "error": error.message})
         return Outcome.FAILED
     if error.no_capacity:
@@ -204,7 +204,7 @@ def _no_capacity(
         result = cp.jobs.update_active(job.job_id, fields, statuses=[job.status], only_if=guard)
     cp.claims.release(job.job_id, attempt, cp.holder)
     # A waiting or ended job gives its slot back; a relaunch in progress keeps it.
-    settle(cp, job.job_id, result.job)
+    settle(cp, job.job_id, job.owner, result.job)
     log = {**log, "capacity_failures": failures}
     if not result.ok:
         logger.info("no EC2 capacity, and the job changed meanwhile: not counted", extra=log)

@@ -1,5 +1,5 @@
-"""What the control plane needs from the outside, as protocols: the slot ledger, the launch
-claims and the fleet of instances (the jobs table is `jobs.store.JobStore`'s interface).
+"""What the control plane needs from the outside, as protocols: the slot ledger, the owner
+ledger, the launch claims and the fleet of instances (the jobs table is `jobs.store.JobStore`'s interface).
 `ControlPlane.on_aws` binds them to DynamoDB and EC2; the tests bind in-memory fakes
 (tests/support/fakes.py)."""
 
@@ -21,6 +21,10 @@ class Slots(Protocol):
     def release_all(self, job_ids: Iterable[str]) -> None: ...
 
     def restore(self, job_ids: Iterable[str]) -> None: ...
+
+
+class Owners(Protocol):
+    def release(self, owner: str, job_ids: Iterable[str]) -> None: ...
 
 
 class Claims(Protocol):

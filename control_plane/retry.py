@@ -105,7 +105,12 @@ def after_loss(cp: ControlPlane, job_id: str) -> Outcome:
             set_fields={"error": attempts_error(job.lost_attempts, job.attempt)},
             only_if={"attempt": job.attempt, "updated_at": job.updated_at},
         )
-        settle(cp, job.job_id, result.job if result.ok else cp.jobs.get(job.job_id, include_expired=True))
+        settle(
+            cp,
+            job.job_id,
+            job.owner,
+            result.job if result.ok else cp.jobs.get(job.job_id, include_expired=True),
+        )
         if result.ok:
             logger.error("attempts used up: job failed", extra={"job_id": job.job_id, "attempt": job.attempt})
             return Outcome.FAILED

@@ -1,5 +1,6 @@
 """Settling a job: it gives back whatever its status no longer lets it hold
-(`control_plane.holdings`). Every release of a slot or an instance goes through here."""
+(`control_plane.holdings`). Every release of an owner's place, a slot or an instance goes
+through here."""
 
 from __future__ import annotations
 
@@ -12,15 +13,18 @@ from jobs.record import Job
 
 
 def settle(
-    cp: ControlPlane, job_id: str, now: Job | None, *, instances: Iterable[str | None] = ()
+    cp: ControlPlane, job_id: str, owner: str, now: Job | None, *, instances: Iterable[str | None] = ()
 ) -> Holdings:
-    """Terminate those of `instances` the job may not keep, and give its slot back unless it
-    may hold one. `now` is the job as it is now: None when it has ended or is gone (an
-    ended job holds nothing either). Every step is idempotent."""
+    """Terminate those of `instances` the job may not keep, and give its slot and its place
+    among `owner`'s unfinished jobs back unless it may hold them. `now` is the job as it is
+    now: None when it has ended or is gone (an ended job holds nothing either). Every step
+    is idempotent."""
     allowed = Holdings.of(now, clock.epoch(clock.now()))
     stray = {instance_id for instance_id in instances if instance_id and instance_id != allowed.instance_id}
     if stray:
         cp.fleet.terminate(stray)
     if not allowed.slot:
         cp.slots.release(job_id)
+    if not allowed.place:
+        cp.owners.release(owner, [job_id])
     return allowed

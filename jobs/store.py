@@ -4,16 +4,20 @@ the statuses it leaves; a lost race comes back as a result, never as an exceptio
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from jobs import aws, clock
-from jobs.dynamo import all_equal, conditional
+from jobs.dynamo import all_equal, conditional, error_code
 from jobs.dynamo_values import to_dynamo
+from jobs.owners import OwnerCapReached, take_place
 from jobs.record import (
     ACTIVE_INDEX_KEY,
     ACTIVE_OWNER_KEY,
@@ -24,9 +28,13 @@ from jobs.record import (
     Job,
 )
 from jobs.states import ACTIVE, JobStatus, can_transition
-from jobs.tables import ACTIVE_JOBS_INDEX, OWNER_ACTIVE_INDEX, OWNER_JOBS_INDEX
+from jobs.tables import ACTIVE_JOBS_INDEX, OWNER_JOBS_INDEX
 
 logger = logging.getLogger(__name__)
+TRANSACTION_CANCELED = "TransactionCanceledException"
+CONDITION_FAILED_REASON = "ConditionalCheckFailed"
+# Transactions of one owner's submits that touched its ledger item at once.
+CONFLICT_RETRIES = 5
 # The log line every unreadable item leaves: a metric filter counts it and alarms on it.
 UNREADABLE_ITEM = "unreadable job item skipped"
 
@@ -80,24 +88,45 @@ class JobStore:
 
     # -- create and read -------------------------------------------------------------
 
-    def create(self, job: Job, credentials_ciphertext: bytes) -> CreateResult:
+    def create(self, job: Job, credentials_ciphertext: bytes, *, owner_cap: int) -> CreateResult:
+        """Create the job and take its place among its owner's unfinished jobs, in one
+        transaction; an existing job under that id is returned instead (an idempotent
+        retry takes no second place). Raises OwnerCapReached when the owner has no room."""
         item = to_dynamo(job.to_item())
         item[CREDENTIALS_ATTRIBUTE] = credentials_ciphertext
-        result = conditional(
-            lambda: self._table.put_item(
-                Item=item,
-                ConditionExpression="attribute_not_exists(job_id)",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        )
-        if not result.ok:
-            if result.old is None:
-                existing_job = self.get(job.job_id, include_expired=True)
-                if existing_job is None:  # deleted between the two calls: nothing to return
-                    raise RuntimeError(f"job {job.job_id} was deleted while its creation was refused")
-                return CreateResult(created=False, job=existing_job)
-            return CreateResult(created=False, job=Job.from_item(result.old))
-        return CreateResult(created=True, job=job)
+        steps = [
+            {
+                "Put": {
+                    "TableName": self.table_name,
+                    "Item": item,
+                    "ConditionExpression": "attribute_not_exists(job_id)",
+                }
+            },
+            take_place(self.table_name, job.owner, job.job_id, owner_cap),
+        ]
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self._table.meta.client.transact_write_items(TransactItems=steps)
+                return CreateResult(created=True, job=job)
+            except ClientError as exc:
+                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+                if error_code(exc) != TRANSACTION_CANCELED or not reasons:
+                    raise
+                if reasons[0] == CONDITION_FAILED_REASON:
+                    existing = self.get(job.job_id, include_expired=True)
+                    if existing is None:  # deleted between the two calls: nothing to return
+                        raise RuntimeError(
+                            f"job {job.job_id} was deleted while its creation was refused"
+                        ) from exc
+                    return CreateResult(created=False, job=existing)
+                if reasons[1] == CONDITION_FAILED_REASON:
+                    raise OwnerCapReached(job.owner) from exc
+                # Another submit of the same owner wrote its ledger item at the same moment.
+                if attempt >= CONFLICT_RETRIES:
+                    raise
+                time.sleep(random.uniform(0, 0.05 * attempt))  # noqa: S311 - jitter, not a secret
 
     def get(self, job_id: str, *, include_expired: bool = False) -> Job | None:
         item = self._table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
@@ -220,23 +249,6 @@ class JobStore:
             IndexName=ACTIVE_JOBS_INDEX, KeyConditionExpression=Key(ACTIVE_INDEX_KEY).eq(status.value)
         ):
             yield from page
-
-    def count_unfinished(self, owner: str) -> int:
-        answer = self._table.query(
-            IndexName=OWNER_ACTIVE_INDEX,
-            KeyConditionExpression=Key(ACTIVE_OWNER_KEY).eq(owner),
-            Select="COUNT",
-        )
-        count = int(answer["Count"])
-        while "LastEvaluatedKey" in answer:
-            answer = self._table.query(
-                IndexName=OWNER_ACTIVE_INDEX,
-                KeyConditionExpression=Key(ACTIVE_OWNER_KEY).eq(owner),
-                Select="COUNT",
-                ExclusiveStartKey=answer["LastEvaluatedKey"],
-            )
-            count += int(answer["Count"])
-        return count
 
     def list_for_owner(
         self,

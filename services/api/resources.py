@@ -7,6 +7,7 @@ from functools import cache
 
 from jobs.api_keys import ApiKeyStore
 from jobs.crypto import CredentialCipher, RequestMac
+from jobs.owners import OwnerLedger
 from jobs.store import JobStore
 from services.api.settings import Settings
 
@@ -18,6 +19,7 @@ class Resources:
     api_keys: ApiKeyStore
     cipher: CredentialCipher
     request_mac: RequestMac
+    owners: OwnerLedger
 
 
 @cache
@@ -29,4 +31,5 @@ def resources() -> Resources:
         api_keys=ApiKeyStore(settings.api_keys_table_name),
         cipher=CredentialCipher(settings.kms_key_id),
         request_mac=RequestMac(settings.request_mac_key_id),
+        owners=OwnerLedger(settings.jobs_table_name),
     )

@@ -1,4 +1,5 @@
-"""Accepting a job: policy checks, the per-owner cap, encryption and one conditional write.
+"""Accepting a job: policy checks, encryption, and one transaction that creates the job
+and takes its place under the per-owner cap (`jobs.owners`).
 
 Idempotency is built into that write instead of a separate idempotency table: with an
 `Idempotency-Key` the job id is derived from (owner, key), so a retry aims at the same
@@ -17,10 +18,12 @@ from http import HTTPStatus
 
 from jobs import clock
 from jobs.crypto import Credentials, CredentialsTooLong
+from jobs.owners import OwnerCapReached, holds_place
 from jobs.policy import HostNotAllowed
 from jobs.record import Job
 from jobs.spec import JobSpec
 from jobs.states import JobStatus
+from jobs.store import CreateResult
 from jobs.urls import parse_url
 from services.api.errors import ApiError, bad_request
 from services.api.resources import Resources
@@ -68,18 +71,6 @@ def submit_job(res: Resources, owner: str, spec: JobSpec, idempotency_key: str |
 
     job_id = job_id_for(owner, idempotency_key)
     fingerprint = res.request_mac.fingerprint(canonical_request(spec))
-    cap = res.settings.max_unfinished_jobs_per_owner
-    if res.jobs.count_unfinished(owner) >= cap:
-        # A retry of a job that was already accepted is answered even at the cap.
-        existing = res.jobs.get(job_id, include_expired=True) if idempotency_key is not None else None
-        if existing is None:
-            raise ApiError(
-                HTTPStatus.TOO_MANY_REQUESTS,
-                f"Too many unfinished jobs: the limit is {cap} per owner; wait for one to finish",
-                reason="owner_cap",
-            )
-        return _replay(existing, owner, fingerprint)
-
     try:
         ciphertext = res.cipher.encrypt(
             job_id,
@@ -112,10 +103,39 @@ def submit_job(res: Resources, owner: str, spec: JobSpec, idempotency_key: str |
         request_fingerprint=fingerprint,
         expires_at=clock.epoch(now + timedelta(days=res.settings.job_retention_days)),
     )
-    result = res.jobs.create(job, ciphertext)
+    result = _create_within_cap(res, job, ciphertext)
     if result.created:
         return Submission(job=result.job, created=True)
     return _replay(result.job, owner, fingerprint)
+
+
+def _create_within_cap(res: Resources, job: Job, ciphertext: bytes) -> CreateResult:
+    """Create the job if its owner has room (an idempotent retry gets its job back, room or
+    not). At the cap, the places of jobs that have ended are given back first: the launcher
+    gives them back as each job ends, and a place must not stay taken when it could not."""
+    cap = res.settings.max_unfinished_jobs_per_owner
+    for last_try in (False, True):
+        try:
+            return res.jobs.create(job, ciphertext, owner_cap=cap)
+        except OwnerCapReached:
+            if last_try or not _give_back_ended_places(res, job.owner):
+                break
+    raise ApiError(
+        HTTPStatus.TOO_MANY_REQUESTS,
+        f"Too many unfinished jobs: the limit is {cap} per owner; wait for one to finish",
+        reason="owner_cap",
+    )
+
+
+def _give_back_ended_places(res: Resources, owner: str) -> bool:
+    now_epoch = clock.epoch(clock.now())
+    ended = [
+        job_id
+        for job_id in res.owners.unfinished(owner)
+        if not holds_place(res.jobs.get(job_id, include_expired=True), now_epoch)
+    ]
+    res.owners.release(owner, ended)
+    return bool(ended)
 
 
 def _check_limits(spec: JobSpec, settings: Settings) -> None:

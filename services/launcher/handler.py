@@ -40,7 +40,7 @@ def handle_change(cp: ControlPlane, change: StreamChange) -> None:
         if job is not None and job.status in WAITING:
             admit(cp, job)
     elif kind is Change.JOB_ENDED:
-        job_ended(cp, change.job_id, change.instance_id)
+        job_ended(cp, change.job_id, change.owner, change.instance_id)
     elif kind is Change.ATTEMPT_LOST:
         after_loss(cp, change.job_id)
 

@@ -140,7 +140,7 @@ class _Apply:
         )
         if not result.ok:
             return  # the worker (or another reaper) wrote first; its outcome stands
-        settle(self.cp, job.job_id, None, instances=[job.instance_id])
+        settle(self.cp, job.job_id, job.owner, None, instances=[job.instance_id])
         self._act(job.job_id, end.action, end.reason, instance_id=job.instance_id)
         metrics.add_metric(name=end.metric, unit=MetricUnit.Count, value=1)
 
@@ -163,7 +163,7 @@ class _Apply:
         if job.instance_id:
             self.cp.fleet.terminate([job.instance_id])
         if self.cp.jobs.delete_expired(job.job_id, clock.epoch(self.now)):
-            settle(self.cp, job.job_id, None)
+            settle(self.cp, job.job_id, job.owner, None)
             self._act(job.job_id, "deleted_expired", f"expired at {job.expires_at}")
             metrics.add_metric(name=Metric.EXPIRED, unit=MetricUnit.Count, value=1)
 

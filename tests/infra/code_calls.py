@@ -33,6 +33,10 @@ TABLE_METHODS = {
     "scan": "Scan",
     "batch_writer": "BatchWriteItem",
 }
+# IAM authorises each step of a transaction as its own action. The code's one transaction
+# (through a table's client: `table.meta.client.transact_write_items`) puts a job and
+# updates its owner's ledger item (jobs/store.py, jobs/owners.py).
+TABLE_TRANSACTIONS = {"transact_write_items": ("PutItem", "UpdateItem")}
 # Actions AWS authorizes as part of another call: RunInstances with TagSpecifications is
 # also authorized as CreateTags, and with an instance profile (the launch template's) as
 # iam:PassRole of its role.
@@ -194,6 +198,7 @@ def _aws_call(node: ast.Call, module: _Module) -> set[str]:
         if service == "dynamodb-table":
             if method in TABLE_METHODS:
                 found.add(f"dynamodb:{TABLE_METHODS[method]}")
+            found.update(f"dynamodb:{step}" for step in TABLE_TRANSACTIONS.get(method, ()))
         elif method in operations(service):
             action = f"{IAM_PREFIX.get(service, service)}:{operations(service)[method]}"
             found |= IAM_ACTIONS_OF_OPERATION.get(action, {action})

@@ -10,8 +10,10 @@ import pytest
 from control_plane import admission
 from control_plane.launch import Outcome
 from jobs import instances
+from jobs.owners import OwnerCapReached
 from jobs.slots import SlotLedger
 from jobs.states import JobStatus
+from tests.support.jobs import new_job
 from tests.support.launcher import invoke
 from tests.support.world import World, batch, inserted, modified
 
@@ -209,3 +211,22 @@ def test_launches_and_queueing_are_measured_and_logged_with_the_job_id(
     assert [getattr(record, "job_id", None) for record in launched] == [first.job_id]
     queued = [record for record in caplog.records if record.getMessage().startswith("job queued")]
     assert [getattr(record, "job_id", None) for record in queued] == [second.job_id]
+
+
+def test_an_ended_job_gives_its_owners_place_back_once(world: World) -> None:
+    job = new_job(owner="carol")
+    assert world.store.create(job, b"ciphertext", owner_cap=1).created
+    invoke(batch(inserted(job)))
+    launched = world.job(job.job_id)
+    assert world.owners.unfinished("carol") == {job.job_id}
+    with pytest.raises(OwnerCapReached):
+        world.store.create(new_job(owner="carol"), b"ciphertext", owner_cap=1)
+    done = world.store.transition(job.job_id, [JobStatus.PROVISIONING], JobStatus.FAILED).job
+    assert done is not None
+
+    invoke(batch(modified(launched, done)))
+    invoke(batch(modified(launched, done)))  # a redelivered record gives nothing more back
+
+    assert world.owners.unfinished("carol") == set()
+    assert world.store.create(new_job(owner="carol"), b"ciphertext", owner_cap=1).created
+    assert len(world.owners.unfinished("carol")) == 1

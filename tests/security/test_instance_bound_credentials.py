@@ -32,7 +32,9 @@ def test_a_launch_binds_the_credentials_to_its_instance_alone(world: World) -> N
         ExpressionAttributeValues={":c": cipher.encrypt(job.job_id, SECRET)},
     )
     settings = world.settings.model_copy(update={"kms_key_id": key_arn})
-    cp = ControlPlane(settings, world.store, world.slots, world.claims, world.fleet, keys=cipher)
+    cp = ControlPlane(
+        settings, world.store, world.slots, world.claims, world.fleet, world.owners, keys=cipher
+    )
 
     admit(cp, job)
 

@@ -109,6 +109,14 @@ class FakeSlots:
 
 
 @dataclass
+class FakeOwners:
+    unfinished: dict[str, set[str]] = field(default_factory=dict)
+
+    def release(self, owner: str, job_ids: Iterable[str]) -> None:
+        self.unfinished.get(owner, set()).difference_update(job_ids)
+
+
+@dataclass
 class FakeClaims:
     holders: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)  # -> (holder, lease until)
 
@@ -199,5 +207,10 @@ def fake_control_plane(*jobs: Job, **settings: Any) -> ControlPlane:
     """A control plane on fakes; `settings` override the reaper settings' defaults (a
     superset of the launcher's)."""
     return ControlPlane(
-        ReaperSettings(**{**SETTINGS, **settings}), FakeJobs(*jobs), FakeSlots(), FakeClaims(), FakeFleet()
+        ReaperSettings(**{**SETTINGS, **settings}),
+        FakeJobs(*jobs),
+        FakeSlots(),
+        FakeClaims(),
+        FakeFleet(),
+        FakeOwners({job.owner: {j.job_id for j in jobs if j.owner == job.owner} for job in jobs}),
     )

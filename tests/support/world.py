@@ -21,6 +21,7 @@ from boto3.dynamodb.types import TypeSerializer
 from control_plane.context import ControlPlane
 from jobs import aws, clock, instances
 from jobs.dynamo_values import to_dynamo
+from jobs.owners import OwnerLedger
 from jobs.record import Job
 from jobs.slots import LaunchClaims, SlotLedger
 from jobs.states import JobStatus
@@ -65,7 +66,11 @@ class World:
 
     def context(self, **overrides: Any) -> ControlPlane:
         settings = self.settings.model_copy(update=overrides) if overrides else self.settings
-        return ControlPlane(settings, self.store, self.slots, self.claims, self.fleet)
+        return ControlPlane(settings, self.store, self.slots, self.claims, self.fleet, self.owners)
+
+    @property
+    def owners(self) -> OwnerLedger:
+        return OwnerLedger(self.settings.jobs_table_name, self.table)
 
     @property
     def fleet(self) -> instances.Ec2Fleet:

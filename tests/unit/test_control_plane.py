@@ -29,11 +29,16 @@ def parts(cp) -> tuple[FakeJobs, FakeSlots, FakeFleet]:  # type: ignore[no-untyp
 
 
 @pytest.mark.parametrize("status", list(JobStatus))
-def test_a_job_holds_a_slot_and_its_instance_exactly_while_it_has_an_instance(status: JobStatus) -> None:
+def test_a_job_holds_a_slot_and_its_instance_exactly_while_it_has_an_instance_and_its_place_until_it_ends(
+    status: JobStatus,
+) -> None:
     job = new_job(status, instance_id="i-1", attempt=1)
     held = Holdings.of(job, clock.epoch(clock.now()))
     has_instance = status in (JobStatus.PROVISIONING, JobStatus.RUNNING, JobStatus.CANCELLING)
-    assert held == (Holdings(slot=True, instance_id="i-1") if has_instance else NOTHING)
+    if has_instance:
+        assert held == Holdings(place=True, slot=True, instance_id="i-1")
+    else:
+        assert held == (NOTHING if status.is_terminal else Holdings(place=True, slot=False, instance_id=None))
 
 
 def test_a_missing_or_expired_job_holds_nothing() -> None:
@@ -42,14 +47,15 @@ def test_a_missing_or_expired_job_holds_nothing() -> None:
     assert Holdings.of(expired, clock.epoch(clock.now())) == NOTHING
 
 
-def test_settling_an_ended_job_terminates_its_instance_and_frees_its_slot() -> None:
-    cp = fake_control_plane()
+def test_settling_an_ended_job_terminates_its_instance_and_frees_its_slot_and_place() -> None:
+    cp = fake_control_plane(new_job(JobStatus.COMPLETED, job_id="job-1", owner="alice"))
     _, slots, fleet = parts(cp)
     instance = fleet.start("job-1", 1)
     slots.acquire("job-1", 2)
-    settle(cp, "job-1", None, instances=[instance.instance_id])
+    settle(cp, "job-1", "alice", None, instances=[instance.instance_id])
     assert fleet.terminated == [instance.instance_id]
     assert slots.holders() == set()
+    assert cp.owners.unfinished == {"alice": set()}  # type: ignore[attr-defined]
 
 
 def test_settling_a_job_with_an_instance_keeps_its_slot_and_instance_and_ends_strays() -> None:
@@ -58,16 +64,18 @@ def test_settling_a_job_with_an_instance_keeps_its_slot_and_instance_and_ends_st
     mine, stray = fleet.start("job-1", 2), fleet.start("job-1", 1)
     job = new_job(JobStatus.RUNNING, job_id="job-1", instance_id=mine.instance_id, attempt=2)
     slots.acquire("job-1", 2)
-    settle(cp, "job-1", job, instances=[mine.instance_id, stray.instance_id])
+    settle(cp, "job-1", job.owner, job, instances=[mine.instance_id, stray.instance_id])
     assert fleet.terminated == [stray.instance_id]
     assert slots.holders() == {"job-1"}
 
 
-def test_settling_a_waiting_job_gives_its_slot_back() -> None:
-    cp = fake_control_plane()
+def test_settling_a_waiting_job_gives_its_slot_back_and_keeps_its_place() -> None:
+    queued = new_job(JobStatus.QUEUED, job_id="job-1", owner="alice")
+    cp = fake_control_plane(queued)
     cp.slots.acquire("job-1", 2)
-    settle(cp, "job-1", new_job(JobStatus.QUEUED, job_id="job-1"))
+    settle(cp, "job-1", "alice", queued)
     assert cp.slots.holders() == set()
+    assert cp.owners.unfinished == {"alice": {"job-1"}}  # type: ignore[attr-defined]
 
 
 def test_admission_launches_while_slots_are_free_then_queues() -> None:
@@ -99,7 +107,7 @@ def test_a_job_that_ended_frees_its_slot_for_the_oldest_queued_job() -> None:
     slots.acquire(running.job_id, 1)
     jobs.transition(running.job_id, [JobStatus.RUNNING], JobStatus.COMPLETED)
 
-    job_ended(cp, running.job_id, instance.instance_id)
+    job_ended(cp, running.job_id, running.owner, instance.instance_id)
 
     assert instance.instance_id in fleet.terminated
     assert slots.holders() == {older.job_id}
@@ -164,7 +172,9 @@ def test_no_capacity_puts_the_job_back_in_line_and_fails_it_at_the_limit() -> No
 
 
 def _change(event: str, old: JobStatus | None, new: JobStatus | None) -> StreamChange:
-    return StreamChange(event_name=event, job_id="job-1", old_status=old, new_status=new, instance_id=None)
+    return StreamChange(
+        event_name=event, job_id="job-1", old_status=old, new_status=new, instance_id=None, owner="alice"
+    )
 
 
 def test_the_change_rules_select_new_jobs_jobs_that_just_ended_and_lost_attempts() -> None:

@@ -81,7 +81,7 @@ def _make_writes_atomic(patch: pytest.MonkeyPatch) -> None:
 
 def _new_job(store: JobStore) -> str:
     job = new_job(owner="alice", retention=timedelta(days=1))
-    assert store.create(job, b"ciphertext").created
+    assert store.create(job, b"ciphertext", owner_cap=10_000).created
     return job.job_id
 
 

@@ -145,7 +145,7 @@ def test_a_loss_recorded_twice_counts_once() -> None:
 
 def test_only_a_running_attempt_lost_is_a_change_for_the_launcher() -> None:
     def change(old: JobStatus, new: JobStatus) -> Change | None:
-        return classify(StreamChange("MODIFY", "job-1", old, new, None))
+        return classify(StreamChange("MODIFY", "job-1", old, new, None, "alice"))
 
     assert change(JobStatus.RUNNING, JobStatus.PROVISIONING) is Change.ATTEMPT_LOST
     assert change(JobStatus.PROVISIONING, JobStatus.PROVISIONING) is None  # a launch recorded

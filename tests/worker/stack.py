@@ -115,6 +115,7 @@ class MotoWithFaults:
 # The account moto and the local IMDS both answer with.
 MOTO_ACCOUNT = "123456789012"
 
+
 def metadata_server(instance_id: str) -> MetadataServer:
     """The local cloud's IMDSv2 for one instance, started."""
     return MetadataServer(
@@ -171,7 +172,7 @@ class Cloud:
         )
         job_id = job.job_id
         ciphertext = CredentialCipher(self.key_id).encrypt(job_id, Credentials(source_url, target_url))
-        assert self.store.create(job, ciphertext).created
+        assert self.store.create(job, ciphertext, owner_cap=1000).created
         instance_id = self.start_instance()
         # As the launcher does: the credentials re-encrypted for this instance alone.
         bound = CredentialCipher(self.key_id).bind_to_instance(

@@ -28,7 +28,7 @@ def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[JobStore]:
 
 
 def provisioned(store: JobStore, instance_id: str) -> str:
-    store.create(new_job(job_id="job-1"), b"ciphertext")
+    store.create(new_job(job_id="job-1"), b"ciphertext", owner_cap=1)
     store.transition(
         "job-1", [JobStatus.PENDING], JobStatus.PROVISIONING, set_fields={"instance_id": instance_id}
     )
