@@ -7,13 +7,21 @@ put into JSON. In the local cloud the stream poller is the mapping and reads the
 with GetRecords, so moto's delivery is switched off here. The configuration API
 (`{"lambda": {"use_docker": false}}`, set by MotoServer) only stops moto from running
 functions; it does not stop the delivery.
+
+moto applies a conditional write, or a transaction, in steps (check, then write; a failed
+transaction puts back a copy of the whole table taken before it), while the server answers
+requests on threads: concurrent writes could both pass one condition, and a rollback could
+undo another request's write. DynamoDB makes each of them atomic, so here one lock is held
+across every write.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from moto.awslambda.models import LambdaBackend
+from moto.dynamodb.models import DynamoDBBackend
 from moto.server import main
 
 
@@ -22,6 +30,22 @@ def _leave_records_on_the_stream(self: LambdaBackend, function_arn: str, items: 
 
 
 LambdaBackend.send_dynamodb_items = _leave_records_on_the_stream  # type: ignore[method-assign,assignment]
+
+_writing = threading.RLock()  # re-entrant: a transaction calls the single-item writes
+
+
+def _atomic(name: str) -> None:
+    original = getattr(DynamoDBBackend, name)
+
+    def write(*args: Any, **kwargs: Any) -> Any:
+        with _writing:
+            return original(*args, **kwargs)
+
+    setattr(DynamoDBBackend, name, write)
+
+
+for _write in ("put_item", "update_item", "delete_item", "transact_write_items"):
+    _atomic(_write)
 
 if __name__ == "__main__":
     main()
