@@ -1,12 +1,16 @@
 """Admission: which waiting job gets a worker slot, and when.
 
 A slot is an entry in the slot ledger's set, taken and given back idempotently; the
-ledger keeps `max_concurrent_jobs`. Queued jobs are offered free slots oldest first
-(`in_line`); a rule that weighs owners against each other belongs there and in `admit`.
+ledger keeps `max_concurrent_jobs` in all and `max_running_jobs_per_owner` per owner, both
+as conditions on the write that takes a slot. A job whose owner is at its limit waits
+`queued` like one that found every slot taken. Queued jobs are offered free slots oldest
+first across owners (`in_line`): one owner's backlog never goes before another owner's
+older jobs.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -16,12 +20,21 @@ from control_plane.holdings import WAITING
 from control_plane.launch import Outcome, launch
 from control_plane.telemetry import Metric, logger, metrics
 from jobs.record import Job
+from jobs.slots import Grant, OwnerLimit
 from jobs.states import JobStatus
 
 
 def in_line(queued: Iterable[Job]) -> list[Job]:
-    """The order in which queued jobs are offered a free slot: oldest first."""
-    return sorted(queued, key=lambda job: (job.created_at, job.job_id))
+    """The order in which queued jobs are offered a free slot: round robin by age across
+    owners. Each owner's oldest job, oldest first, then each owner's second oldest, and
+    so on."""
+    by_age = sorted(queued, key=lambda job: (job.created_at, job.job_id))
+    before: Counter[str] = Counter()  # how many of its owner's jobs are older
+    turns = []
+    for job in by_age:
+        turns.append((before[job.owner], job.created_at, job.job_id, job))
+        before[job.owner] += 1
+    return [job for *_, job in sorted(turns, key=lambda turn: turn[:3])]
 
 
 def admit(cp: ControlPlane, job: Job) -> Outcome:
@@ -37,7 +50,7 @@ def admit(cp: ControlPlane, job: Job) -> Outcome:
         if not queued.ok or queued.job is None:
             return Outcome.MOVED_ON
         metrics.add_metric(name=Metric.QUEUED, unit=MetricUnit.Count, value=1)
-        logger.info("job queued: no free worker slot", extra={"job_id": job.job_id})
+        logger.info("job queued: no free worker slot for it", extra={"job_id": job.job_id})
         job = queued.job
         # A slot freed between the refused acquire and the write above found no queued job.
         if not _take_slot(cp, job):
@@ -45,15 +58,25 @@ def admit(cp: ControlPlane, job: Job) -> Outcome:
     return launch(cp, job)
 
 
-def admit_queued(cp: ControlPlane, queued: Iterable[Job] | None = None) -> list[Outcome]:
-    """Launch queued jobs (`queued`, or all read from the index) in line while slots are free."""
+def admit_queued(cp: ControlPlane, queued: Iterable[Job] | None = None) -> list[tuple[Job, Outcome]]:
+    """Launch queued jobs (`queued`, or all read from the index) in line while slots are
+    free, passing over the jobs of owners at their limit. The jobs offered a slot, each
+    with its outcome."""
+    at_limit: set[str] = set()
     outcomes = []
     for job in in_line(cp.jobs.active_jobs(JobStatus.QUEUED) if queued is None else queued):
-        if not _take_slot(cp, job):
+        if job.owner in at_limit:
+            continue
+        grant = _take_slot(cp, job)
+        if grant is Grant.FULL:
             break
-        outcomes.append(launch(cp, job))
+        if grant is Grant.OWNER_AT_LIMIT:
+            at_limit.add(job.owner)
+            continue
+        outcomes.append((job, launch(cp, job)))
     return outcomes
 
 
-def _take_slot(cp: ControlPlane, job: Job) -> bool:
-    return cp.slots.acquire(job.job_id, cp.settings.max_concurrent_jobs)
+def _take_slot(cp: ControlPlane, job: Job) -> Grant:
+    limit = OwnerLimit(job.owner, cp.settings.max_running_jobs_per_owner)
+    return cp.slots.acquire(job.job_id, cp.settings.max_concurrent_jobs, limit)

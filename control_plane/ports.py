@@ -9,10 +9,12 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from jobs.instances import Instance, LaunchRequest
+from jobs.record import Job
+from jobs.slots import Grant, OwnerLimit
 
 
 class Slots(Protocol):
-    def acquire(self, job_id: str, max_slots: int) -> bool: ...
+    def acquire(self, job_id: str, max_slots: int, owner: OwnerLimit | None = None) -> Grant: ...
 
     def release(self, job_id: str) -> None: ...
 
@@ -20,7 +22,7 @@ class Slots(Protocol):
 
     def release_all(self, job_ids: Iterable[str]) -> None: ...
 
-    def restore(self, job_ids: Iterable[str]) -> None: ...
+    def restore(self, jobs: Iterable[Job]) -> None: ...
 
 
 class Owners(Protocol):

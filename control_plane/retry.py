@@ -118,7 +118,7 @@ def after_loss(cp: ControlPlane, job_id: str) -> Outcome:
     if Holdings.of(job, clock.epoch(clock.now())).slot:
         # The job keeps its slot through the loss; a reconcile that ran meanwhile may have
         # taken it from the ledger.
-        cp.slots.restore([job.job_id])
+        cp.slots.restore([job])
     outcome = launch(cp, job)
     logger.info(
         "next attempt after a lost one",

@@ -33,6 +33,9 @@ class LaunchSettings(HostPolicySettings):
     jobs_table_name: str = Field(min_length=3)
     aws_region: str = Field(min_length=1)
     max_concurrent_jobs: int = Field(default=10, ge=1, le=1000)
+    # Slots one key owner may hold at once: its further jobs wait `queued` even when slots
+    # are free, so one owner's long jobs cannot hold every slot.
+    max_running_jobs_per_owner: int = Field(default=2, ge=1, le=1000)
     launch_template_id: str = Field(min_length=1)
     launch_template_version: str = "$Latest"
     # Comma-separated, tried in order; empty: the launch template's network settings.

@@ -1,64 +1,118 @@
 """Data access for the worker-slot ledger: one item of the jobs table holding the set of
-jobs that own a slot.
+jobs that own a slot, and, per owner, the set of that owner's jobs among them.
 
-A set rather than a counter: taking a slot twice for the same job, or giving it back
-twice, changes nothing, so duplicate and reordered events cannot leak or double-count.
+Sets rather than counters: taking a slot twice for the same job, or giving it back twice,
+changes nothing, so duplicate and reordered events cannot leak or double-count. Both limits
+(all slots, and one owner's) are conditions on the one write that takes a slot.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from jobs import aws
 from jobs.dynamo import conditional
-from jobs.record import TTL_ATTRIBUTE
+from jobs.record import TTL_ATTRIBUTE, Job
 from jobs.tables import SLOTS_ITEM_ID
 
 HOLDERS = "holders"
+# One attribute per owner holding slots: `owner#<owner>`, the set of its jobs that hold one.
+OWNER_HOLDERS_PREFIX = "owner#"
+
+
+class Grant(Enum):
+    """What asking for a slot gave: a slot, or why not."""
+
+    TAKEN = "taken"
+    FULL = "full"  # every slot is held
+    OWNER_AT_LIMIT = "owner_at_limit"  # the job's owner holds as many as it may
+
+    def __bool__(self) -> bool:
+        return self is Grant.TAKEN
+
+
+@dataclass(frozen=True)
+class OwnerLimit:
+    owner: str
+    max_slots: int
 
 
 class SlotLedger:
     def __init__(self, table_name: str, table: Any | None = None) -> None:
         self._table = table if table is not None else aws.table(table_name)
 
-    def acquire(self, job_id: str, max_slots: int) -> bool:
-        """Take a slot for `job_id` if one is free or it already holds one."""
-        return conditional(
+    def acquire(self, job_id: str, max_slots: int, owner: OwnerLimit | None = None) -> Grant:
+        """Take a slot for `job_id` if one is free (and its owner holds fewer than its
+        limit), or if it already holds one."""
+        names = {"#h": HOLDERS}
+        values: dict[str, Any] = {":job": {job_id}, ":id": job_id, ":max": max_slots}
+        update = "ADD #h :job"
+        room = "attribute_not_exists(#h) OR size(#h) < :max"
+        if owner is not None:
+            names["#o"] = OWNER_HOLDERS_PREFIX + owner.owner
+            values[":owner_max"] = owner.max_slots
+            update += ", #o :job"
+            room = f"({room}) AND (attribute_not_exists(#o) OR size(#o) < :owner_max)"
+        result = conditional(
             lambda: self._table.update_item(
                 Key={"job_id": SLOTS_ITEM_ID},
-                UpdateExpression="ADD #h :job",
-                ConditionExpression="attribute_not_exists(#h) OR contains(#h, :id) OR size(#h) < :max",
-                ExpressionAttributeNames={"#h": HOLDERS},
-                ExpressionAttributeValues={":job": {job_id}, ":id": job_id, ":max": max_slots},
+                UpdateExpression=update,
+                ConditionExpression=f"contains(#h, :id) OR ({room})",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        ).ok
+        )
+        if result.ok:
+            return Grant.TAKEN
+        item = result.old if result.old is not None else self._item()
+        return Grant.FULL if len(item.get(HOLDERS, ())) >= max_slots else Grant.OWNER_AT_LIMIT
 
     def release(self, job_id: str) -> None:
         """Give `job_id`'s slot back (a no-op if it holds none)."""
         self.release_all([job_id])
 
     def holders(self) -> set[str]:
-        item = self._table.get_item(Key={"job_id": SLOTS_ITEM_ID}, ConsistentRead=True).get("Item")
-        return set(item.get(HOLDERS, set())) if item else set()
+        return set(self._item().get(HOLDERS, set()))
 
     def release_all(self, job_ids: Iterable[str]) -> None:
-        self._change("DELETE", job_ids)
-
-    def restore(self, job_ids: Iterable[str]) -> None:
-        """Record slots that jobs already use (an instance is up) whatever the limit: the
-        ledger must match reality before it can keep the limit."""
-        self._change("ADD", job_ids)
-
-    def _change(self, operation: str, job_ids: Iterable[str]) -> None:
+        """Give the slots of `job_ids` back, from the ledger and from their owners' sets."""
         ids = set(job_ids)
-        if ids:
+        if not ids:
+            return
+        held_by_owner = {
+            name: set(value) & ids
+            for name, value in self._item().items()
+            if name.startswith(OWNER_HOLDERS_PREFIX) and set(value) & ids
+        }
+        self._change("DELETE", {HOLDERS: ids, **held_by_owner})
+
+    def restore(self, jobs: Iterable[Job]) -> None:
+        """Record slots that jobs already use (an instance is up) whatever the limits: the
+        ledger must match reality before it can keep them."""
+        sets: dict[str, set[str]] = {}
+        for job in jobs:
+            sets.setdefault(HOLDERS, set()).add(job.job_id)
+            sets.setdefault(OWNER_HOLDERS_PREFIX + job.owner, set()).add(job.job_id)
+        self._change("ADD", sets)
+
+    def _item(self) -> dict[str, Any]:
+        item = self._table.get_item(Key={"job_id": SLOTS_ITEM_ID}, ConsistentRead=True).get("Item")
+        return dict(item) if item else {}
+
+    def _change(self, operation: str, sets: dict[str, set[str]]) -> None:
+        if sets:
+            names = {f"#a{n}": name for n, name in enumerate(sets)}
             self._table.update_item(
                 Key={"job_id": SLOTS_ITEM_ID},
-                UpdateExpression=f"{operation} #h :jobs",
-                ExpressionAttributeNames={"#h": HOLDERS},
-                ExpressionAttributeValues={":jobs": ids},
+                UpdateExpression=f"{operation} " + ", ".join(f"#a{n} :v{n}" for n in range(len(sets))),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={f":v{n}": ids for n, ids in enumerate(sets.values())},
             )
+
 
 LAUNCH_CLAIM_PREFIX = "control#launch#"
 # Claims outlive any launch by far; TTL removes them (they have no status, so no reader sees them).

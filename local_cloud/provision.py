@@ -140,6 +140,7 @@ def function_environments(variables: dict[str, Any], ids: dict[str, str]) -> dic
     launching = {
         **common,
         "MAX_CONCURRENT_JOBS": str(variables["max_concurrent_jobs"]),
+        "MAX_RUNNING_JOBS_PER_OWNER": str(variables["max_running_jobs_per_owner"]),
         "LAUNCH_TEMPLATE_ID": ids["launch_template_id"],
         "LAUNCH_TEMPLATE_VERSION": ids["launch_template_version"],
         "SUBNET_IDS": ",".join(variables["subnet_ids"]),

@@ -126,6 +126,8 @@ def module_variables(options: StackOptions, network: Network) -> dict[str, Any]:
         "vpc_id": network.vpc_id,
         "subnet_ids": network.subnet_ids,
         "max_concurrent_jobs": options.max_concurrent_jobs,
+        # A local stack's jobs are mostly one key's: that owner may use every slot.
+        "max_running_jobs_per_owner": options.max_concurrent_jobs,
         "max_unfinished_jobs_per_owner": 50,
         "max_job_runtime_seconds": 7 * 24 * 3600,
         "max_estimated_size_bytes": 16 * 1024**4,

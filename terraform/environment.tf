@@ -24,6 +24,7 @@ locals {
   launcher_environment = {
     JOBS_TABLE_NAME                   = aws_dynamodb_table.jobs.name
     MAX_CONCURRENT_JOBS               = tostring(var.max_concurrent_jobs)
+    MAX_RUNNING_JOBS_PER_OWNER        = tostring(var.max_running_jobs_per_owner)
     LAUNCH_TEMPLATE_ID                = aws_launch_template.worker.id
     LAUNCH_TEMPLATE_VERSION           = tostring(aws_launch_template.worker.latest_version)
     SUBNET_IDS                        = join(",", var.subnet_ids)
@@ -53,6 +54,7 @@ locals {
   reaper_environment = {
     JOBS_TABLE_NAME                   = aws_dynamodb_table.jobs.name
     MAX_CONCURRENT_JOBS               = tostring(var.max_concurrent_jobs)
+    MAX_RUNNING_JOBS_PER_OWNER        = tostring(var.max_running_jobs_per_owner)
     LAUNCH_TEMPLATE_ID                = aws_launch_template.worker.id
     LAUNCH_TEMPLATE_VERSION           = tostring(aws_launch_template.worker.latest_version)
     SUBNET_IDS                        = join(",", var.subnet_ids)

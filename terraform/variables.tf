@@ -150,6 +150,17 @@ variable "max_concurrent_jobs" {
   }
 }
 
+variable "max_running_jobs_per_owner" {
+  description = "Worker slots one API key owner may hold at once; its further jobs wait as queued, and queued jobs are offered slots oldest first across owners."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = floor(var.max_running_jobs_per_owner) == var.max_running_jobs_per_owner && (var.max_running_jobs_per_owner >= 1 && var.max_running_jobs_per_owner <= 1000)
+    error_message = "max_running_jobs_per_owner must be between 1 and 1000, a whole number."
+  }
+}
+
 variable "max_unfinished_jobs_per_owner" {
   description = "Unfinished jobs one API key owner may have; more are refused with 429."
   type        = number

@@ -122,7 +122,7 @@ class _Apply:
                 outcome = admit(self.cp, job)
                 self._act(job.job_id, "admitted", f"pending since {job.created_at}: {outcome}")
             case Dequeue(jobs=queued):
-                for job, outcome in zip(queued, admit_queued(self.cp, queued), strict=False):
+                for job, outcome in admit_queued(self.cp, queued):
                     self._act(job.job_id, "dequeued", f"queued since {job.updated_at}: {outcome}")
             case DeleteExpired(job=job):
                 self._delete_expired(job)
@@ -176,14 +176,16 @@ class _Apply:
         ]
         now_epoch = clock.epoch(self.now)
         restore = [
-            job_id for job_id in reconcile.restore_if_held if Holdings.of(self._read(job_id), now_epoch).slot
+            job
+            for job_id in reconcile.restore_if_held
+            if (job := self._read(job_id)) is not None and Holdings.of(job, now_epoch).slot
         ]
         self.cp.slots.release_all(release)
         self.cp.slots.restore(restore)
         for job_id in release:
             self._act(job_id, "slot_released", "holder is not using its slot")
-        for job_id in restore:
-            self._act(job_id, "slot_restored", "job has an instance but held no slot")
+        for job in restore:
+            self._act(job.job_id, "slot_restored", "job has an instance but held no slot")
         if release or restore:
             metrics.add_metric(
                 name=Metric.SLOTS_RECONCILED, unit=MetricUnit.Count, value=len(release) + len(restore)

@@ -76,7 +76,7 @@ def test_a_job_fails_after_exactly_max_capacity_failures_and_lets_go_of_its_slot
             assert (waiting.status, waiting.capacity_failures) == (JobStatus.QUEUED, failures)
             assert world.slots.holders() == set()
             # What a freed slot or the reaper does with a queued job.
-            outcomes = admission.admit_queued(ctx)
+            outcomes = [outcome for _, outcome in admission.admit_queued(ctx)]
         assert outcomes == [Outcome.FAILED]
     assert len(calls) == limit * 2 * 2 * RUN_INSTANCES_ATTEMPTS  # each try: two subnets x two types
 
@@ -102,7 +102,7 @@ def test_a_job_that_finds_capacity_after_a_few_failures_launches_normally(world:
         admission.admit_queued(ctx)
         assert world.job(job.job_id).capacity_failures == 2  # one short of the limit
         capacity = True
-        assert admission.admit_queued(ctx) == [Outcome.LAUNCHED]
+        assert [outcome for _, outcome in admission.admit_queued(ctx)] == [Outcome.LAUNCHED]
     launched = world.job(job.job_id)
     assert launched.status is JobStatus.PROVISIONING
     assert launched.attempt == 1

@@ -85,7 +85,7 @@ def test_launchers_racing_on_overlapping_batches_start_one_instance_per_job(
     failures: list[Any] = []
 
     def launcher(seed: int) -> None:
-        ctx = world.context(max_concurrent_jobs=limit)
+        ctx = world.context(max_concurrent_jobs=limit, max_running_jobs_per_owner=limit)
         chosen = random.Random(seed).sample(records, k=len(records))
         start.wait()
         failures.extend(invoke_as(ctx, batch(*chosen[: jobs // 2])))

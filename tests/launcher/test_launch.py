@@ -8,11 +8,13 @@ from typing import Any
 import pytest
 
 from control_plane import admission
+from control_plane.ended import job_ended
 from control_plane.launch import Outcome
 from jobs import instances
 from jobs.owners import OwnerCapReached
-from jobs.slots import SlotLedger
+from jobs.slots import Grant, OwnerLimit, SlotLedger
 from jobs.states import JobStatus
+from jobs.tables import SLOTS_ITEM_ID
 from tests.support.jobs import new_job
 from tests.support.launcher import invoke
 from tests.support.world import World, batch, inserted, modified
@@ -180,11 +182,11 @@ def test_a_slot_freed_while_the_job_was_being_queued_is_not_missed(
     real_acquire = SlotLedger.acquire
     refusals = [True]
 
-    def full_once(self: SlotLedger, job_id: str, max_slots: int) -> bool:
+    def full_once(self: SlotLedger, job_id: str, max_slots: int, owner: OwnerLimit | None = None) -> Grant:
         if refusals:
             refusals.clear()  # the ledger was full at that instant; a slot frees right after
-            return False
-        return real_acquire(self, job_id, max_slots)
+            return Grant.FULL
+        return real_acquire(self, job_id, max_slots, owner)
 
     monkeypatch.setattr(SlotLedger, "acquire", full_once)
 
@@ -230,3 +232,24 @@ def test_an_ended_job_gives_its_owners_place_back_once(world: World) -> None:
     assert world.owners.unfinished("carol") == set()
     assert world.store.create(new_job(owner="carol"), b"ciphertext", owner_cap=1).created
     assert len(world.owners.unfinished("carol")) == 1
+
+
+def test_an_owner_at_its_running_limit_waits_queued_while_another_owner_is_launched(world: World) -> None:
+    ctx = world.context(max_running_jobs_per_owner=1)
+    first, second, other = world.put_job(owner="a"), world.put_job(owner="a"), world.put_job(owner="b")
+
+    outcomes = [admission.admit(ctx, world.job(job.job_id)) for job in (first, second, other)]
+
+    assert outcomes == [Outcome.LAUNCHED, Outcome.QUEUED, Outcome.LAUNCHED]
+    assert world.slots.holders() == {first.job_id, other.job_id}  # the third slot stays free
+    ledger = world.table.get_item(Key={"job_id": SLOTS_ITEM_ID}, ConsistentRead=True)["Item"]
+    assert (ledger["owner#a"], ledger["owner#b"]) == ({first.job_id}, {other.job_id})
+
+    done = world.store.transition(first.job_id, [JobStatus.PROVISIONING], JobStatus.FAILED).job
+    assert done is not None
+    job_ended(ctx, first.job_id, "a", world.job(first.job_id).instance_id)
+
+    assert world.job(second.job_id).status is JobStatus.PROVISIONING
+    assert world.slots.holders() == {second.job_id, other.job_id}
+    ledger = world.table.get_item(Key={"job_id": SLOTS_ITEM_ID}, ConsistentRead=True)["Item"]
+    assert ledger["owner#a"] == {second.job_id}

@@ -17,6 +17,7 @@ from control_plane.telemetry import metrics
 from jobs import clock
 from jobs.instances import Instance, LaunchError, LaunchRequest
 from jobs.record import ACTIVE_INDEX_KEY, Job
+from jobs.slots import Grant, OwnerLimit
 from jobs.states import ACTIVE, JobStatus, can_transition
 from jobs.store import WriteResult
 from services.reaper.settings import Settings as ReaperSettings
@@ -88,24 +89,36 @@ class FakeJobs:
 @dataclass
 class FakeSlots:
     held: set[str] = field(default_factory=set)
+    by_owner: dict[str, set[str]] = field(default_factory=dict)
 
-    def acquire(self, job_id: str, max_slots: int) -> bool:
-        if job_id in self.held or len(self.held) < max_slots:
-            self.held.add(job_id)
-            return True
-        return False
+    def acquire(self, job_id: str, max_slots: int, owner: OwnerLimit | None = None) -> Grant:
+        if job_id not in self.held:
+            if len(self.held) >= max_slots:
+                return Grant.FULL
+            if owner is not None and len(self.by_owner.get(owner.owner, ())) >= owner.max_slots:
+                return Grant.OWNER_AT_LIMIT
+        self.held.add(job_id)
+        if owner is not None:
+            self.by_owner.setdefault(owner.owner, set()).add(job_id)
+        return Grant.TAKEN
 
     def release(self, job_id: str) -> None:
-        self.held.discard(job_id)
+        self.release_all([job_id])
 
     def holders(self) -> set[str]:
         return set(self.held)
 
     def release_all(self, job_ids: Iterable[str]) -> None:
         self.held -= set(job_ids)
+        for owner, held in list(self.by_owner.items()):
+            held -= set(job_ids)
+            if not held:
+                del self.by_owner[owner]
 
-    def restore(self, job_ids: Iterable[str]) -> None:
-        self.held |= set(job_ids)
+    def restore(self, jobs: Iterable[Job]) -> None:
+        for job in jobs:
+            self.held.add(job.job_id)
+            self.by_owner.setdefault(job.owner, set()).add(job.job_id)
 
 
 @dataclass

@@ -166,7 +166,7 @@ def test_no_capacity_puts_the_job_back_in_line_and_fails_it_at_the_limit() -> No
     assert cp.jobs.items[job.job_id].status is JobStatus.QUEUED
     assert cp.jobs.items[job.job_id].capacity_failures == 1
     assert cp.slots.holders() == set()
-    assert admit_queued(cp) == [Outcome.FAILED]
+    assert [outcome for _, outcome in admit_queued(cp)] == [Outcome.FAILED]
     assert cp.jobs.items[job.job_id].status is JobStatus.FAILED
     assert cp.slots.holders() == set()
 
