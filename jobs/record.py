@@ -88,7 +88,6 @@ class Job(BaseModel):
         item = self.model_dump(mode="json", exclude_none=True)
         if self.is_active:
             item[ACTIVE_INDEX_KEY] = self.status.value
-            item[ACTIVE_OWNER_KEY] = self.owner
         return item
 
     @classmethod
@@ -98,8 +97,6 @@ class Job(BaseModel):
 
 # The sparse index of unfinished jobs is keyed on this attribute, present only while active.
 ACTIVE_INDEX_KEY = "active_status"
-# ...and the sparse per-owner index of unfinished jobs on this one (the per-owner cap).
-ACTIVE_OWNER_KEY = "active_owner"
 TTL_ATTRIBUTE = "expires_at"
 CREDENTIALS_ATTRIBUTE = "credentials"
 # The credentials re-encrypted by the launcher for the one instance it started for the job.

@@ -20,7 +20,6 @@ from jobs.dynamo_values import to_dynamo
 from jobs.owners import OwnerCapReached, take_place
 from jobs.record import (
     ACTIVE_INDEX_KEY,
-    ACTIVE_OWNER_KEY,
     CREDENTIALS_ATTRIBUTE,
     ENDED_JOB_REMOVES,
     INSTANCE_CREDENTIALS_ATTRIBUTE,
@@ -182,7 +181,7 @@ class JobStore:
             fields[ACTIVE_INDEX_KEY] = to_status.value
         else:
             fields.setdefault("completed_at", now)
-            removals |= {ACTIVE_INDEX_KEY, ACTIVE_OWNER_KEY, *ENDED_JOB_REMOVES}
+            removals |= {ACTIVE_INDEX_KEY, *ENDED_JOB_REMOVES}
         condition = all_equal(Attr("status").is_in([s.value for s in sources]), only_if)
         return self._update(job_id, fields, removals, condition)
 

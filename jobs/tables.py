@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs.record import ACTIVE_INDEX_KEY, ACTIVE_OWNER_KEY, TTL_ATTRIBUTE
+from jobs.record import ACTIVE_INDEX_KEY, TTL_ATTRIBUTE
 
 ACTIVE_JOBS_INDEX = "active-jobs"
 OWNER_JOBS_INDEX = "owner-jobs"
-OWNER_ACTIVE_INDEX = "owner-active-jobs"
 STREAM_VIEW_TYPE = "NEW_AND_OLD_IMAGES"
 # The worker-slot ledger lives in the jobs table so that it can share transactions with jobs.
 SLOTS_ITEM_ID = "control#worker-slots"
@@ -20,7 +19,6 @@ JOBS_TABLE: dict[str, Any] = {
         {"AttributeName": "job_id", "AttributeType": "S"},
         {"AttributeName": ACTIVE_INDEX_KEY, "AttributeType": "S"},
         {"AttributeName": "owner", "AttributeType": "S"},
-        {"AttributeName": ACTIVE_OWNER_KEY, "AttributeType": "S"},
         {"AttributeName": "created_at", "AttributeType": "S"},
     ],
     "GlobalSecondaryIndexes": [
@@ -40,12 +38,6 @@ JOBS_TABLE: dict[str, Any] = {
                 {"AttributeName": "created_at", "KeyType": "RANGE"},
             ],
             "Projection": {"ProjectionType": "ALL"},
-        },
-        {
-            # Sparse too: counts an owner's unfinished jobs for the per-owner cap.
-            "IndexName": OWNER_ACTIVE_INDEX,
-            "KeySchema": [{"AttributeName": ACTIVE_OWNER_KEY, "KeyType": "HASH"}],
-            "Projection": {"ProjectionType": "KEYS_ONLY"},
         },
     ],
     "BillingMode": "PAY_PER_REQUEST",

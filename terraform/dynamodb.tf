@@ -25,11 +25,6 @@ resource "aws_dynamodb_table" "jobs" {
   }
 
   attribute {
-    name = "active_owner"
-    type = "S"
-  }
-
-  attribute {
     name = "created_at"
     type = "S"
   }
@@ -47,13 +42,6 @@ resource "aws_dynamodb_table" "jobs" {
     hash_key        = "owner"
     range_key       = "created_at"
     projection_type = "ALL"
-  }
-
-  # Sparse: counts an owner's unfinished jobs for the per-owner cap.
-  global_secondary_index {
-    name            = "owner-active-jobs"
-    hash_key        = "active_owner"
-    projection_type = "KEYS_ONLY"
   }
 
   ttl {

@@ -7,7 +7,7 @@ locals {
   jobs_table_arns = [aws_dynamodb_table.jobs.arn, "${aws_dynamodb_table.jobs.arn}/index/*"]
   worker_item_attributes = [
     "job_id", "instance_id", "attempt", "status", "updated_at", "started_at", "heartbeat_at", "completed_at",
-    "progress", "error", "exit_code", "checkpoint", "lost_attempts", "active_status", "active_owner",
+    "progress", "error", "exit_code", "checkpoint", "lost_attempts", "active_status",
     "credentials", "instance_credentials", "request_fingerprint",
   ]
   ec2_arn_prefix = "arn:${local.partition}:ec2:${var.aws_region}:${local.account_id}"

@@ -33,7 +33,7 @@ WORKER_WRITES = [
      "attempt"],
     ["heartbeat_at", "progress", "updated_at", "status", "instance_id", "attempt"],
     ["status", "updated_at", "completed_at", "error", "exit_code", "progress", "active_status",
-     "active_owner", "credentials", "instance_credentials", "request_fingerprint", "instance_id", "attempt"],
+     "credentials", "instance_credentials", "request_fingerprint", "instance_id", "attempt"],
     ["checkpoint", "updated_at", "status", "instance_id", "attempt"],
     ["lost_attempts", "checkpoint", "progress", "status", "active_status", "instance_id", "attempt"],
 ]  # fmt: skip
