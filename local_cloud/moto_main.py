@@ -12,7 +12,9 @@ moto applies a conditional write, or a transaction, in steps (check, then write;
 transaction puts back a copy of the whole table taken before it), while the server answers
 requests on threads: concurrent writes could both pass one condition, and a rollback could
 undo another request's write. DynamoDB makes each of them atomic, so here one lock is held
-across every write.
+across every write. The rollback's copy of a table also has a new stream shard, which the
+stream poller's iterators would never see: the shard it had is put back, without the
+records of the writes the rollback undid.
 """
 
 from __future__ import annotations
@@ -44,8 +46,31 @@ def _atomic(name: str) -> None:
     setattr(DynamoDBBackend, name, write)
 
 
-for _write in ("put_item", "update_item", "delete_item", "transact_write_items"):
+for _write in ("put_item", "update_item", "delete_item"):
     _atomic(_write)
+
+_transact_write_items = DynamoDBBackend.transact_write_items
+
+
+def _transact_keeping_streams(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+    with _writing:
+        shards = {
+            name: (table, table.stream_shard, len(table.stream_shard.items))
+            for name, table in self.tables.items()
+            if table.stream_shard is not None
+        }
+        try:
+            _transact_write_items(self, transact_items)
+        finally:
+            for name, (before, shard, length) in shards.items():
+                table = self.tables.get(name)
+                if table is not None and table is not before:  # rolled back to a copy
+                    del shard.items[length:]
+                    shard.table = table
+                    table.stream_shard = shard
+
+
+DynamoDBBackend.transact_write_items = _transact_keeping_streams  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     main()
