@@ -312,8 +312,12 @@ class LocalStack:
         self.scheduler.start()
         self.front.start()
         info = self.info()
-        self.stack_file.write_text(json.dumps(info, indent=2) + "\n")
-        self.stack_file.chmod(0o600)
+        # Whole at once, and 0600 from the start: readers wait for the file to appear.
+        written = self.stack_file.with_suffix(".tmp")
+        written.unlink(missing_ok=True)
+        written.touch(mode=0o600)
+        written.write_text(json.dumps(info, indent=2) + "\n")
+        written.replace(self.stack_file)
         return info
 
     @property
