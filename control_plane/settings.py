@@ -68,6 +68,9 @@ class LaunchSettings(HostPolicySettings):
     max_launch_attempts: int = Field(default=3, ge=1, le=10)
     # Handed to the worker through user-data (all non-secret: control_plane/user_data.py).
     worker_log_group: str = Field(min_length=1)
+    # The worker role's unique id (AROA...): a worker's caller id is `<role id>:<instance id>`
+    # (jobs.worker_identity), the name of what that worker alone may write.
+    worker_role_id: str = Field(pattern=r"^AROA[A-Z0-9]{4,128}$")
     heartbeat_interval_seconds: int = Field(default=30, ge=1)
     max_job_runtime_seconds: MaxJobRuntimeSeconds = MAX_JOB_TIMEOUT_SECONDS
     # The host policy's switches (HostPolicySettings) are handed on too.

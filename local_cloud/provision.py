@@ -156,6 +156,7 @@ def function_environments(variables: dict[str, Any], ids: dict[str, str]) -> dic
         "WORKER_CAPACITY": variables["worker_capacity"],
         "WORKER_ENGINE": variables["worker_engine"],
         "HEARTBEAT_INTERVAL_SECONDS": str(variables["heartbeat_interval_seconds"]),
+        "WORKER_ROLE_ID": ids["worker_role_id"],
         "KMS_KEY_ID": ids["credentials_key_arn"],
         "WORKER_SHUTDOWN_IF_NOT_TERMINATED": flag("worker_shutdown_if_not_terminated"),
         "SEREN_CONSOLE_URL": variables["seren_console_url"],
@@ -214,7 +215,9 @@ def provision_fast(clients: dict[str, Any], variables: dict[str, Any]) -> None:
         for name in FUNCTIONS
     }
     worker_role = variables["worker_iam_role_name"]
-    iam.create_role(RoleName=worker_role, AssumeRolePolicyDocument=EC2_ASSUME)
+    worker_role_id = iam.create_role(RoleName=worker_role, AssumeRolePolicyDocument=EC2_ASSUME)["Role"][
+        "RoleId"
+    ]
     profile = iam.create_instance_profile(InstanceProfileName=worker_role)["InstanceProfile"]
     iam.add_role_to_instance_profile(InstanceProfileName=worker_role, RoleName=worker_role)
 
@@ -233,6 +236,7 @@ def provision_fast(clients: dict[str, Any], variables: dict[str, Any]) -> None:
     template = _create_launch_template(clients["ec2"], variables, profile["Arn"])
     ids = {
         "worker_log_group": worker_log_group,
+        "worker_role_id": worker_role_id,
         "launch_template_id": template["LaunchTemplateId"],
         "launch_template_version": str(template["LatestVersionNumber"]),
         "credentials_key_arn": key["Arn"],

@@ -38,6 +38,7 @@ locals {
     WORKER_CAPACITY                   = var.worker_capacity
     WORKER_ENGINE                     = var.worker_engine
     WORKER_LOG_GROUP                  = aws_cloudwatch_log_group.workers.name
+    WORKER_ROLE_ID                    = aws_iam_role.worker.unique_id
     HEARTBEAT_INTERVAL_SECONDS        = tostring(var.heartbeat_interval_seconds)
     MAX_JOB_RUNTIME_SECONDS           = tostring(var.max_job_runtime_seconds)
     KMS_KEY_ID                        = aws_kms_key.credentials.arn
@@ -65,6 +66,7 @@ locals {
     LAUNCH_LEASE_SECONDS              = tostring(var.launch_lease_seconds)
     MAX_CAPACITY_FAILURES             = tostring(var.max_capacity_failures)
     WORKER_LOG_GROUP                  = aws_cloudwatch_log_group.workers.name
+    WORKER_ROLE_ID                    = aws_iam_role.worker.unique_id
     HEARTBEAT_INTERVAL_SECONDS        = tostring(var.heartbeat_interval_seconds)
     MAX_JOB_RUNTIME_SECONDS           = tostring(var.max_job_runtime_seconds)
     KMS_KEY_ID                        = aws_kms_key.credentials.arn

@@ -82,7 +82,8 @@ def test_user_data_carries_what_the_worker_settings_require() -> None:
     from worker.settings import Settings as WorkerSettings
 
     launcher = LauncherSettings(jobs_table_name="jobs-test", aws_region="us-east-1",
-                                launch_template_id="lt-0", worker_log_group="/test/workers")  # fmt: skip
+                                launch_template_id="lt-0", worker_log_group="/test/workers",
+                                worker_role_id="AROATESTWORKERROLE00")  # fmt: skip
     passed = set(worker_environment(launcher))
     alternatives = environment_alternatives(WorkerSettings)
     # worker.sh reads a few itself (${NAME:-default}) before the Python worker starts.

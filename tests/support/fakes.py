@@ -212,6 +212,7 @@ SETTINGS = dict(
     aws_region="us-east-1",
     launch_template_id="lt-fake",
     worker_log_group="/fake/workers",
+    worker_role_id="AROAFAKEWORKERROLE01",
     max_concurrent_jobs=2,
 )
 

@@ -35,11 +35,13 @@ from tests.support.jobs import new_job
 JOBS_TABLE = "test-jobs"
 API_KEYS_TABLE = "test-api-keys"
 LOG_GROUP = "/test/workers"
+WORKER_ROLE_ID = "AROATESTWORKERROLE00"
 STREAM_ARN = f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{JOBS_TABLE}/stream/2024-01-01T00:00:00.000"
 
 ENVIRONMENT = {
     "JOBS_TABLE_NAME": JOBS_TABLE,
     "WORKER_LOG_GROUP": LOG_GROUP,
+    "WORKER_ROLE_ID": WORKER_ROLE_ID,
     "MAX_CONCURRENT_JOBS": "3",
     "MAX_RUNNING_JOBS_PER_OWNER": "3",
     "PROJECT_TAG": "seren-test",
