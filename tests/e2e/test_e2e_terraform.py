@@ -79,6 +79,7 @@ _VARYING = [
     (re.compile(r"\b(lt|subnet|vpc|ami|sg)-[0-9a-f]{8,17}\b"), r"\1-*"),
     (re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"), "*uuid*"),
     (re.compile(r"/stream/[0-9T:.-]+"), "/stream/*"),
+    (re.compile(r"\bAROA[A-Z0-9]{4,128}\b"), "AROA*"),  # a role's unique id (WORKER_ROLE_ID)
 ]
 
 
