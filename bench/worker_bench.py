@@ -30,6 +30,7 @@ from engine_init import DATABASE, generate, mixed_rows
 
 from jobs import aws
 from jobs.crypto import CredentialCipher, Credentials
+from jobs.job_logs import job_log_group
 from jobs.spec import JobFilter, JobOptions
 from jobs.states import JobStatus
 from jobs.store import JobStore
@@ -126,10 +127,10 @@ def run_worker(
     os.environ.update(FAKE_AWS_ENVIRONMENT, AWS_ENDPOINT_URL=moto.url)
     aws.reset_clients()
     create_tables(aws.client("dynamodb"), jobs_table=TABLE, api_keys_table="bench-api-keys")
-    aws.client("logs").create_log_group(logGroupName=LOG_GROUP)
     key_id = aws.client("kms").create_key()["KeyMetadata"]["KeyId"]
     store = JobStore(TABLE)
     job_id, instance_id = arrange(store, key_id, source, target)
+    aws.client("logs").create_log_group(logGroupName=job_log_group(LOG_GROUP, job_id))  # as the launch does
     imds = MetadataServer(
         instance_id=instance_id, region="us-east-1", instance_type="c5.large", availability_zone="us-east-1a"
     ).start()

@@ -9,6 +9,7 @@ from control_plane.ports import Claims, Fleet, Owners, Slots
 from control_plane.settings import LaunchSettings
 from jobs.crypto import CredentialCipher
 from jobs.instances import Ec2Fleet
+from jobs.job_logs import JobLogGroups
 from jobs.owners import OwnerLedger
 from jobs.slots import LaunchClaims, SlotLedger
 from jobs.store import JobStore
@@ -27,6 +28,9 @@ class ControlPlane:
     # Re-encrypts a job's credentials for the instance launched for it; None: not bound
     # (unit tests of the launch logic), and then no worker can decrypt them.
     keys: CredentialCipher | None = None
+    # Creates each job's log group and hands it to the instance launched for it; None: no
+    # log groups (unit tests of the launch logic), and then no worker can write its logs.
+    job_logs: JobLogGroups | None = None
 
     @classmethod
     def on_aws(cls, settings: LaunchSettings) -> ControlPlane:
@@ -39,4 +43,12 @@ class ControlPlane:
             Ec2Fleet(settings.managed_by),
             OwnerLedger(table),
             keys=CredentialCipher(settings.kms_key_id) if settings.kms_key_id else None,
+            job_logs=JobLogGroups(
+                settings.worker_log_group,
+                arn_prefix=settings.log_group_arn_prefix,
+                retention_days=settings.job_log_retention_days,
+                kms_key_id=settings.job_log_kms_key_id,
+            )
+            if settings.kms_key_id
+            else None,
         )

@@ -26,6 +26,7 @@ from jobs import clock
 from jobs.instances import Instance, LaunchError, LaunchRequest
 from jobs.record import INSTANCE_CREDENTIALS_ATTRIBUTE, Job
 from jobs.states import JobStatus
+from jobs.worker_identity import worker_user_id
 
 
 class Outcome(StrEnum):
@@ -104,6 +105,10 @@ def _record_launch(
     bound = _credentials_for(cp, job.job_id, instance.instance_id)
     if bound is not None:
         fields[INSTANCE_CREDENTIALS_ATTRIBUTE] = bound
+    if cp.job_logs is not None:
+        # Before the write that gives the instance its credentials (it starts the job only
+        # then): from here on this instance alone may write the job's logs.
+        cp.job_logs.prepare(job.job_id, worker_user_id(cp.settings.worker_role_id, instance.instance_id))
     result = cp.jobs.transition(
         job.job_id, sources, JobStatus.PROVISIONING, set_fields=fields, only_if={"attempt": job.attempt}
     )

@@ -67,7 +67,11 @@ class LaunchSettings(HostPolicySettings):
     # interrupted, a heartbeat lost). Engine errors are never retried.
     max_launch_attempts: int = Field(default=3, ge=1, le=10)
     # Handed to the worker through user-data (all non-secret: control_plane/user_data.py).
+    # Each job's logs go to a group of its own under this name (jobs.job_logs), which the
+    # launch creates with this retention and data key.
     worker_log_group: str = Field(min_length=1)
+    job_log_retention_days: int = Field(default=7, ge=1)
+    job_log_kms_key_id: str = Field(default="", pattern=r"^(arn:[a-z-]+:kms:[a-z0-9-]+:\d{12}:key/.+)?$")
     # The worker role's unique id (AROA...): a worker's caller id is `<role id>:<instance id>`
     # (jobs.worker_identity), the name of what that worker alone may write.
     worker_role_id: str = Field(pattern=r"^AROA[A-Z0-9]{4,128}$")
@@ -91,6 +95,12 @@ class LaunchSettings(HostPolicySettings):
     def instance_arn(self, instance_id: str) -> str:
         account = self.kms_key_id.split(":")[4]
         return instance_arn(self.aws_region, account, instance_id)
+
+    @property
+    def log_group_arn_prefix(self) -> str:
+        """`arn:<partition>:logs:<region>:<account>:log-group:`, from the credentials key's ARN."""
+        _, partition, _, _, account, _ = self.kms_key_id.split(":", 5)
+        return f"arn:{partition}:logs:{self.aws_region}:{account}:log-group:"
 
     @property
     def subnets(self) -> tuple[str, ...]:

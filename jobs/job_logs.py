@@ -1,7 +1,13 @@
-"""Data access for CloudWatch Logs: a job's worker log stream (stream name = job id).
+"""Data access for CloudWatch Logs: a job's worker logs, in a log group of its own.
 
-The stream's name is always derived from the job id, never read from the job's item: a
-worker may write its item, and must not be able to point a client at another job's logs.
+Each job has its own log group, `<worker log group>/<job id>` (stream name = job id), so
+that IAM can confine a worker to its own job's logs: the launcher creates the group and
+tags it with the caller id of the instance it started for the job (`WorkerUserId`,
+jobs.worker_identity), and the worker role may write only into a group whose tag equals
+its own `${aws:userid}`. A relaunch re-tags the group: a lost instance can no longer write.
+
+The names are always derived from the job id, never read from the job's item: a worker
+may write its item, and must not be able to point a client at another job's logs.
 
 The worker writes through `LogWriter` (batched PutLogEvents, every line redacted); the
 API reads the last lines with `read_lines`, redacted again because a stream may hold
@@ -24,6 +30,17 @@ from jobs.dynamo import error_code
 from jobs.redact import redact
 
 logger = logging.getLogger(__name__)
+
+
+# The tag naming the one caller that may write a job's log group (the worker policy
+# compares aws:ResourceTag/WorkerUserId with ${aws:userid}).
+WRITER_TAG = "WorkerUserId"
+
+
+def job_log_group(worker_log_group: str, job_id: str) -> str:
+    """The job's own log group: under the workers' group name (whose own streams hold the
+    instances' boot logs), so one ARN pattern names every job's group and nothing else."""
+    return f"{worker_log_group}/{job_id}"
 
 
 def console_log_url(group: str, stream: str) -> str:
@@ -160,3 +177,50 @@ class LogWriter:
             if error_code(exc) != "ResourceAlreadyExistsException":
                 raise
         self._stream_ready = True
+
+
+class JobLogGroups:
+    """The launcher's and reaper's side: a job's log group, made ready for the instance that
+    runs its attempt before that instance can start the job, and deleted with the job.
+
+    The group is created with the retention and data key the workers' group has (a job's
+    group is never created by anything else, so those are set here or nowhere).
+    """
+
+    def __init__(
+        self,
+        worker_log_group: str,
+        *,
+        arn_prefix: str,
+        retention_days: int,
+        kms_key_id: str = "",
+        client: Any | None = None,
+    ) -> None:
+        self._prefix = worker_log_group
+        self._arn_prefix = arn_prefix  # arn:<partition>:logs:<region>:<account>:log-group:
+        self._retention_days = retention_days
+        self._kms_key_id = kms_key_id
+        self._logs = client if client is not None else aws.client("logs")
+
+    def prepare(self, job_id: str, writer_user_id: str) -> None:
+        """Make the job's group exist, writable by `writer_user_id` alone from now on."""
+        group = job_log_group(self._prefix, job_id)
+        tags = {WRITER_TAG: writer_user_id}
+        create: dict[str, Any] = {"logGroupName": group, "tags": tags}
+        if self._kms_key_id:
+            create["kmsKeyId"] = self._kms_key_id
+        try:
+            self._logs.create_log_group(**create)
+        except ClientError as exc:
+            if error_code(exc) != "ResourceAlreadyExistsException":
+                raise
+            # An earlier attempt's group (or a retried launch): its tag moves to this instance.
+            self._logs.tag_resource(resourceArn=self._arn_prefix + group, tags=tags)
+        self._logs.put_retention_policy(logGroupName=group, retentionInDays=self._retention_days)
+
+    def delete(self, job_id: str) -> None:
+        try:
+            self._logs.delete_log_group(logGroupName=job_log_group(self._prefix, job_id))
+        except ClientError as exc:
+            if error_code(exc) != "ResourceNotFoundException":
+                raise

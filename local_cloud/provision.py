@@ -157,6 +157,8 @@ def function_environments(variables: dict[str, Any], ids: dict[str, str]) -> dic
         "WORKER_ENGINE": variables["worker_engine"],
         "HEARTBEAT_INTERVAL_SECONDS": str(variables["heartbeat_interval_seconds"]),
         "WORKER_ROLE_ID": ids["worker_role_id"],
+        "JOB_LOG_RETENTION_DAYS": str(variables["log_retention_days"]),
+        "JOB_LOG_KMS_KEY_ID": ids["data_key_arn"],
         "KMS_KEY_ID": ids["credentials_key_arn"],
         "WORKER_SHUTDOWN_IF_NOT_TERMINATED": flag("worker_shutdown_if_not_terminated"),
         "SEREN_CONSOLE_URL": variables["seren_console_url"],
@@ -206,6 +208,10 @@ def provision_fast(clients: dict[str, Any], variables: dict[str, Any]) -> None:
         KeySpec="HMAC_256",
     )["KeyMetadata"]
     kms.create_alias(AliasName=f"alias/{project}-request-mac", TargetKeyId=mac_key["KeyId"])
+    # The service's data at rest: here only the jobs' log groups, which the launcher creates.
+    data_key = kms.create_key(Description=f"{project}: tables, stream, queue, topic and logs at rest")[
+        "KeyMetadata"
+    ]
 
     iam = clients["iam"]
     roles = {
@@ -241,6 +247,7 @@ def provision_fast(clients: dict[str, Any], variables: dict[str, Any]) -> None:
         "launch_template_version": str(template["LatestVersionNumber"]),
         "credentials_key_arn": key["Arn"],
         "request_mac_key_arn": mac_key["Arn"],
+        "data_key_arn": data_key["Arn"],
     }
     aliases = _create_functions(clients["lambda"], variables, roles, function_environments(variables, ids))
 

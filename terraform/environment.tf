@@ -38,6 +38,8 @@ locals {
     WORKER_CAPACITY                   = var.worker_capacity
     WORKER_ENGINE                     = var.worker_engine
     WORKER_LOG_GROUP                  = aws_cloudwatch_log_group.workers.name
+    JOB_LOG_RETENTION_DAYS            = tostring(var.log_retention_days)
+    JOB_LOG_KMS_KEY_ID                = aws_kms_key.data.arn
     WORKER_ROLE_ID                    = aws_iam_role.worker.unique_id
     HEARTBEAT_INTERVAL_SECONDS        = tostring(var.heartbeat_interval_seconds)
     MAX_JOB_RUNTIME_SECONDS           = tostring(var.max_job_runtime_seconds)
@@ -66,6 +68,8 @@ locals {
     LAUNCH_LEASE_SECONDS              = tostring(var.launch_lease_seconds)
     MAX_CAPACITY_FAILURES             = tostring(var.max_capacity_failures)
     WORKER_LOG_GROUP                  = aws_cloudwatch_log_group.workers.name
+    JOB_LOG_RETENTION_DAYS            = tostring(var.log_retention_days)
+    JOB_LOG_KMS_KEY_ID                = aws_kms_key.data.arn
     WORKER_ROLE_ID                    = aws_iam_role.worker.unique_id
     HEARTBEAT_INTERVAL_SECONDS        = tostring(var.heartbeat_interval_seconds)
     MAX_JOB_RUNTIME_SECONDS           = tostring(var.max_job_runtime_seconds)

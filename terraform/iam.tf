@@ -12,6 +12,10 @@ locals {
   ]
   ec2_arn_prefix = "arn:${local.partition}:ec2:${var.aws_region}:${local.account_id}"
   our_instances  = "${local.ec2_arn_prefix}:instance/*"
+  # Every job's own log group, "<workers' group>/<job id>" (jobs/job_logs.py), and not the
+  # workers' group itself (the instances' boot logs).
+  job_log_groups_arn     = "${aws_cloudwatch_log_group.workers.arn}/*"
+  job_log_writer_tag_key = "WorkerUserId"
 }
 
 data "aws_iam_policy_document" "lambda_assume" {
@@ -97,10 +101,10 @@ data "aws_iam_policy_document" "api" {
   }
 
   statement {
-    sid       = "ReadWorkerLogs"
+    sid       = "ReadJobLogs"
     effect    = "Allow"
     actions   = ["logs:GetLogEvents"]
-    resources = ["${aws_cloudwatch_log_group.workers.arn}:log-stream:*"]
+    resources = ["${local.job_log_groups_arn}:log-stream:*"]
   }
 }
 
@@ -233,6 +237,15 @@ data "aws_iam_policy_document" "launch_workers" {
     resources = [aws_kms_key.credentials.arn]
   }
 
+  # Each job's log group, created for the instance launched for it and tagged with that
+  # instance's caller id (jobs/job_logs.py): the worker policy lets only that caller write it.
+  statement {
+    sid       = "PrepareJobLogGroups"
+    effect    = "Allow"
+    actions   = ["logs:CreateLogGroup", "logs:PutRetentionPolicy", "logs:TagResource"]
+    resources = [local.job_log_groups_arn]
+  }
+
   statement {
     sid       = "DescribeInstances"
     effect    = "Allow"
@@ -313,6 +326,13 @@ data "aws_iam_policy_document" "reaper" {
     effect    = "Allow"
     actions   = ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"]
     resources = local.jobs_table_arns
+  }
+
+  statement {
+    sid       = "DeleteExpiredJobsLogGroups"
+    effect    = "Allow"
+    actions   = ["logs:DeleteLogGroup"]
+    resources = [local.job_log_groups_arn]
   }
 }
 
@@ -409,11 +429,22 @@ data "aws_iam_policy_document" "worker" {
     }
   }
 
+  # Only into the log group of the job this very instance was launched for: the launcher
+  # tags it WorkerUserId = <this role's id>:<instance id>, which is the caller id
+  # (aws:userid) of an instance role's requests. aws:ResourceTag/${TagKey} is a condition
+  # key of the log-stream resource these two actions act on (Service Authorization
+  # Reference); a relaunch moves the tag, and the lost instance can no longer write.
   statement {
-    sid       = "WriteJobLogs"
+    sid       = "WriteOwnJobLogs"
     effect    = "Allow"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${aws_cloudwatch_log_group.workers.arn}:log-stream:*"]
+    resources = ["${local.job_log_groups_arn}:log-stream:*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/${local.job_log_writer_tag_key}"
+      values   = ["$${aws:userid}"]
+    }
   }
 
   statement {

@@ -58,7 +58,7 @@ output "kms_key_arn" {
 }
 
 output "worker_log_group" {
-  description = "Log group of the workers' job logs (one stream per job id)."
+  description = "Log group of the workers' boot logs; each job's logs are the group <this>/<job id>."
   value       = aws_cloudwatch_log_group.workers.name
 }
 

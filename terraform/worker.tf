@@ -1,6 +1,8 @@
 # The worker instances: a launch template the launcher and reaper run from (they add the
-# subnet, instance type, user-data and tags per job), a security group, and the log group
-# the workers write job logs to (stream name = job id).
+# subnet, instance type, user-data and tags per job), a security group, and the workers' log
+# group: the instances' boot logs (streams "<instance id>/..."). Each job's logs are a group
+# of its own under its name, "<name>/<job id>", which the launcher creates with this
+# group's retention and key and tags for the instance it started (jobs/job_logs.py).
 
 resource "aws_cloudwatch_log_group" "workers" {
   name = local.worker_log_group_name

@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from jobs import clock
 from jobs.attempts import LossKind, LostAttempt
 from jobs.crypto import CredentialCipher, Credentials
-from jobs.job_logs import LogWriter
+from jobs.job_logs import LogWriter, job_log_group
 from jobs.observability import worker_logger
 from jobs.policy import ConnectionPolicy, HostNotAllowed
 from jobs.progress import Progress
@@ -186,7 +186,7 @@ class Worker:
         self.output = EngineOutput(
             engine.parser(invocation),
             LogWriter(
-                self.settings.worker_log_group,
+                job_log_group(self.settings.worker_log_group, self.job_id),
                 self.job_id,
                 secrets=self.secrets,
                 flush_interval_seconds=self.settings.log_flush_interval_seconds,

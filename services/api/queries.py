@@ -72,7 +72,7 @@ def list_jobs(
 
 def _log_location(res: Resources, job: Job) -> tuple[str, str]:
     """Derived from the job id, never read from the item (a worker may write the item)."""
-    return res.settings.worker_log_group, job.job_id
+    return job_logs.job_log_group(res.settings.worker_log_group, job.job_id), job.job_id
 
 
 def _is_uuid(text: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs.job_logs import console_log_url
+from jobs.job_logs import console_log_url, job_log_group
 from jobs.record import Job
 from jobs.states import status_for_client
 
@@ -16,9 +16,14 @@ def client_status(job: Job) -> tuple[str, str | None]:
     return status_for_client(job.status, job.schema_version, job.error, retrying=job.retrying)
 
 
+def _log_url(log_group: str, job: Job) -> str:
+    return console_log_url(job_log_group(log_group, job.job_id), job.job_id)
+
+
 def job_view(job: Job, *, log_group: str, logs: list[str] | None = None) -> dict[str, Any]:
-    """`log_url` is built here from the job id (the worker's log stream is named after it),
-    once the worker has started; never taken from the item, which a worker may write."""
+    """`log_url` is built here from the job id (the job's log group and stream are named
+    after it), once the worker has started; never taken from the item, which a worker may
+    write. `log_group`: the workers' log group, under which each job's group is."""
     status, error = client_status(job)
     progress: dict[str, Any] = {
         "message": job.progress.message,
@@ -39,7 +44,7 @@ def job_view(job: Job, *, log_group: str, logs: list[str] | None = None) -> dict
         "completed_at": job.completed_at,
         "error": error,
         "progress": progress,
-        "log_url": console_log_url(log_group, job.job_id) if job.started_at else None,
+        "log_url": _log_url(log_group, job) if job.started_at else None,
         "schema_version": job.schema_version,
         "command": job.command,
         "source": job.source,

@@ -164,6 +164,8 @@ class _Apply:
             self.cp.fleet.terminate([job.instance_id])
         if self.cp.jobs.delete_expired(job.job_id, clock.epoch(self.now)):
             settle(self.cp, job.job_id, job.owner, None)
+            if self.cp.job_logs is not None:
+                self.cp.job_logs.delete(job.job_id)
             self._act(job.job_id, "deleted_expired", f"expired at {job.expires_at}")
             metrics.add_metric(name=Metric.EXPIRED, unit=MetricUnit.Count, value=1)
 

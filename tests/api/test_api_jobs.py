@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from jobs.job_logs import LogWriter
 from jobs.progress import Progress
 from jobs.states import JobStatus
 from tests.support.api import API_KEYS_TABLE, JOBS_TABLE, TEST_PASSWORD, V1_BODY, ApiClient, ApiWorld
@@ -70,7 +69,7 @@ def test_v1_client_sees_four_words_and_stops_on_hidden_outcomes(world: ApiWorld)
 
 def test_failed_job_shows_exit_code_and_last_log_lines(world: ApiWorld) -> None:
     job_id = _submit(world.alice)
-    with LogWriter(world.log_group, job_id) as writer:
+    with world.job_log_writer(job_id) as writer:
         for i in range(60):
             writer.write(f"line {i}")
         writer.write(f"ERROR connecting to postgresql://replicator:{TEST_PASSWORD}@source/db")
@@ -231,7 +230,7 @@ def test_cancel_decides_again_when_the_status_moved_under_it(
 def test_logs_are_newest_last_limited_and_redacted(world: ApiWorld) -> None:
     job_id = _submit(world.alice)
     assert world.alice.logs(job_id).body == {"job_id": job_id, "logs": []}
-    with LogWriter(world.log_group, job_id) as writer:
+    with world.job_log_writer(job_id) as writer:
         for i in range(10):
             writer.write(f"step {i}")
         writer.write(

@@ -4,7 +4,6 @@ tenant's logs) and set a phishing `log_url` that GET showed."""
 
 from __future__ import annotations
 
-from jobs.job_logs import LogWriter
 from jobs.states import JobStatus
 from tests.support.api import JOBS_TABLE, V1_BODY, ApiWorld
 
@@ -12,9 +11,9 @@ from tests.support.api import JOBS_TABLE, V1_BODY, ApiWorld
 def test_a_forged_log_location_in_the_item_is_ignored(world: ApiWorld) -> None:
     alice_job = world.alice.submit(V1_BODY).body["job_id"]
     bob_job = world.bob.submit(V1_BODY).body["job_id"]
-    with LogWriter(world.log_group, bob_job) as writer:
+    with world.job_log_writer(bob_job) as writer:
         writer.write("bob's private line")
-    with LogWriter(world.log_group, alice_job) as writer:
+    with world.job_log_writer(alice_job) as writer:
         writer.write("alice's own line")
     world.store.transition(alice_job, [JobStatus.PENDING], JobStatus.FAILED, set_fields={"started_at": "x"})
     # What a compromised worker wrote into alice's item.

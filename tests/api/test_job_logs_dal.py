@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import boto3
 import pytest
 
 from jobs import job_logs
-from jobs.job_logs import LogWriter, read_lines
+from jobs.job_logs import WRITER_TAG, JobLogGroups, LogWriter, job_log_group, read_lines
 from tests.support.api import TEST_PASSWORD, ApiWorld
 
 
@@ -67,3 +68,43 @@ def test_a_failing_send_drops_the_batch_without_raising(
     with LogWriter("/no/such/group", "job-4", client=world.logs) as writer:
         writer.write("lost")
     assert "dropped 1 log lines" in caplog.text
+
+
+def _groups(world: ApiWorld) -> JobLogGroups:
+    kms_key = boto3.client("kms").create_key()["KeyMetadata"]["Arn"]
+    account = kms_key.split(":")[4]
+    return JobLogGroups(
+        world.log_group,
+        arn_prefix=f"arn:aws:logs:us-east-1:{account}:log-group:",
+        retention_days=14,
+        kms_key_id=kms_key,
+        client=world.logs,
+    )
+
+
+def _group_of(world: ApiWorld, job_id: str) -> dict[str, Any]:
+    name = job_log_group(world.log_group, job_id)
+    found = world.logs.describe_log_groups(logGroupNamePrefix=name)["logGroups"]
+    return next(group for group in found if group["logGroupName"] == name)
+
+
+def test_a_jobs_log_group_is_made_for_the_instance_launched_for_it(world: ApiWorld) -> None:
+    groups = _groups(world)
+    groups.prepare("job-5", "AROAWORKERROLETEST:i-0aaaaaaaaaaaaaaaa")
+    group = _group_of(world, "job-5")
+    assert group["logGroupName"] == f"{world.log_group}/job-5"
+    assert group["retentionInDays"] == 14 and group["kmsKeyId"].startswith("arn:aws:kms:")
+    tags = world.logs.list_tags_for_resource(resourceArn=group["arn"].removesuffix(":*"))["tags"]
+    assert tags == {WRITER_TAG: "AROAWORKERROLETEST:i-0aaaaaaaaaaaaaaaa"}
+    # A relaunch on another instance: the tag names the new one only.
+    groups.prepare("job-5", "AROAWORKERROLETEST:i-0bbbbbbbbbbbbbbbb")
+    tags = world.logs.list_tags_for_resource(resourceArn=group["arn"].removesuffix(":*"))["tags"]
+    assert tags == {WRITER_TAG: "AROAWORKERROLETEST:i-0bbbbbbbbbbbbbbbb"}
+    with LogWriter(job_log_group(world.log_group, "job-5"), "job-5", client=world.logs) as writer:
+        writer.write("from the worker")
+    assert read_lines(job_log_group(world.log_group, "job-5"), "job-5", client=world.logs) == [
+        "from the worker"
+    ]
+    groups.delete("job-5")
+    groups.delete("job-5")  # already gone: nothing to do
+    assert world.logs.describe_log_groups(logGroupNamePrefix=f"{world.log_group}/job-5")["logGroups"] == []

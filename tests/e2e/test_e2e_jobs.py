@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from jobs.job_logs import WRITER_TAG, job_log_group
 from local_cloud.ec2_driver import instance_processes
 from local_cloud.postgres import LocalPostgres
 from local_cloud.sample_data import SAMPLE_DATABASE, row_counts, table_checksums
@@ -61,6 +62,11 @@ def test_init_copies_the_source_and_ends_cleanly(
     assert status == 200
     assert any("completed" in line for line in logs["logs"])
     assert "credentials" not in stack.item(job_id)
+    # The lines came from the job's own log group, which the launcher gave to its instance.
+    group_name = job_log_group(stack.info["worker_log_group"], job_id)
+    [group] = stack.client("logs").describe_log_groups(logGroupNamePrefix=group_name)["logGroups"]
+    tags = stack.client("logs").list_tags_for_resource(resourceArn=group["arn"].removesuffix(":*"))["tags"]
+    assert tags[WRITER_TAG].endswith(f":{instance_id}")
 
 
 def test_verify_passes_then_fails_after_a_change(
@@ -232,11 +238,16 @@ def test_no_password_anywhere(stack: RunningStack) -> None:
     for text in stack.answers:
         assert PASSWORD not in text
     logs = stack.client("logs")
-    group = stack.info["worker_log_group"]
-    streams = logs.describe_log_streams(logGroupName=group)["logStreams"]
+    # The workers' group (boot logs) and each job's own group under it.
+    groups = logs.describe_log_groups(logGroupNamePrefix=stack.info["worker_log_group"])["logGroups"]
+    streams = [
+        (group["logGroupName"], log_stream["logStreamName"])
+        for group in groups
+        for log_stream in logs.describe_log_streams(logGroupName=group["logGroupName"])["logStreams"]
+    ]
     assert streams
-    for log_stream in streams:
-        events = logs.get_log_events(logGroupName=group, logStreamName=log_stream["logStreamName"])["events"]
+    for group_name, stream_name in streams:
+        events = logs.get_log_events(logGroupName=group_name, logStreamName=stream_name)["events"]
         for event in events:
             assert PASSWORD not in event["message"]
     items = stack.client("dynamodb").scan(TableName=stack.info["table_name"])["Items"]

@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from jobs.job_logs import job_log_group
 from local_cloud.console import Branch, ConsoleStandIn, Project
 from local_cloud.postgres import LocalPostgres
 from local_cloud.sample_data import SAMPLE_DATABASE, row_counts
@@ -114,7 +115,7 @@ def test_project_target_job_completes_and_its_key_is_nowhere(
             )["Item"]
             assert "credentials" not in item and key not in repr(item)
             logs = stack.client("logs")
-            group = stack.info["worker_log_group"]
+            group = job_log_group(stack.info["worker_log_group"], job_id)
             events = logs.get_log_events(logGroupName=group, logStreamName=job_id)["events"]
             assert any("created database" in event["message"] for event in events)
             assert not any(key in event["message"] for event in events)

@@ -20,12 +20,19 @@ from iam_eval import (
 from terraform_config import TerraformConfig, load
 
 from jobs.crypto import CONTEXT_PURPOSE
+from jobs.job_logs import WRITER_TAG, job_log_group
+from jobs.worker_identity import worker_user_id
 
 JOB_A, JOB_B = "11111111-aaaa-4aaa-8aaa-aaaaaaaaaaaa", "22222222-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
 INSTANCE_A = f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/i-0aaaaaaaaaaaaaaaa"
 INSTANCE_B = f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/i-0bbbbbbbbbbbbbbbb"
 TABLE = REFERENCES["aws_dynamodb_table.jobs.arn"]
 WORKER = f"arn:aws:sts::{ACCOUNT}:assumed-role/replication-worker/i-0aaaaaaaaaaaaaaaa"
+WORKER_ROLE_ID = "AROAEXAMPLEWORKERROLE"
+# The caller ids of instance A's and B's role sessions (aws:userid), and the tags the
+# launcher put on each job's log group.
+USER_A = worker_user_id(WORKER_ROLE_ID, "i-0aaaaaaaaaaaaaaaa")
+USER_B = worker_user_id(WORKER_ROLE_ID, "i-0bbbbbbbbbbbbbbbb")
 OUR_TAG = {"ec2:ResourceTag/ManagedBy": "replication-jobs"}
 # What worker/job_item.py writes: a start, a heartbeat, an outcome, a checkpoint, a hand-back.
 WORKER_WRITES = [
@@ -48,7 +55,8 @@ def worker_may(tf: TerraformConfig, action: str, resource: str, **context: str |
     identity = rules(tf, "worker")
     request = Request(
         principal=ROLE_ARNS["worker"], action=action, resource=resource, context={
-            "ec2:SourceInstanceARN": INSTANCE_A, "aws:PrincipalArn": ROLE_ARNS["worker"], **context
+            "ec2:SourceInstanceARN": INSTANCE_A, "aws:PrincipalArn": ROLE_ARNS["worker"],
+            "aws:userid": USER_A, **context
         }
     )  # fmt: skip
     if action.startswith("kms:"):
@@ -71,6 +79,16 @@ def bound_context(job_id: str, instance: str | None) -> dict[str, str | list[str
     return context
 
 
+def job_log_stream(job_id: str) -> str:
+    group = job_log_group(WORKER_LOG_GROUP, job_id)
+    return f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{group}:log-stream:{job_id}"
+
+
+def tagged_for(user_id: str) -> dict[str, str | list[str]]:
+    """The request context of a call on a job's log group tagged for `user_id`."""
+    return {f"aws:ResourceTag/{WRITER_TAG}": user_id}
+
+
 def item_update(attributes: list[str], job_id: str) -> dict[str, str | list[str]]:
     return {"dynamodb:LeadingKeys": [job_id], "dynamodb:Attributes": attributes}
 
@@ -82,8 +100,8 @@ def test_the_worker_can_do_its_own_jobs_work(tf: TerraformConfig) -> None:
     assert worker_may(tf, "dynamodb:GetItem", TABLE, **{"dynamodb:LeadingKeys": [JOB_A]})
     assert worker_may(tf, "ec2:TerminateInstances", INSTANCE_A, **OUR_TAG)
     assert worker_may(tf, "kms:Decrypt", KEY_ARNS["credentials"], **bound_context(JOB_A, INSTANCE_A))
-    stream = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{WORKER_LOG_GROUP}:log-stream:{JOB_A}"
-    assert worker_may(tf, "logs:PutLogEvents", stream)
+    for action in ("logs:CreateLogStream", "logs:PutLogEvents"):
+        assert worker_may(tf, action, job_log_stream(JOB_A), **tagged_for(USER_A))
 
 
 @pytest.mark.parametrize(
@@ -152,7 +170,8 @@ def test_the_worker_cannot_learn_another_jobs_id(tf: TerraformConfig) -> None:
         "logs:StartQuery",
         "logs:DescribeLogGroups",
     ):
-        assert not worker_may(tf, action, f"{group}:*")
+        for groups in (group, f"{group}/*"):  # the workers' group, and each job's own
+            assert not worker_may(tf, action, f"{groups}:*")
     stream = f"{group}:log-stream:{JOB_B}"
     assert not worker_may(tf, "logs:GetLogEvents", stream)
     for action in ("dynamodb:Query", "dynamodb:Scan", "dynamodb:BatchGetItem", "dynamodb:PartiQLSelect"):
@@ -179,10 +198,8 @@ def test_the_boot_log_agent_writes_only_streams_named_by_an_instance(tf: Terrafo
     assert not allowed(agent, job)
 
 
-# Still open: an instance role's requests carry no job identity DynamoDB or CloudWatch Logs
-# could compare a job item or a log stream with, and every name that could carry the
-# caller's instance contains ':', which log stream and group names may not. strict: the day
-# they are closed, these fail and are turned into plain assertions.
+# Still open: an instance role's requests carry no job identity DynamoDB could compare a job
+# item with. strict: the day it is closed, this fails and is turned into a plain assertion.
 
 
 @pytest.mark.xfail(
@@ -194,14 +211,52 @@ def test_the_worker_cannot_write_another_jobs_status_or_progress(tf: TerraformCo
     assert not worker_may(tf, "dynamodb:UpdateItem", TABLE, **item_update(WORKER_WRITES[1], JOB_B))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: needs one log group per job, tagged with its instance, and the worker's writes "
-    "conditioned on aws:ResourceTag = ${ec2:SourceInstanceARN}",
-)
-def test_the_worker_cannot_write_another_jobs_log_stream(tf: TerraformConfig) -> None:
-    stream = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{WORKER_LOG_GROUP}:log-stream:{JOB_B}"
-    assert not worker_may(tf, "logs:PutLogEvents", stream)
+@pytest.mark.parametrize("action", ["logs:CreateLogStream", "logs:PutLogEvents"])
+def test_the_worker_cannot_write_another_jobs_log_stream(tf: TerraformConfig, action: str) -> None:
+    """Each job's logs are a group of its own, tagged with the caller id of the instance
+    launched for it; the worker's writes need that tag to equal its own caller id."""
+    # B's group, tagged for B's instance; and the stream named B in A's own group.
+    assert not worker_may(tf, action, job_log_stream(JOB_B), **tagged_for(USER_B))
+    # A group no launch tagged (or whose tag the request does not show).
+    assert not worker_may(tf, action, job_log_stream(JOB_B))
+    # A's job relaunched on another instance: the tag moved, the lost instance A cannot write.
+    assert not worker_may(tf, action, job_log_stream(JOB_A), **tagged_for(USER_B))
+    # The tag names A, but the caller is not A (another role's session on an instance A-like id,
+    # or the credentials used where the caller id differs).
+    other_role = worker_user_id("AROAOTHERROLEEXAMPLE", "i-0aaaaaaaaaaaaaaaa")
+    assert not worker_may(
+        tf, action, job_log_stream(JOB_A), **tagged_for(USER_A), **{"aws:userid": other_role}
+    )
+    # Nor the workers' shared group (boot logs) under a job's stream name.
+    shared = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{WORKER_LOG_GROUP}:log-stream:{JOB_B}"
+    assert not worker_may(tf, action, shared, **tagged_for(USER_A))
+
+
+def test_the_api_reads_each_jobs_own_log_group(tf: TerraformConfig) -> None:
+    api = rules(tf, "api")
+    assert allowed(api, Request(ROLE_ARNS["api"], "logs:GetLogEvents", job_log_stream(JOB_B)))
+    boot = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{WORKER_LOG_GROUP}:log-stream:i-0bbbbbbbbbbbbbbbb"
+    assert not allowed(api, Request(ROLE_ARNS["api"], "logs:GetLogEvents", boot))
+
+
+def test_only_the_launch_prepares_a_jobs_log_group(tf: TerraformConfig) -> None:
+    """The launcher and reaper create and tag the job's group; the worker can neither tag a
+    group for itself nor delete one."""
+    group = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{job_log_group(WORKER_LOG_GROUP, JOB_B)}"
+    for principal in ("launcher", "reaper"):
+        for action in ("logs:CreateLogGroup", "logs:TagResource", "logs:PutRetentionPolicy"):
+            assert allowed(rules(tf, principal), Request(ROLE_ARNS[principal], action, group))
+    assert allowed(rules(tf, "reaper"), Request(ROLE_ARNS["reaper"], "logs:DeleteLogGroup", group))
+    for action in (
+        "logs:TagResource",
+        "logs:TagLogGroup",
+        "logs:UntagResource",
+        "logs:CreateLogGroup",
+        "logs:DeleteLogGroup",
+        "logs:DeleteLogStream",
+        "logs:PutRetentionPolicy",
+    ):
+        assert not worker_may(tf, action, group, **tagged_for(USER_A))
 
 
 def test_the_worker_cannot_terminate_another_instance(tf: TerraformConfig) -> None:
@@ -223,3 +278,9 @@ def test_the_evaluator_derives_the_instance_id_from_the_resource() -> None:
 
 def test_the_worker_cannot_terminate_instances_that_are_not_ours(tf: TerraformConfig) -> None:
     assert not worker_may(tf, "ec2:TerminateInstances", INSTANCE_B)
+
+
+def test_the_policies_name_the_groups_and_tag_the_code_uses(tf: TerraformConfig) -> None:
+    assert tf.locals["job_log_writer_tag_key"] == WRITER_TAG
+    assert tf.locals["job_log_groups_arn"] == "${aws_cloudwatch_log_group.workers.arn}/*"
+    assert job_log_group(WORKER_LOG_GROUP, JOB_A) == f"{WORKER_LOG_GROUP}/{JOB_A}"

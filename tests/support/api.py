@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from jobs.api_keys import ApiKeyStore
+from jobs.job_logs import LogWriter, job_log_group
 from jobs.store import JobStore
 
 TEST_PASSWORD = "s3cret-test-pw"
@@ -136,3 +137,9 @@ class ApiWorld:
     dynamodb: Any
     logs: Any
     log_group: str = LOG_GROUP
+
+    def job_log_writer(self, job_id: str) -> LogWriter:
+        """A worker's writer for `job_id`, into the job's own group (the launcher creates it)."""
+        group = job_log_group(self.log_group, job_id)
+        self.logs.create_log_group(logGroupName=group)
+        return LogWriter(group, job_id)

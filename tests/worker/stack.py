@@ -22,11 +22,13 @@ from werkzeug.serving import make_server
 
 from jobs import aws, clock
 from jobs.crypto import CredentialCipher, Credentials, instance_arn
+from jobs.job_logs import JobLogGroups, job_log_group
 from jobs.record import INSTANCE_CREDENTIALS_ATTRIBUTE, Job
 from jobs.spec import JobFilter, JobOptions
 from jobs.states import JobStatus
 from jobs.store import JobStore
 from jobs.urls import parse_url
+from jobs.worker_identity import worker_user_id
 from local_cloud.imds import MetadataServer
 from local_cloud.resources import create_tables
 from tests.support.aws_env import FAKE_AWS_ENVIRONMENT
@@ -147,7 +149,7 @@ class Cloud:
 
     def log_lines(self, job_id: str) -> list[str]:
         answer = aws.client("logs").get_log_events(
-            logGroupName=LOG_GROUP, logStreamName=job_id, startFromHead=True
+            logGroupName=job_log_group(LOG_GROUP, job_id), logStreamName=job_id, startFromHead=True
         )
         return [event["message"] for event in answer["events"]]
 
@@ -178,6 +180,10 @@ class Cloud:
         bound = CredentialCipher(self.key_id).bind_to_instance(
             job_id, ciphertext, instance_arn("us-east-1", MOTO_ACCOUNT, instance_id)
         )
+        # As the launcher does before the write below: the job's own log group, for this instance.
+        JobLogGroups(
+            LOG_GROUP, arn_prefix=f"arn:aws:logs:us-east-1:{MOTO_ACCOUNT}:log-group:", retention_days=1
+        ).prepare(job_id, worker_user_id("AROAWORKERROLETEST", instance_id))
         moved = self.store.transition(
             job_id,
             [JobStatus.PENDING],
@@ -198,7 +204,6 @@ def start_cloud() -> Cloud:
     os.environ["AWS_ENDPOINT_URL"] = moto.endpoint
     aws.reset_clients()
     create_tables(aws.client("dynamodb"), jobs_table=JOBS_TABLE, api_keys_table=API_KEYS_TABLE)
-    aws.client("logs").create_log_group(logGroupName=LOG_GROUP)
     key_id = aws.client("kms").create_key()["KeyMetadata"]["KeyId"]
     image_id = aws.client("ec2").describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     return Cloud(endpoint=moto.endpoint, moto=moto, key_id=key_id, image_id=image_id)
