@@ -284,3 +284,14 @@ def test_the_policies_name_the_groups_and_tag_the_code_uses(tf: TerraformConfig)
     assert tf.locals["job_log_writer_tag_key"] == WRITER_TAG
     assert tf.locals["job_log_groups_arn"] == "${aws_cloudwatch_log_group.workers.arn}/*"
     assert job_log_group(WORKER_LOG_GROUP, JOB_A) == f"{WORKER_LOG_GROUP}/{JOB_A}"
+
+
+def test_cloudwatch_logs_may_encrypt_each_jobs_group_with_the_data_key(tf: TerraformConfig) -> None:
+    """The launch creates each job's group with the data key, as Terraform does the workers' group."""
+    group = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{job_log_group(WORKER_LOG_GROUP, JOB_A)}"
+    logs = f"logs.{REGION}.amazonaws.com"
+    for context_arn, expected in ((group, True), (f"arn:aws:logs:{REGION}:444455556666:log-group:x", False)):
+        request = Request(
+            logs, "kms:GenerateDataKey", KEY_ARNS["data"], {"kms:EncryptionContext:aws:logs:arn": context_arn}
+        )
+        assert allowed(rules(tf, "data_key"), request) is expected
