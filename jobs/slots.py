@@ -146,6 +146,12 @@ class LaunchClaims:
             )
         ).ok
 
+    def in_flight(self, job_id: str, attempt: int, *, now_epoch: int) -> bool:
+        """Whether a launcher holds this attempt's claim now (its lease has not passed)."""
+        key = {"job_id": _claim_key(job_id, attempt)}
+        item = self._table.get_item(Key=key, ConsistentRead=True).get("Item")
+        return item is not None and int(item["lease_until"]) >= now_epoch
+
     def release(self, job_id: str, attempt: int, holder: str) -> None:
         """Give up a claim this holder took (after a failure that a retry may overcome)."""
         conditional(

@@ -28,7 +28,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from control_plane.admission import admit, admit_queued
 from control_plane.context import ControlPlane
-from control_plane.holdings import Holdings
+from control_plane.holdings import WAITING, Holdings
 from control_plane.launch import Outcome
 from control_plane.retry import after_loss, record_loss, why_gone
 from control_plane.settle import settle
@@ -171,12 +171,8 @@ class _Apply:
 
     def _reconcile(self, reconcile: ReconcileSlots) -> None:
         """Make the ledger match the jobs as they are now."""
-        release = [
-            job_id
-            for job_id in reconcile.release_if_unused
-            if slot_unused(self._read(job_id), self.now, self.settings)
-        ]
         now_epoch = clock.epoch(self.now)
+        release = [job_id for job_id in reconcile.release_if_unused if self._slot_unused(job_id, now_epoch)]
         restore = [
             job
             for job_id in reconcile.restore_if_held
@@ -192,6 +188,18 @@ class _Apply:
             metrics.add_metric(
                 name=Metric.SLOTS_RECONCILED, unit=MetricUnit.Count, value=len(release) + len(restore)
             )
+
+    def _slot_unused(self, job_id: str, now_epoch: int) -> bool:
+        """`slot_unused` of the job as it is now; a waiting job's slot is also in use while a
+        launcher holds the claim of its next attempt: a job queued for long is launched in the
+        slot it has just taken, however old its last write (releasing that slot would let a
+        second job launch into it)."""
+        job = self._read(job_id)
+        if not slot_unused(job, self.now, self.settings):
+            return False
+        if job is None or job.status not in WAITING:
+            return True
+        return not self.cp.claims.in_flight(job_id, job.attempt + 1, now_epoch=now_epoch)
 
     def _terminate_orphans(self, found: TerminateOrphans) -> None:
         orphans = dict((instance.instance_id, (instance, reason)) for instance, reason in found.orphans)

@@ -140,6 +140,9 @@ class FakeClaims:
         self.holders[(job_id, attempt)] = (holder, now_epoch + lease_seconds)
         return True
 
+    def in_flight(self, job_id: str, attempt: int, *, now_epoch: int) -> bool:
+        return self.holders.get((job_id, attempt), ("", -1))[1] >= now_epoch
+
     def release(self, job_id: str, attempt: int, holder: str) -> None:
         if self.holders.get((job_id, attempt), ("", 0))[0] == holder:
             del self.holders[(job_id, attempt)]
