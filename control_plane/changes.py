@@ -22,6 +22,13 @@ class Change(StrEnum):
     NEW_JOB = "new_job"  # a job to admit
     JOB_ENDED = "job_ended"  # its slot frees, its instance (if any) is terminated
     ATTEMPT_LOST = "attempt_lost"  # the next attempt starts, or the job fails (control_plane.retry)
+    WORKER_REPORT = "worker_report"  # copied into its job's item (control_plane.reports)
+
+
+# Report items are keyed by a worker's caller id (jobs.worker_identity), which begins with
+# the role's unique id; job ids never do.
+REPORT_KEY_PREFIX = "AROA"
+REPORT_EVENTS = ("INSERT", "MODIFY")
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,7 @@ class StreamChange:
     new_status: JobStatus | None
     instance_id: str | None  # from the new image
     owner: str  # from the new image ("" when it has none)
+    new_image: dict[str, Any] | None = None  # kept for a worker's report only
 
     @classmethod
     def from_images(
@@ -63,13 +71,15 @@ class StreamChange:
     ) -> StreamChange:
         """From deserialized images (as Powertools' DynamoDBRecord gives them)."""
         old, new = old or {}, new or {}
+        job_id = str(keys["job_id"])
         return cls(
             event_name=event_name,
-            job_id=str(keys["job_id"]),
+            job_id=job_id,
             old_status=_status(old),
             new_status=_status(new),
             instance_id=str(new["instance_id"]) if new.get("instance_id") else None,
             owner=str(new.get("owner") or ""),
+            new_image=new if job_id.startswith(REPORT_KEY_PREFIX) else None,
         )
 
     @classmethod
@@ -91,6 +101,8 @@ class StreamChange:
 
 def classify(change: StreamChange) -> Change | None:
     """The rule this change meets, or None when the control plane has nothing to do."""
+    if change.new_image is not None:
+        return Change.WORKER_REPORT if change.event_name in REPORT_EVENTS else None
     for kind, rule in RULES.items():
         if change.event_name != rule.event_name or change.new_status not in rule.new_statuses:
             continue
@@ -101,7 +113,8 @@ def classify(change: StreamChange) -> Change | None:
 
 def filter_patterns() -> tuple[str, ...]:
     """The rules as event source mapping filter patterns (JSON, keys sorted). Items
-    without a `status` (the slot ledger, launch claims) never match."""
+    without a `status` (the slot ledger, launch claims) never match the status rules; a
+    worker's report item matches by its key."""
 
     def statuses(values: frozenset[JobStatus]) -> dict[str, Any]:
         return {"status": {"S": sorted(s.value for s in values)}}
@@ -112,6 +125,8 @@ def filter_patterns() -> tuple[str, ...]:
         if rule.old_statuses is not None:
             images["OldImage"] = statuses(rule.old_statuses)
         patterns.append(json.dumps({"eventName": [rule.event_name], "dynamodb": images}, sort_keys=True))
+    reports = {"Keys": {"job_id": {"S": [{"prefix": REPORT_KEY_PREFIX}]}}}
+    patterns.append(json.dumps({"eventName": list(REPORT_EVENTS), "dynamodb": reports}, sort_keys=True))
     return tuple(patterns)
 
 

@@ -18,6 +18,7 @@ def worker_environment(settings: LaunchSettings) -> dict[str, str]:
         "AWS_REGION": settings.aws_region,
         "AWS_DEFAULT_REGION": settings.aws_region,
         "WORKER_LOG_GROUP": settings.worker_log_group,
+        "WORKER_ROLE_ID": settings.worker_role_id,
         "HEARTBEAT_INTERVAL_SECONDS": str(settings.heartbeat_interval_seconds),
         "MAX_JOB_RUNTIME_SECONDS": str(settings.max_job_runtime_seconds),
         "ALLOWED_TARGET_SUFFIXES": settings.allowed_target_suffixes,

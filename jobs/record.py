@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from jobs.attempts import DatabaseCheckpoint, LostAttempt
 from jobs.dynamo_values import from_dynamo
 from jobs.progress import Progress
+from jobs.reports import ReportMark
 from jobs.spec import JobFilter, JobOptions, ProjectTarget
 from jobs.states import ACTIVE, RETRY_STATUSES, JobStatus
 
@@ -57,6 +58,8 @@ class Job(BaseModel):
     lost_attempts: list[LostAttempt] = Field(default_factory=list)
     # init: per target database, what earlier attempts finished (jobs.attempts).
     checkpoint: dict[str, DatabaseCheckpoint] = Field(default_factory=dict)
+    # The last worker report applied to the item (jobs.reports).
+    reported: ReportMark | None = None
     idempotency_key: str | None = None
     request_fingerprint: str | None = None
     expires_at: int  # epoch seconds; the table's TTL attribute

@@ -5,13 +5,10 @@
 
 locals {
   jobs_table_arns = [aws_dynamodb_table.jobs.arn, "${aws_dynamodb_table.jobs.arn}/index/*"]
-  worker_item_attributes = [
-    "job_id", "instance_id", "attempt", "status", "updated_at", "started_at", "heartbeat_at", "completed_at",
-    "progress", "error", "exit_code", "checkpoint", "lost_attempts", "active_status",
-    "credentials", "instance_credentials", "request_fingerprint",
-  ]
-  ec2_arn_prefix = "arn:${local.partition}:ec2:${var.aws_region}:${local.account_id}"
-  our_instances  = "${local.ec2_arn_prefix}:instance/*"
+  # jobs.reports.REPORT_ATTRIBUTE and the TTL attribute, next to the key.
+  worker_report_attributes = ["job_id", "report", "expires_at"]
+  ec2_arn_prefix           = "arn:${local.partition}:ec2:${var.aws_region}:${local.account_id}"
+  our_instances            = "${local.ec2_arn_prefix}:instance/*"
   # Every job's own log group, "<workers' group>/<job id>" (jobs/job_logs.py), and not the
   # workers' group itself (the instances' boot logs).
   job_log_groups_arn     = "${aws_cloudwatch_log_group.workers.arn}/*"
@@ -374,32 +371,34 @@ data "aws_iam_policy_document" "worker" {
     resources = [aws_dynamodb_table.jobs.arn]
 
     # Job items only: not the worker-slot ledger (control#...), which belongs to the
-    # launcher and the reaper.
+    # launcher and the reaper, nor workers' report items (keyed by a role id, AROA...).
     condition {
       test     = "ForAllValues:StringNotLike"
       variable = "dynamodb:LeadingKeys"
-      values   = ["control#*"]
+      values   = ["control#*", "AROA*"]
     }
   }
 
+  # A worker writes one item: its report item, keyed by its own caller id
+  # (role id:instance id, jobs.worker_identity), which no other worker's requests carry. The
+  # launcher copies each report into the job item only while the job is assigned to that
+  # instance (control_plane.reports): no worker can write a job item, its own included.
   statement {
-    sid       = "UpdateOnlyTheWorkersAttributesOfJobItems"
+    sid       = "WriteOnlyItsOwnReport"
     effect    = "Allow"
     actions   = ["dynamodb:UpdateItem"]
     resources = [aws_dynamodb_table.jobs.arn]
 
     condition {
-      test     = "ForAllValues:StringNotLike"
+      test     = "ForAllValues:StringEquals"
       variable = "dynamodb:LeadingKeys"
-      values   = ["control#*"]
+      values   = ["$${aws:userid}"]
     }
 
-    # What worker/job_item.py writes (and the ones its conditions name): never the owner,
-    # the instance or attempt the launcher recorded, or where the job's logs are.
     condition {
       test     = "ForAllValues:StringEquals"
       variable = "dynamodb:Attributes"
-      values   = local.worker_item_attributes
+      values   = local.worker_report_attributes
     }
   }
 

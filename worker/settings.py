@@ -21,6 +21,13 @@ DEFAULT_ITEM_WRITES_PER_HOUR = 130
 class Settings(HostPolicySettings):
     jobs_table_name: str = Field(min_length=3)
     worker_log_group: str = Field(min_length=1)
+    # The role's unique id: with the instance id, the key of the report item this worker
+    # alone may write (jobs.worker_identity).
+    worker_role_id: str = Field(pattern=r"^AROA[A-Z0-9]{4,128}$")
+    # How long the worker waits for the control plane to apply a report it must know the
+    # fate of (the start, a checkpoint, the outcome, a hand-back), checking every poll.
+    report_wait_seconds: float = Field(default=60, gt=0, le=900)
+    report_poll_seconds: float = Field(default=0.1, gt=0, le=5)
     heartbeat_interval_seconds: float = Field(default=30, gt=0, le=600)
     # Progress reaches the item at most this often, and only within the write budget.
     progress_min_interval_seconds: float = Field(default=5, ge=0, le=600)

@@ -2,8 +2,10 @@
 
 read the job -> ours and provisioning? -> decrypt, re-check resolved hosts -> running ->
 run the engine (heartbeats, progress, cancel, deadline, SIGTERM) -> metrics -> flush logs
--> outcome -> wipe the credentials -> terminate the instance. worker.sh terminates it
-again (`python -m worker.terminate`), whatever this process did or how it ended.
+-> outcome (applied with the credentials' wipe) -> terminate the instance. worker.sh
+terminates it again (`python -m worker.terminate`), whatever this process did or how it
+ended. Every status, heartbeat and checkpoint is a report the control plane applies
+(worker.reports): the worker writes no job item.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from types import FrameType
 from botocore.exceptions import BotoCoreError, ClientError
 
 from jobs import clock
-from jobs.attempts import LossKind, LostAttempt
+from jobs.attempts import LossKind
 from jobs.crypto import CredentialCipher, Credentials
 from jobs.job_logs import LogWriter, job_log_group
 from jobs.observability import worker_logger
@@ -36,9 +38,9 @@ from worker import metadata, metrics, serendb
 from worker.addresses import Resolver, pin, system_resolver
 from worker.engines import Engine, EngineJob, Invocation, select_engine
 from worker.engines.base import job_secrets
-from worker.job_item import JobItem, Outcome
 from worker.output import EngineOutput, open_local_log
 from worker.process import EngineProcess
+from worker.reports import Fate, Outcome, Reports
 from worker.schedule import WriteSchedule
 from worker.serendb import ConsoleClient
 from worker.settings import Settings
@@ -116,12 +118,15 @@ class Worker:
         self.job_id = job_id
         self.instance_id = instance_id
         self.interrupted = interrupted
-        self.item = JobItem(
+        self.item = Reports(
             job_id,
             instance_id,
+            role_id=settings.worker_role_id,
             table_name=settings.jobs_table_name,
             heartbeat_attempts=settings.heartbeat_write_max_attempts,
             status_attempts=settings.status_write_max_attempts,
+            wait_seconds=settings.report_wait_seconds,
+            poll_seconds=settings.report_poll_seconds,
         )
         self.secrets: list[str] = []
         self.stats = RunStats()
@@ -174,9 +179,7 @@ class Worker:
         except HostNotAllowed as exc:
             self._end(job, Outcome(JobStatus.FAILED, str(exc)))
             return
-        engine = select_engine(
-            self.settings.engine, private_hosts_allowed=self.settings.allow_private_hosts
-        )
+        engine = select_engine(self.settings.engine, private_hosts_allowed=self.settings.allow_private_hosts)
         invocation = engine.invocation(
             replace(engine_job, source_hostaddr=source_hostaddr, target_hostaddr=target_hostaddr)
         )
@@ -203,7 +206,7 @@ class Worker:
         )
         self.stats.item_writes += 1
         if not started_item.ok:
-            logger.info("job changed before it started; leaving it alone")
+            logger.info("job changed before it started; leaving it alone", extra={"fate": started_item.fate})
             return
         self.output.take_progress()
         refusal = self._prepare_project(job, credentials.seren_api_key)
@@ -329,24 +332,27 @@ class Worker:
             logger.warning("checkpoint not written; trying again", extra={"reason": str(exc)})
             output.keep_checkpoint_pending()
             return
-        if result.ok:  # else the job moved on: the next heartbeat stops the engine
+        if result.ok:
             process.acknowledge(events)
+        elif result.fate is Fate.UNKNOWN:
+            output.keep_checkpoint_pending()
+        # else the job moved on: the next heartbeat stops the engine
 
     def _beat(self, output: EngineOutput) -> Beat:
         """One heartbeat, with the pending progress."""
         progress = output.take_progress()
         self.stats.item_writes += 1
         try:
-            result = self.item.beat(clock.now_iso(), progress)
+            job = self.item.beat(clock.now_iso(), progress)
         except (BotoCoreError, ClientError) as exc:
             self.stats.failed_writes += 1
             logger.warning("heartbeat failed; trying again at the next one", extra={"reason": str(exc)})
             if progress is not None:
                 output.set_progress(progress)  # not written: keep it pending
             return Beat.NOT_WRITTEN
-        if not result.ok or result.job is None:
+        if job is None or not self.item.ours(job) or job.status.is_terminal:
             return Beat.LOST
-        return Beat.CANCEL_REQUESTED if result.job.status is JobStatus.CANCELLING else Beat.ALIVE
+        return Beat.CANCEL_REQUESTED if job.status is JobStatus.CANCELLING else Beat.ALIVE
 
     def _stop(self, process: EngineProcess, output: EngineOutput, outcome: Outcome | None) -> Outcome | None:
         if outcome is not None:
@@ -373,12 +379,12 @@ class Worker:
         duration: float | None = None,
         engine_name: str = "",
     ) -> None:
-        """The end, in order: metrics, logs, outcome (if the job is still ours), credential
-        wipe. Each step runs even if the one before failed.
+        """The end, in order: metrics, logs, outcome (if the job is still ours). Each step
+        runs even if the one before failed.
 
-        The outcome is the last word but the wipe: once it is written the launcher may
-        terminate this instance and hand its slot to the next job, and a client that sees
-        `failed` can read the complete log at once.
+        The outcome is the last word: once it is applied the launcher may terminate this
+        instance and hand its slot to the next job, and a client that sees `failed` can read
+        the complete log at once. Applying it also wipes the credentials.
         """
         if isinstance(outcome, HandBack):
             self._end_attempt(job, outcome)
@@ -416,7 +422,9 @@ class Worker:
                 raise
             if not result.ok:
                 logger.info(
-                    "outcome not written: the job was ended elsewhere",
+                    "outcome not applied: the job was ended elsewhere"
+                    if result.fate is Fate.REFUSED
+                    else "outcome not applied yet; the control plane applies it when it comes",
                     extra={"status": result.job.status.value if result.job else None},
                 )
 
@@ -424,7 +432,6 @@ class Worker:
             ("metrics", send_metrics, "metrics not sent"),
             ("logs", flush_logs, "logs not flushed"),
             ("outcome", write_outcome, "outcome not written; the reaper will end the job"),
-            ("wipe", self.item.wipe_credentials, "credentials not wiped"),
         ]
         for name, step, failure in steps:
             try:
@@ -447,16 +454,9 @@ class Worker:
         assert output is not None
         output.note(f"attempt {job.attempt} handed back: {loss.reason}")
         output.close()
-        lost = LostAttempt(
-            attempt=job.attempt,
-            kind=loss.kind,
-            reason=loss.reason,
-            at=clock.now_iso(),
-            instance_id=self.instance_id,
-        )
         self.stats.item_writes += 1
         try:
-            result = self.item.hand_back(lost, job.lost_attempts, output.checkpoint, output.progress)
+            result = self.item.hand_back(loss.kind, loss.reason, output.checkpoint, output.progress)
         except (BotoCoreError, ClientError) as exc:
             self.stats.failed_writes += 1
             logger.error(
@@ -464,7 +464,7 @@ class Worker:
             )
             return
         logger.info(
-            "attempt handed back" if result.ok else "hand-back refused: the job moved on",
+            "attempt handed back" if result.ok else f"hand-back not applied ({result.fate})",
             extra={"reason": loss.reason, "status": result.job.status.value if result.job else None},
         )
 

@@ -20,6 +20,7 @@ from control_plane.changes import Change, StreamChange, classify
 from control_plane.context import ControlPlane
 from control_plane.ended import job_ended
 from control_plane.holdings import WAITING
+from control_plane.reports import relay
 from control_plane.retry import after_loss
 from control_plane.telemetry import logger, metrics
 from jobs.observability import traced
@@ -43,6 +44,8 @@ def handle_change(cp: ControlPlane, change: StreamChange) -> None:
         job_ended(cp, change.job_id, change.owner, change.instance_id)
     elif kind is Change.ATTEMPT_LOST:
         after_loss(cp, change.job_id)
+    elif kind is Change.WORKER_REPORT:
+        relay(cp.jobs, cp.settings.worker_role_id, change.job_id, change.new_image or {})
 
 
 def handle_record(record: DynamoDBRecord, cp: ControlPlane) -> None:

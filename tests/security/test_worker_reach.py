@@ -29,13 +29,16 @@ INSTANCE_B = f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/i-0bbbbbbbbbbbbbbbb"
 TABLE = REFERENCES["aws_dynamodb_table.jobs.arn"]
 WORKER = f"arn:aws:sts::{ACCOUNT}:assumed-role/replication-worker/i-0aaaaaaaaaaaaaaaa"
 WORKER_ROLE_ID = "AROAEXAMPLEWORKERROLE"
-# The caller ids of instance A's and B's role sessions (aws:userid), and the tags the
-# launcher put on each job's log group.
+# The caller ids of instance A's and B's role sessions (aws:userid): the keys of their report
+# items, and the tags the launcher put on each job's log group.
 USER_A = worker_user_id(WORKER_ROLE_ID, "i-0aaaaaaaaaaaaaaaa")
 USER_B = worker_user_id(WORKER_ROLE_ID, "i-0bbbbbbbbbbbbbbbb")
 OUR_TAG = {"ec2:ResourceTag/ManagedBy": "replication-jobs"}
-# What worker/job_item.py writes: a start, a heartbeat, an outcome, a checkpoint, a hand-back.
-WORKER_WRITES = [
+# What worker/reports.py writes, whatever the report: the report and its expiry.
+REPORT_WRITE = ["job_id", "report", "expires_at"]
+# What the worker's writes to a job item used to be: a start, a heartbeat, an outcome, a
+# checkpoint, a hand-back. Denied now on every job item, its own included.
+JOB_ITEM_WRITES = [
     ["status", "updated_at", "started_at", "heartbeat_at", "progress", "active_status", "instance_id",
      "attempt"],
     ["heartbeat_at", "progress", "updated_at", "status", "instance_id", "attempt"],
@@ -95,8 +98,7 @@ def item_update(attributes: list[str], job_id: str) -> dict[str, str | list[str]
 
 def test_the_worker_can_do_its_own_jobs_work(tf: TerraformConfig) -> None:
     """The control: without this, every denial below would prove nothing."""
-    for attributes in WORKER_WRITES:
-        assert worker_may(tf, "dynamodb:UpdateItem", TABLE, **item_update(attributes, JOB_A))
+    assert worker_may(tf, "dynamodb:UpdateItem", TABLE, **item_update(REPORT_WRITE, USER_A))
     assert worker_may(tf, "dynamodb:GetItem", TABLE, **{"dynamodb:LeadingKeys": [JOB_A]})
     assert worker_may(tf, "ec2:TerminateInstances", INSTANCE_A, **OUR_TAG)
     assert worker_may(tf, "kms:Decrypt", KEY_ARNS["credentials"], **bound_context(JOB_A, INSTANCE_A))
@@ -198,17 +200,24 @@ def test_the_boot_log_agent_writes_only_streams_named_by_an_instance(tf: Terrafo
     assert not allowed(agent, job)
 
 
-# Still open: an instance role's requests carry no job identity DynamoDB could compare a job
-# item with. strict: the day it is closed, this fails and is turned into a plain assertion.
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: the worker's writes would have to go to an item keyed by its instance "
-    "(dynamodb:LeadingKeys = ${ec2:SourceInstanceARN}) that the control plane copies",
-)
 def test_the_worker_cannot_write_another_jobs_status_or_progress(tf: TerraformConfig) -> None:
-    assert not worker_may(tf, "dynamodb:UpdateItem", TABLE, **item_update(WORKER_WRITES[1], JOB_B))
+    """Status, heartbeat, progress, error, checkpoint: a worker reports them in its own report
+    item, which the control plane copies only into the job assigned to that instance."""
+    for attributes in JOB_ITEM_WRITES:
+        assert not worker_may(tf, "dynamodb:UpdateItem", TABLE, **item_update(attributes, JOB_B))
+        assert not worker_may(tf, "dynamodb:UpdateItem", TABLE, **item_update(attributes, JOB_A))
+    # B's report item, whatever A's request says of its own identity.
+    assert not worker_may(tf, "dynamodb:UpdateItem", TABLE, **item_update(REPORT_WRITE, USER_B))
+    assert not worker_may(
+        tf, "dynamodb:UpdateItem", TABLE, **item_update(REPORT_WRITE, USER_A), **{"aws:userid": "x"}
+    )
+    # Its own report item, but more than the report: nothing else of an item is the worker's.
+    assert not worker_may(tf, "dynamodb:UpdateItem", TABLE, **item_update([*REPORT_WRITE, "status"], USER_A))
+    # Two keys at once, one of them B's.
+    both = {"dynamodb:LeadingKeys": [USER_A, USER_B], "dynamodb:Attributes": REPORT_WRITE}
+    assert not worker_may(tf, "dynamodb:UpdateItem", TABLE, **both)
+    for action in ("dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"):
+        assert not worker_may(tf, action, TABLE, **item_update(REPORT_WRITE, USER_A))
 
 
 @pytest.mark.parametrize("action", ["logs:CreateLogStream", "logs:PutLogEvents"])
@@ -257,6 +266,15 @@ def test_only_the_launch_prepares_a_jobs_log_group(tf: TerraformConfig) -> None:
         "logs:PutRetentionPolicy",
     ):
         assert not worker_may(tf, action, group, **tagged_for(USER_A))
+
+
+def test_the_worker_cannot_read_another_workers_report(tf: TerraformConfig) -> None:
+    assert not worker_may(tf, "dynamodb:GetItem", TABLE, **{"dynamodb:LeadingKeys": [USER_B]})
+
+
+# Still open: every name that could carry the caller's instance contains ':', which log
+# stream and group names may not. strict: the day it is closed, this fails and is turned
+# into a plain assertion.
 
 
 def test_the_worker_cannot_terminate_another_instance(tf: TerraformConfig) -> None:

@@ -28,6 +28,7 @@ def cloud() -> Iterator[Cloud]:
     os.environ.update(FAKE_AWS_ENVIRONMENT)
     stack = start_cloud()
     yield stack
+    stack.relay.stop()
     stack.moto.stop()
     for name, value in saved.items():
         if value is None:

@@ -20,6 +20,8 @@ from typing import Any
 from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
+from control_plane.changes import Change, StreamChange, classify, filter_patterns
+from control_plane.reports import relay
 from jobs import aws, clock
 from jobs.crypto import CredentialCipher, Credentials, instance_arn
 from jobs.job_logs import JobLogGroups, job_log_group
@@ -31,6 +33,7 @@ from jobs.urls import parse_url
 from jobs.worker_identity import worker_user_id
 from local_cloud.imds import MetadataServer
 from local_cloud.resources import create_tables
+from local_cloud.stream_poller import StreamPoller, pattern_matcher
 from tests.support.aws_env import FAKE_AWS_ENVIRONMENT
 from tests.support.jobs import new_job
 
@@ -41,6 +44,7 @@ API_KEYS_TABLE = "worker-test-api-keys"
 LOG_GROUP = "/seren-replicator/worker-test"
 METRICS_NAMESPACE = "WorkerTest"
 DYNAMODB_TARGET = "DynamoDB_20120810."
+WORKER_ROLE_ID = "AROAWORKERTESTROLE001"
 
 
 @dataclass
@@ -131,6 +135,7 @@ class Cloud:
     moto: MotoWithFaults
     key_id: str
     image_id: str
+    relay: StreamPoller
 
     @property
     def store(self) -> JobStore:
@@ -206,7 +211,35 @@ def start_cloud() -> Cloud:
     create_tables(aws.client("dynamodb"), jobs_table=JOBS_TABLE, api_keys_table=API_KEYS_TABLE)
     key_id = aws.client("kms").create_key()["KeyMetadata"]["KeyId"]
     image_id = aws.client("ec2").describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    return Cloud(endpoint=moto.endpoint, moto=moto, key_id=key_id, image_id=image_id)
+    reports = relay_reports()
+    reports.start()
+    return Cloud(endpoint=moto.endpoint, moto=moto, key_id=key_id, image_id=image_id, relay=reports)
+
+
+def relay_reports() -> StreamPoller:
+    """The launcher's part the worker needs: its reports copied into the job item, read from
+    the table's stream as the launcher's event source mapping reads it."""
+    sqs = aws.client("sqs")
+    dlq_url = sqs.create_queue(QueueName="worker-test-relay-dlq")["QueueUrl"]
+    table = aws.client("dynamodb").describe_table(TableName=JOBS_TABLE)["Table"]
+
+    def invoke(event: dict[str, Any]) -> dict[str, Any]:
+        for record in event["Records"]:
+            change = StreamChange.from_record(record)
+            if classify(change) is Change.WORKER_REPORT:
+                relay(JobStore(JOBS_TABLE), WORKER_ROLE_ID, change.job_id, change.new_image or {})
+        return {"batchItemFailures": []}
+
+    return StreamPoller(
+        aws.client("dynamodbstreams"),
+        sqs,
+        stream_arn=table["LatestStreamArn"],
+        invoke=invoke,
+        matches=pattern_matcher(filter_patterns()),
+        function_arn="arn:aws:lambda:us-east-1:123456789012:function:worker-test-relay",
+        dlq_url=dlq_url,
+        idle_wait_seconds=0.05,
+    )
 
 
 def descendants(pid: int) -> list[int]:
@@ -295,6 +328,7 @@ def worker_env(cloud: Cloud, imds: MetadataServer, local_log_dir: Path, **overri
         **FAKE_AWS_ENVIRONMENT,
         "JOBS_TABLE_NAME": JOBS_TABLE,
         "WORKER_LOG_GROUP": LOG_GROUP,
+        "WORKER_ROLE_ID": WORKER_ROLE_ID,
         "METRICS_NAMESPACE": METRICS_NAMESPACE,
         "ENGINE": "pg",
         "ALLOW_LOOPBACK_HOSTS": "true",

@@ -33,6 +33,7 @@ SECRET = "s3cret-test-pw"
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JOBS_TABLE_NAME", "jobs-prod")
     monkeypatch.setenv("WORKER_LOG_GROUP", "/x/workers")
+    monkeypatch.setenv("WORKER_ROLE_ID", "AROAUNITTESTROLE00001")
     monkeypatch.setenv("ALLOWED_TARGET_SUFFIXES", "db.example.com, .rds.amazonaws.com")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Replication")
     monkeypatch.setenv("ENGINE", "pg")
@@ -47,6 +48,7 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
 def test_settings_refuse_a_missing_table_or_an_unknown_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("JOBS_TABLE_NAME", raising=False)
     monkeypatch.setenv("WORKER_LOG_GROUP", "/x/workers")
+    monkeypatch.setenv("WORKER_ROLE_ID", "AROAUNITTESTROLE00001")
     with pytest.raises(ValidationError):
         Settings.from_environment()
     monkeypatch.setenv("JOBS_TABLE_NAME", "jobs-prod")
@@ -60,6 +62,7 @@ def test_the_deadline_is_the_jobs_own_limit_unless_the_operator_caps_it(
 ) -> None:
     monkeypatch.setenv("JOBS_TABLE_NAME", "jobs-prod")
     monkeypatch.setenv("WORKER_LOG_GROUP", "/x/workers")
+    monkeypatch.setenv("WORKER_ROLE_ID", "AROAUNITTESTROLE00001")
     job = new_job(JobStatus.PROVISIONING, options=JobOptions(job_timeout_seconds=600))
     assert job_deadline_seconds(job, Settings.from_environment()) == 600
     monkeypatch.setenv("MAX_JOB_RUNTIME_SECONDS", "120")

@@ -339,7 +339,7 @@ def test_throttled_heartbeats_are_retried_and_the_job_completes(
 ) -> None:
     job_id, instance_id = arrange(cloud, source, target)
     throttle = Fault(
-        "UpdateItem", body_contains=('"heartbeat_at"', job_id), body_lacks=('"started_at"',), times=5
+        "UpdateItem", body_contains=('"beat"', job_id), times=5
     )
     with locked_orders(source):
         run = start_worker(cloud, job_id, instance_id, tmp_path)
@@ -374,7 +374,8 @@ def test_final_write_failing_still_terminates_the_instance(
     stuck = cloud.store.get(job_id)
     assert stuck is not None and stuck.status is JobStatus.RUNNING  # the reaper's to end now
     assert "outcome not written" in run.output()
-    assert_cleaned_up(cloud, job_id, instance_id)
+    # The credentials go with the control plane's end of the job (a terminal write removes them).
+    assert cloud.instance_state(instance_id) in ("shutting-down", "terminated")
 
 
 @pytest.mark.parametrize("case", ["missing", "terminal", "other instance"])

@@ -24,7 +24,7 @@ ENGINE_NAMES = ("auto", "pg", "seren-replicator")
 
 
 def select_engine(name: str = "auto", *, private_hosts_allowed: bool = False) -> Engine:
-    """"auto" is seren-replicator when its binary is present (the production engine), else pg.
+    """ "auto" is seren-replicator when its binary is present (the production engine), else pg.
 
     The binary's own pg_dump/psql children resolve host names again instead of using the
     address the worker checked: with private ranges allowed, a name that answers differently

@@ -1,0 +1,112 @@
+"""A worker's report, copied into its job's item.
+
+The worker may write only its own report item (its key is the worker's caller id, which IAM
+compares with `${aws:userid}`), so the instance a report comes from is the key's, never
+anything the report says. Each report is applied with the conditions a worker's own write
+used to carry: the job is still assigned to that instance and attempt, and in a status the
+report may move it from. A report that does not apply (the job was cancelled, reassigned or
+reaped meanwhile) changes nothing; the worker sees that on the job item.
+
+Stream records may repeat: every write here is a conditional write that a repeat either
+repeats harmlessly or fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from control_plane.telemetry import logger
+from jobs.attempts import LostAttempt, loss_fields
+from jobs.reports import REPORT_ATTRIBUTE, REPORTED_ATTRIBUTE, ReportKind, WorkerReport
+from jobs.states import JobStatus, sources_of
+from jobs.store import JobStore, WriteResult
+from jobs.worker_identity import instance_of
+
+UNREADABLE_REPORT = "unreadable worker report skipped"
+# What an outcome may end: the statuses a worker's job can be in.
+WORKER_HELD = frozenset({JobStatus.PROVISIONING, JobStatus.RUNNING, JobStatus.CANCELLING})
+
+
+def relay(jobs: JobStore, role_id: str, key: str, image: Mapping[str, Any]) -> WriteResult | None:
+    """A report item's change (its key and new image): the report applied, if it is one."""
+    reported = read_report(key, image, role_id)
+    return apply_report(jobs, *reported) if reported is not None else None
+
+
+def read_report(key: str, image: Mapping[str, Any], role_id: str) -> tuple[str, WorkerReport] | None:
+    """The reporting instance and its report, or None (logged) for an item no worker of
+    this deployment wrote or one that does not parse."""
+    instance_id = instance_of(key, role_id)
+    if instance_id is None:
+        logger.error(UNREADABLE_REPORT, extra={"reason": "the key is not a worker's caller id"})
+        return None
+    try:
+        return instance_id, WorkerReport.model_validate(image.get(REPORT_ATTRIBUTE))
+    except ValidationError as exc:
+        fields = sorted({".".join(str(p) for p in error["loc"]) for error in exc.errors()})[:10]
+        logger.error(UNREADABLE_REPORT, extra={"instance_id": instance_id, "errors": fields})
+        return None
+
+
+def apply_report(jobs: JobStore, instance_id: str, report: WorkerReport) -> WriteResult | None:
+    """Copy one report into its job's item; the write's result (None for a wipe only)."""
+    only_if = {"instance_id": instance_id, "attempt": report.attempt}
+    fields: dict[str, Any] = {REPORTED_ATTRIBUTE: {"instance_id": instance_id, "seq": report.seq}}
+    if report.progress is not None:
+        fields["progress"] = report.progress.model_dump(mode="json")
+    job_id = report.job_id
+    if report.kind is ReportKind.START:
+        fields |= {"started_at": report.started_at or report.at, "heartbeat_at": report.at}
+        return jobs.transition(
+            job_id, [JobStatus.PROVISIONING], JobStatus.RUNNING, set_fields=fields, only_if=only_if
+        )
+    if report.kind is ReportKind.BEAT:
+        return jobs.update_active(job_id, fields | {"heartbeat_at": report.at}, only_if=only_if)
+    if report.kind is ReportKind.CHECKPOINT:
+        return jobs.update_active(job_id, fields | {"checkpoint": _checkpoint(report)}, only_if=only_if)
+    if report.kind is ReportKind.OUTCOME:
+        assert report.status is not None  # WorkerReport requires it
+        if report.error is not None:
+            fields["error"] = report.error
+        if report.exit_code is not None:
+            fields["exit_code"] = report.exit_code
+        sources = sources_of(report.status) & WORKER_HELD
+        result = jobs.transition(job_id, sources, report.status, set_fields=fields, only_if=only_if)
+        # Also when the job was ended elsewhere; never for a job relaunched on another instance.
+        jobs.wipe_credentials(job_id, only_if=only_if)
+        return result
+    return _hand_back(jobs, instance_id, report, fields, only_if)
+
+
+def _hand_back(
+    jobs: JobStore, instance_id: str, report: WorkerReport, fields: dict[str, Any], only_if: dict[str, Any]
+) -> WriteResult | None:
+    """running -> provisioning without this instance: the control plane starts the next
+    attempt (control_plane.retry). The earlier losses come from the item, not the worker."""
+    assert report.loss_kind is not None and report.loss_reason is not None
+    job = jobs.get(report.job_id)
+    if job is None:
+        return None
+    loss = LostAttempt(
+        attempt=report.attempt,
+        kind=report.loss_kind,
+        reason=report.loss_reason,
+        at=report.at,
+        instance_id=instance_id,
+    )
+    fields |= {**loss_fields(job.lost_attempts, loss), "checkpoint": _checkpoint(report)}
+    return jobs.transition(
+        report.job_id,
+        [JobStatus.RUNNING],
+        JobStatus.PROVISIONING,
+        set_fields=fields,
+        remove_fields=["instance_id"],
+        only_if=only_if,  # whoever else records a loss also moves the job off this instance
+    )
+
+
+def _checkpoint(report: WorkerReport) -> dict[str, Any]:
+    return {name: entry.model_dump(mode="json") for name, entry in (report.checkpoint or {}).items()}
