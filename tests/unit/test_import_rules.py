@@ -43,6 +43,8 @@ MODELS = (
     "states",
     "record",
     "progress",
+    "reports",
+    "worker_identity",
     "redact",
     "clock",
     "dynamo_values",

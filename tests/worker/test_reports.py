@@ -164,7 +164,9 @@ def test_an_unexpected_error_fails_the_job_without_logging_the_password(
     assert password not in " ".join(str(vars(record)) for record in caplog.records)
 
 
-def test_an_attempt_handed_back_keeps_its_checkpoint_and_its_late_reports_are_refused(store: JobStore) -> None:
+def test_an_attempt_handed_back_keeps_its_checkpoint_and_its_late_reports_are_refused(
+    store: JobStore,
+) -> None:
     provisioned(store, "i-00000000000000f01")
     first = reports(store, "i-00000000000000f01")
     assert first.start(progress=Progress(), now_iso=clock.now_iso()).ok

@@ -338,9 +338,7 @@ def test_throttled_heartbeats_are_retried_and_the_job_completes(
     cloud: Cloud, source: LocalPostgres, target: LocalPostgres, tmp_path: Path
 ) -> None:
     job_id, instance_id = arrange(cloud, source, target)
-    throttle = Fault(
-        "UpdateItem", body_contains=('"beat"', job_id), times=5
-    )
+    throttle = Fault("UpdateItem", body_contains=('"beat"', job_id), times=5)
     with locked_orders(source):
         run = start_worker(cloud, job_id, instance_id, tmp_path)
         wait_running_with_engine(cloud, job_id, run)
