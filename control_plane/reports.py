@@ -22,10 +22,9 @@ from control_plane.telemetry import logger
 from jobs.attempts import LostAttempt, loss_fields
 from jobs.reports import REPORT_ATTRIBUTE, REPORTED_ATTRIBUTE, ReportKind, WorkerReport
 from jobs.states import JobStatus, sources_of
-from jobs.store import JobStore, WriteResult
+from jobs.store import UNREADABLE_ITEM, JobStore, WriteResult
 from jobs.worker_identity import instance_of
 
-UNREADABLE_REPORT = "unreadable worker report skipped"
 # What an outcome may end: the statuses a worker's job can be in.
 WORKER_HELD = frozenset({JobStatus.PROVISIONING, JobStatus.RUNNING, JobStatus.CANCELLING})
 
@@ -37,17 +36,20 @@ def relay(jobs: JobStore, role_id: str, key: str, image: Mapping[str, Any]) -> W
 
 
 def read_report(key: str, image: Mapping[str, Any], role_id: str) -> tuple[str, WorkerReport] | None:
-    """The reporting instance and its report, or None (logged) for an item no worker of
-    this deployment wrote or one that does not parse."""
+    """The reporting instance and its report, or None for an item no worker of this
+    deployment wrote or one that does not parse: logged with the line every unreadable item
+    of the table leaves, which a metric filter counts and an alarm watches."""
     instance_id = instance_of(key, role_id)
     if instance_id is None:
-        logger.error(UNREADABLE_REPORT, extra={"reason": "the key is not a worker's caller id"})
+        logger.error(
+            UNREADABLE_ITEM, extra={"item": "report", "reason": "the key is not a worker's caller id"}
+        )
         return None
     try:
         return instance_id, WorkerReport.model_validate(image.get(REPORT_ATTRIBUTE))
     except ValidationError as exc:
         fields = sorted({".".join(str(p) for p in error["loc"]) for error in exc.errors()})[:10]
-        logger.error(UNREADABLE_REPORT, extra={"instance_id": instance_id, "errors": fields})
+        logger.error(UNREADABLE_ITEM, extra={"item": "report", "instance_id": instance_id, "errors": fields})
         return None
 
 

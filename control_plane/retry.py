@@ -3,10 +3,11 @@
 An attempt is lost when its instance is gone (terminated, stopped, failed checks), its
 worker stopped heart-beating or never started, or EC2 interrupts it (Spot). Whoever sees it
 first records the loss with one conditional write (`record_loss` here for the reaper, the
-worker's hand-back in `worker.job_item`): the job goes to `provisioning` without an
-instance, and the attempt's reason joins `lost_attempts`. The write is conditional on the
-attempt and instance it saw, so one loss is recorded once, and the lost instance's late
-writes (heartbeat, progress, outcome) are refused: they are conditional on that attempt.
+worker's hand-back report applied by `control_plane.reports`): the job goes to
+`provisioning` without an instance, and the attempt's reason joins `lost_attempts`. The
+write is conditional on the attempt and instance it saw, so one loss is recorded once, and
+the lost instance's late reports (heartbeat, progress, outcome) are refused: they are
+applied only while the job is on that instance and attempt.
 
 `after_loss` follows it, from the launcher (on the stream record of that write) or from
 the reaper (after its own write, and for a job whose next attempt never started): it ends

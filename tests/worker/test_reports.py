@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from control_plane.reports import UNREADABLE_REPORT, relay
+from control_plane.reports import relay
 from jobs import aws, clock
 from jobs.attempts import CheckpointState, DatabaseCheckpoint, LossKind, LostAttempt
 from jobs.progress import Progress
 from jobs.record import CREDENTIALS_ATTRIBUTE, Job
 from jobs.reports import REPORT_ATTRIBUTE
 from jobs.states import JobStatus
-from jobs.store import JobStore
+from jobs.store import UNREADABLE_ITEM, JobStore
 from jobs.worker_identity import worker_user_id
 from local_cloud.resources import create_tables
 from tests.support.aws_env import moto_in_process
@@ -126,7 +126,7 @@ def test_a_report_moves_only_the_job_of_the_instance_that_wrote_it(
     with caplog.at_level(logging.ERROR):
         assert relay(store, ROLE, own, {REPORT_ATTRIBUTE: {**report, "status": "pending"}}) is None
         assert relay(store, ROLE, own, {REPORT_ATTRIBUTE: {**report, "instance_id": "i-x"}}) is None
-    assert [r for r in caplog.records if r.getMessage() == UNREADABLE_REPORT]
+    assert [r for r in caplog.records if r.getMessage() == UNREADABLE_ITEM]
     job = store.get("job-1")
     assert job is not None and job.status is JobStatus.PROVISIONING and job.progress.message == ""
     assert store.get_credentials("job-1") == b"ciphertext"
