@@ -8,11 +8,13 @@ from typing import Any
 import pytest
 from moto.events.models import EventPattern
 
+from jobs.reports import REPORT_ATTRIBUTE
 from jobs.states import JobStatus
 from jobs.tables import SLOTS_ITEM_ID
+from jobs.worker_identity import worker_user_id
 from local_cloud.event_filter import matches
 from services.launcher.filters import FILTER_PATTERNS, filter_criteria
-from tests.support.world import World, inserted, modified, stream_record
+from tests.support.world import WORKER_ROLE_ID, World, inserted, modified, stream_record
 
 
 def _event_bridge_matches(record: dict[str, Any]) -> bool:
@@ -31,6 +33,10 @@ def _cases(world: World) -> list[tuple[str, dict[str, Any], bool]]:
     wiped = completed.model_copy(update={"error": "x"})
     cancelled = provisioning.model_copy(update={"status": JobStatus.CANCELLED})
     ledger = {"job_id": SLOTS_ITEM_ID, "holders": {"a", "b"}}
+    report = {
+        "job_id": worker_user_id(WORKER_ROLE_ID, "i-0123456789abcdef0"),
+        REPORT_ATTRIBUTE: {"job_id": pending.job_id, "kind": "beat"},
+    }
     return [
         ("new pending job", inserted(pending), True),
         ("pending -> queued", modified(pending, queued), False),
@@ -52,6 +58,9 @@ def _cases(world: World) -> list[tuple[str, dict[str, Any], bool]]:
             stream_record("MODIFY", new=ledger, old={"job_id": SLOTS_ITEM_ID, "holders": {"a"}}),
             False,
         ),
+        ("a worker's first report", stream_record("INSERT", new=report), True),
+        ("a worker's next report", stream_record("MODIFY", new=report, old=report), True),
+        ("a report item's expiry", stream_record("REMOVE", old=report), False),
     ]
 
 
