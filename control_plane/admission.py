@@ -55,7 +55,17 @@ def admit(cp: ControlPlane, job: Job) -> Outcome:
         # A slot freed between the refused acquire and the write above found no queued job.
         if not _take_slot(cp, job):
             return Outcome.QUEUED
-    return launch(cp, job)
+    return launch_and_pass_on(cp, job)
+
+
+def launch_and_pass_on(cp: ControlPlane, job: Job) -> Outcome:
+    """Launch a job that holds a slot; if it ended meanwhile, offer its slot to queued jobs:
+    the slot of a job that ends during its launch is given back by the launcher, once the
+    instance it started is terminated (`control_plane.ended`)."""
+    outcome = launch(cp, job)
+    if outcome in (Outcome.ENDED, Outcome.MOVED_ON):
+        admit_queued(cp)
+    return outcome
 
 
 def admit_queued(cp: ControlPlane, queued: Iterable[Job] | None = None) -> list[tuple[Job, Outcome]]:

@@ -21,9 +21,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from control_plane.admission import launch_and_pass_on
 from control_plane.context import ControlPlane
 from control_plane.holdings import Holdings
-from control_plane.launch import Outcome, launch
+from control_plane.launch import Outcome
 from control_plane.settle import settle
 from control_plane.telemetry import logger
 from jobs import clock
@@ -120,7 +121,7 @@ def after_loss(cp: ControlPlane, job_id: str) -> Outcome:
         # The job keeps its slot through the loss; a reconcile that ran meanwhile may have
         # taken it from the ledger.
         cp.slots.restore([job])
-    outcome = launch(cp, job)
+    outcome = launch_and_pass_on(cp, job)
     logger.info(
         "next attempt after a lost one",
         extra={"job_id": job.job_id, "attempt": job.attempt + 1, "outcome": outcome.value},
