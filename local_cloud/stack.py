@@ -91,7 +91,8 @@ class StackOptions:
     # The module's default is 1 s; a laptop session wants launches at once.
     batching_window: int = 0
     maximum_retry_attempts: int = 5
-    stream_idle_wait: float = 0.5
+    # Lambda's event source mapping polls a DynamoDB stream shard 4 times a second.
+    stream_idle_wait: float = 0.25
     ec2_poll_interval: float = 1.0
     kill_grace_seconds: float = 5.0
     # How long an instance boots before its user-data runs (EC2 takes tens of seconds).
