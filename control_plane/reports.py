@@ -16,10 +16,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from control_plane.telemetry import logger
 from jobs.attempts import LostAttempt, loss_fields
+from jobs.dynamo import error_code
 from jobs.reports import REPORT_ATTRIBUTE, REPORTED_ATTRIBUTE, ReportKind, WorkerReport
 from jobs.states import JobStatus, sources_of
 from jobs.store import UNREADABLE_ITEM, JobStore, WriteResult
@@ -32,7 +34,19 @@ WORKER_HELD = frozenset({JobStatus.PROVISIONING, JobStatus.RUNNING, JobStatus.CA
 def relay(jobs: JobStore, role_id: str, key: str, image: Mapping[str, Any]) -> WriteResult | None:
     """A report item's change (its key and new image): the report applied, if it is one."""
     reported = read_report(key, image, role_id)
-    return apply_report(jobs, *reported) if reported is not None else None
+    if reported is None:
+        return None
+    try:
+        return apply_report(jobs, *reported)
+    except ClientError as exc:
+        # A report the job item cannot take (it would pass the item size limit) would fail
+        # the same way on every retry and hold up the stream shard's other records.
+        if error_code(exc) != "ValidationException":
+            raise
+        logger.error(
+            UNREADABLE_ITEM, extra={"item": "report", "instance_id": reported[0], "reason": str(exc)}
+        )
+        return None
 
 
 def read_report(key: str, image: Mapping[str, Any], role_id: str) -> tuple[str, WorkerReport] | None:

@@ -213,3 +213,20 @@ def test_a_late_report_of_the_same_instance_for_an_older_attempt_is_refused(stor
     old = reports(store, "i-000000000000005a3e")
     store.transition("job-1", [JobStatus.PROVISIONING], JobStatus.PROVISIONING, set_fields={"attempt": 2})
     assert old.start(progress=Progress(), now_iso=clock.now_iso()).fate is Fate.REFUSED
+
+
+def test_a_report_the_job_item_cannot_take_is_skipped_not_retried(
+    store: JobStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A retried record would hold up every other record of its stream shard: launches,
+    other jobs' reports."""
+    provisioned(store, "i-0000000000000aaaa")
+    mine = reports(store, "i-0000000000000aaaa")
+    assert mine.start(progress=Progress(), now_iso=clock.now_iso()).ok
+    assert store.update_active("job-1", {"error": "e" * 200_000}).ok  # a large item already
+    bloated = {f"db{n}": DatabaseCheckpoint(key="k" * 390, state=CheckpointState.DONE) for n in range(600)}
+    with caplog.at_level(logging.ERROR):
+        assert mine.save_checkpoint(bloated).fate is Fate.UNKNOWN
+    assert [r for r in caplog.records if r.getMessage() == UNREADABLE_ITEM]
+    job = store.get("job-1")
+    assert job is not None and job.status is JobStatus.RUNNING and job.checkpoint == {}
