@@ -38,6 +38,12 @@ def add_up_parser(local_commands: Any) -> None:
     )
     # Unset settings take the mode's defaults: the module refuses the fast mode's shortest.
     up.add_argument("--max-concurrent-jobs", type=int, default=None)
+    up.add_argument(
+        "--max-running-jobs-per-owner",
+        type=int,
+        default=None,
+        help="slots one key owner may hold at once (default: every slot)",
+    )
     up.add_argument("--reaper-interval", type=float, default=None, metavar="SECONDS")
     up.add_argument("--heartbeat-interval", type=int, default=None, metavar="SECONDS")
     up.add_argument("--heartbeat-timeout", type=int, default=None, metavar="SECONDS")
@@ -121,6 +127,7 @@ def run_up(args: argparse.Namespace) -> int:
         name: value
         for name, value in {
             "max_concurrent_jobs": args.max_concurrent_jobs,
+            "max_running_jobs_per_owner": args.max_running_jobs_per_owner,
             "reaper_interval": args.reaper_interval,
             "heartbeat_interval": args.heartbeat_interval,
             "heartbeat_timeout": args.heartbeat_timeout,

@@ -66,6 +66,8 @@ class StackOptions:
     # Provision with `terraform apply` of the module instead of the fast way.
     terraform: bool = False
     max_concurrent_jobs: int = 2
+    # None: every slot (a local stack's jobs are mostly one key's).
+    max_running_jobs_per_owner: int | None = None
     # Seconds between reaper runs: EventBridge's shortest rate, a minute, is long on a
     # laptop. None: the deployed rule's own rate.
     reaper_interval: float | None = 5.0
@@ -127,8 +129,7 @@ def module_variables(options: StackOptions, network: Network) -> dict[str, Any]:
         "vpc_id": network.vpc_id,
         "subnet_ids": network.subnet_ids,
         "max_concurrent_jobs": options.max_concurrent_jobs,
-        # A local stack's jobs are mostly one key's: that owner may use every slot.
-        "max_running_jobs_per_owner": options.max_concurrent_jobs,
+        "max_running_jobs_per_owner": options.max_running_jobs_per_owner or options.max_concurrent_jobs,
         "max_unfinished_jobs_per_owner": 50,
         "max_job_runtime_seconds": 7 * 24 * 3600,
         "max_estimated_size_bytes": 16 * 1024**4,
