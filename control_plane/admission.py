@@ -41,7 +41,8 @@ def admit(cp: ControlPlane, job: Job) -> Outcome:
     """A `pending` or `queued` job: take a slot and launch it, or queue it."""
     if job.status not in WAITING:
         return Outcome.MOVED_ON
-    if not _take_slot(cp, job):
+    grant = _take_slot(cp, job)
+    if not grant:
         if job.status is JobStatus.QUEUED:
             return Outcome.QUEUED
         queued = cp.jobs.transition(
@@ -50,7 +51,11 @@ def admit(cp: ControlPlane, job: Job) -> Outcome:
         if not queued.ok or queued.job is None:
             return Outcome.MOVED_ON
         metrics.add_metric(name=Metric.QUEUED, unit=MetricUnit.Count, value=1)
-        logger.info("job queued: no free worker slot for it", extra={"job_id": job.job_id})
+        if grant is Grant.OWNER_AT_LIMIT:
+            metrics.add_metric(name=Metric.QUEUED_AT_OWNER_LIMIT, unit=MetricUnit.Count, value=1)
+            logger.info("job queued: its owner holds as many slots as it may", extra={"job_id": job.job_id})
+        else:
+            logger.info("job queued: no free worker slot for it", extra={"job_id": job.job_id})
         job = queued.job
         # A slot freed between the refused acquire and the write above found no queued job.
         if not _take_slot(cp, job):

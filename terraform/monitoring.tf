@@ -7,10 +7,11 @@ locals {
   # launcher/reaper/api: Powertools EMF, dimension service = the function's service name;
   # worker: PutMetricData at the end of a job, no service dimension.
   service_metrics = {
-    job_outcome      = "JobOutcome"  # worker, dimension Outcome
-    job_duration     = "JobDuration" # worker, dimensions Command, Engine
-    active_jobs      = "ActiveJobs"  # reaper, each run
-    queued_jobs      = "QueuedJobs"  # reaper, each run
+    job_outcome      = "JobOutcome"             # worker, dimension Outcome
+    job_duration     = "JobDuration"            # worker, dimensions Command, Engine
+    active_jobs      = "ActiveJobs"             # reaper, each run
+    queued_jobs      = "QueuedJobs"             # reaper, each run
+    queued_by_owner  = "JobsQueuedAtOwnerLimit" # launcher: queued because the owner is at its running limit
     running_workers  = "RunningInstances"
     launch_latency   = "LaunchLatency"  # launcher: job created -> instance requested
     launch_failures  = "LaunchFailures" # launcher, dimension ErrorCode
@@ -66,6 +67,7 @@ locals {
         metrics = [
           [local.ns, local.service_metrics.active_jobs, "service", "reaper"],
           [local.ns, local.service_metrics.queued_jobs, "service", "reaper"],
+          [local.ns, local.service_metrics.queued_by_owner, "service", "launcher", { stat = "Sum" }],
         ]
       }
     },

@@ -10,6 +10,7 @@ import pytest
 from control_plane import admission
 from control_plane.ended import job_ended
 from control_plane.launch import Outcome
+from control_plane.telemetry import metrics
 from jobs import instances
 from jobs.owners import OwnerCapReached
 from jobs.slots import Grant, OwnerLimit, SlotLedger
@@ -234,13 +235,18 @@ def test_an_ended_job_gives_its_owners_place_back_once(world: World) -> None:
     assert len(world.owners.unfinished("carol")) == 1
 
 
-def test_an_owner_at_its_running_limit_waits_queued_while_another_owner_is_launched(world: World) -> None:
+def test_an_owner_at_its_running_limit_waits_queued_while_another_owner_is_launched(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
     ctx = world.context(max_running_jobs_per_owner=1)
     first, second, other = world.put_job(owner="a"), world.put_job(owner="a"), world.put_job(owner="b")
 
     outcomes = [admission.admit(ctx, world.job(job.job_id)) for job in (first, second, other)]
+    metrics.flush_metrics()
 
     assert outcomes == [Outcome.LAUNCHED, Outcome.QUEUED, Outcome.LAUNCHED]
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert any(blob.get("JobsQueuedAtOwnerLimit") == [1.0] for blob in emitted if "_aws" in blob)
     assert world.slots.holders() == {first.job_id, other.job_id}  # the third slot stays free
     ledger = world.table.get_item(Key={"job_id": SLOTS_ITEM_ID}, ConsistentRead=True)["Item"]
     assert (ledger["owner#a"], ledger["owner#b"]) == ({first.job_id}, {other.job_id})
