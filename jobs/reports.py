@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from jobs import clock
 from jobs.attempts import DatabaseCheckpoint, LossKind
 from jobs.progress import Progress
 from jobs.states import JobStatus
@@ -26,6 +27,9 @@ REPORT_RETENTION_SECONDS = 2 * 24 * 3600
 # Ends a worker may report; anything else is the control plane's to decide.
 WORKER_OUTCOMES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMEOUT})
 MAX_ERROR_LENGTH = 4000
+# The years a report's time may name: the control plane adds runtime limits to these times,
+# so one near the calendar's end would overflow every reaper pass that reads the job.
+REPORT_YEARS = range(2000, 3000)
 
 
 class ReportKind(StrEnum):
@@ -53,6 +57,22 @@ class WorkerReport(BaseModel):
     exit_code: int | None = None
     loss_kind: LossKind | None = None
     loss_reason: str | None = Field(default=None, max_length=MAX_ERROR_LENGTH)
+
+    @field_validator("at", "started_at")
+    @classmethod
+    def _a_time(cls, value: str | None) -> str | None:
+        """A time the control plane can compute with, written as the service writes times."""
+        if value is None:
+            return None
+        try:
+            moment = clock.parse_iso(value)  # a ValueError: not a time
+        except OverflowError as exc:  # in UTC, before year 1 or after 9999
+            raise ValueError("a report's time must be a time of the calendar") from exc
+        if moment.year not in REPORT_YEARS:
+            raise ValueError(
+                f"a report's time must fall in the years {REPORT_YEARS.start}-{REPORT_YEARS.stop - 1}"
+            )
+        return clock.iso(moment)
 
     @model_validator(mode="after")
     def _complete_for_its_kind(self) -> WorkerReport:

@@ -3,14 +3,18 @@ item, taking the reporting instance from the item's key."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
+
+import pytest
 
 from jobs import clock
 from jobs.reports import REPORT_ATTRIBUTE
 from jobs.states import JobStatus
 from jobs.worker_identity import worker_user_id
 from tests.support.launcher import invoke
-from tests.support.world import WORKER_ROLE_ID, World, batch, stream_record
+from tests.support.reaper import run_reaper
+from tests.support.world import WORKER_ROLE_ID, World, ago, batch, stream_record
 
 
 def report_record(instance_id: str, report: dict[str, Any], event: str = "MODIFY") -> dict[str, Any]:
@@ -45,3 +49,22 @@ def test_a_report_that_does_not_parse_is_skipped_not_retried(world: World) -> No
     broken = {**start(job.job_id), "kind": "promote-to-admin"}
     assert invoke(batch(report_record("i-0000000000000000a", broken))) == []
     assert world.job(job.job_id).status is JobStatus.PROVISIONING
+
+
+@pytest.mark.parametrize("forged_time", ["not a time", "9999-12-31T23:59:59Z", "0001-01-01T00:00:00+01:00"])
+def test_a_report_with_a_time_the_reaper_cannot_use_leaves_the_reaper_working(
+    world: World, forged_time: str
+) -> None:
+    """The reaper computes with the times a report sets (heartbeat_at, started_at): a worker
+    that writes one it cannot parse, or past the end of the calendar once the job's runtime
+    limit is added, must not stop every reaper pass, for every tenant; nor fail the launcher's
+    batch again and again (a time before year 1 in UTC overflowed while it was read)."""
+    job = world.put_job(JobStatus.PROVISIONING, instance_id="i-0000000000000000a", attempt=1)
+    forged = {**start(job.job_id), "at": forged_time, "started_at": forged_time}
+    assert invoke(batch(report_record("i-0000000000000000a", forged))) == []
+    stale = world.put_job(JobStatus.RUNNING, heartbeat_at=ago(hours=1), age=timedelta(hours=1))
+    world.slots.acquire(stale.job_id, 100)
+    run_reaper(world)
+    assert world.job(stale.job_id).lost_attempts
+    reported = world.job(job.job_id)
+    assert reported.status is JobStatus.PROVISIONING and reported.heartbeat_at is None
