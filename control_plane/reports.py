@@ -7,8 +7,11 @@ used to carry: the job is still assigned to that instance and attempt, and in a 
 report may move it from. A report that does not apply (the job was cancelled, reassigned or
 reaped meanwhile) changes nothing; the worker sees that on the job item.
 
-Stream records may repeat: every write here is a conditional write that a repeat either
-repeats harmlessly or fails.
+Stream records may repeat, and a batch retried after a failure replays records already
+applied; the reaper may apply a worker's latest report before the stream delivers older ones
+(`catch_up`). So a report applies only if it is newer (a higher `seq`) than the last one of
+the same instance applied to the job: an older one would take the job back (a checkpoint
+that forgets a database, a heartbeat moved back in time).
 """
 
 from __future__ import annotations
@@ -16,16 +19,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from boto3.dynamodb.conditions import Attr, ConditionBase
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from control_plane.telemetry import logger
 from jobs.attempts import LostAttempt, loss_fields
 from jobs.dynamo import error_code
+from jobs.record import Job
 from jobs.reports import REPORT_ATTRIBUTE, REPORTED_ATTRIBUTE, ReportKind, WorkerReport
 from jobs.states import JobStatus, sources_of
 from jobs.store import UNREADABLE_ITEM, JobStore, WriteResult
-from jobs.worker_identity import instance_of
+from jobs.worker_identity import instance_of, worker_user_id
 
 # What an outcome may end: the statuses a worker's job can be in.
 WORKER_HELD = frozenset({JobStatus.PROVISIONING, JobStatus.RUNNING, JobStatus.CANCELLING})
@@ -49,6 +54,17 @@ def relay(jobs: JobStore, role_id: str, key: str, image: Mapping[str, Any]) -> W
         return None
 
 
+def catch_up(jobs: JobStore, role_id: str, job: Job) -> WriteResult | None:
+    """Apply the latest report of the job's instance, if the stream has not applied it yet
+    (a backed-up launcher, a record given up on): what the reaper does before it takes a
+    worker for lost. None when that instance has no report."""
+    if not job.instance_id:
+        return None
+    key = worker_user_id(role_id, job.instance_id)
+    item = jobs.report_item(key)
+    return None if item is None else relay(jobs, role_id, key, item)
+
+
 def read_report(key: str, image: Mapping[str, Any], role_id: str) -> tuple[str, WorkerReport] | None:
     """The reporting instance and its report, or None for an item no worker of this
     deployment wrote or one that does not parse: logged with the line every unreadable item
@@ -70,6 +86,7 @@ def read_report(key: str, image: Mapping[str, Any], role_id: str) -> tuple[str, 
 def apply_report(jobs: JobStore, instance_id: str, report: WorkerReport) -> WriteResult | None:
     """Copy one report into its job's item; the write's result (None for a wipe only)."""
     only_if = {"instance_id": instance_id, "attempt": report.attempt}
+    newer = _newer_than_applied(instance_id, report.seq)
     fields: dict[str, Any] = {REPORTED_ATTRIBUTE: {"instance_id": instance_id, "seq": report.seq}}
     if report.progress is not None:
         fields["progress"] = report.progress.model_dump(mode="json")
@@ -77,12 +94,18 @@ def apply_report(jobs: JobStore, instance_id: str, report: WorkerReport) -> Writ
     if report.kind is ReportKind.START:
         fields |= {"started_at": report.started_at or report.at, "heartbeat_at": report.at}
         return jobs.transition(
-            job_id, [JobStatus.PROVISIONING], JobStatus.RUNNING, set_fields=fields, only_if=only_if
+            job_id,
+            [JobStatus.PROVISIONING],
+            JobStatus.RUNNING,
+            set_fields=fields,
+            only_if=only_if,
+            also=newer,
         )
     if report.kind is ReportKind.BEAT:
-        return jobs.update_active(job_id, fields | {"heartbeat_at": report.at}, only_if=only_if)
+        return jobs.update_active(job_id, fields | {"heartbeat_at": report.at}, only_if=only_if, also=newer)
     if report.kind is ReportKind.CHECKPOINT:
-        return jobs.update_active(job_id, fields | {"checkpoint": _checkpoint(report)}, only_if=only_if)
+        checkpoint = fields | {"checkpoint": _checkpoint(report)}
+        return jobs.update_active(job_id, checkpoint, only_if=only_if, also=newer)
     if report.kind is ReportKind.OUTCOME:
         assert report.status is not None  # WorkerReport requires it
         if report.error is not None:
@@ -90,15 +113,28 @@ def apply_report(jobs: JobStore, instance_id: str, report: WorkerReport) -> Writ
         if report.exit_code is not None:
             fields["exit_code"] = report.exit_code
         sources = sources_of(report.status) & WORKER_HELD
-        result = jobs.transition(job_id, sources, report.status, set_fields=fields, only_if=only_if)
+        result = jobs.transition(
+            job_id, sources, report.status, set_fields=fields, only_if=only_if, also=newer
+        )
         # Also when the job was ended elsewhere; never for a job relaunched on another instance.
         jobs.wipe_credentials(job_id, only_if=only_if)
         return result
-    return _hand_back(jobs, instance_id, report, fields, only_if)
+    return _hand_back(jobs, instance_id, report, fields, only_if, newer)
+
+
+def _newer_than_applied(instance_id: str, seq: int) -> ConditionBase:
+    """The job item's mark names another instance, or an older report of this one."""
+    mark = REPORTED_ATTRIBUTE
+    return Attr(mark).not_exists() | Attr(f"{mark}.instance_id").ne(instance_id) | Attr(f"{mark}.seq").lt(seq)
 
 
 def _hand_back(
-    jobs: JobStore, instance_id: str, report: WorkerReport, fields: dict[str, Any], only_if: dict[str, Any]
+    jobs: JobStore,
+    instance_id: str,
+    report: WorkerReport,
+    fields: dict[str, Any],
+    only_if: dict[str, Any],
+    newer: ConditionBase,
 ) -> WriteResult | None:
     """running -> provisioning without this instance: the control plane starts the next
     attempt (control_plane.retry). The earlier losses come from the item, not the worker."""
@@ -121,6 +157,7 @@ def _hand_back(
         set_fields=fields,
         remove_fields=["instance_id"],
         only_if=only_if,  # whoever else records a loss also moves the job off this instance
+        also=newer,
     )
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from boto3.dynamodb.conditions import Attr, Key
+from boto3.dynamodb.conditions import Attr, ConditionBase, Key
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
@@ -138,6 +138,13 @@ class JobStore:
             return None  # TTL deletion lags by days: an expired item is already gone
         return job
 
+    def report_item(self, key: str) -> dict[str, Any] | None:
+        """A worker's report item (`jobs.reports`) as stored, read consistently."""
+        item: dict[str, Any] | None = self._table.get_item(Key={"job_id": key}, ConsistentRead=True).get(
+            "Item"
+        )
+        return item
+
     def get_credentials(self, job_id: str, *, attribute: str = CREDENTIALS_ATTRIBUTE) -> bytes | None:
         """The API's ciphertext, or (`INSTANCE_CREDENTIALS_ATTRIBUTE`) the one bound to the
         job's instance."""
@@ -163,12 +170,14 @@ class JobStore:
         set_fields: dict[str, Any] | None = None,
         remove_fields: Iterable[str] = (),
         only_if: dict[str, Any] | None = None,
+        also: ConditionBase | None = None,
     ) -> WriteResult:
         """Move the job from one of `from_statuses` to `to_status`, atomically.
 
         `only_if` adds equality conditions (e.g. {"instance_id": "i-1", "attempt": 2}) so
-        a writer acts only on the job as it last saw it. Reaching a terminal status
-        removes the credentials and the job's entries in the sparse active indexes.
+        a writer acts only on the job as it last saw it, `also` any other condition.
+        Reaching a terminal status removes the credentials and the job's entries in the
+        sparse active indexes.
         """
         sources = sorted(set(from_statuses))
         illegal = [s for s in sources if not can_transition(s, to_status)]
@@ -183,7 +192,7 @@ class JobStore:
             fields.setdefault("completed_at", now)
             removals |= {ACTIVE_INDEX_KEY, *ENDED_JOB_REMOVES}
         condition = all_equal(Attr("status").is_in([s.value for s in sources]), only_if)
-        return self._update(job_id, fields, removals, condition)
+        return self._update(job_id, fields, removals, condition if also is None else condition & also)
 
     def update_active(
         self,
@@ -192,11 +201,12 @@ class JobStore:
         *,
         statuses: Iterable[JobStatus] = (JobStatus.RUNNING, JobStatus.CANCELLING),
         only_if: dict[str, Any] | None = None,
+        also: ConditionBase | None = None,
     ) -> WriteResult:
         """Heartbeat and progress writes: only while the job is still in `statuses`."""
         condition = all_equal(Attr("status").is_in([s.value for s in statuses]), only_if)
         fields = {"updated_at": clock.now_iso(), **set_fields}
-        return self._update(job_id, fields, set(), condition)
+        return self._update(job_id, fields, set(), condition if also is None else condition & also)
 
     def wipe_credentials(self, job_id: str, *, only_if: dict[str, Any] | None = None) -> None:
         """Remove the ciphertexts whatever the status (idempotent; used after a job ends).

@@ -132,7 +132,9 @@ class Reports:
         return self.ours(job) and _status(job) in (JobStatus.RUNNING, JobStatus.CANCELLING)
 
     def _send(self, kind: ReportKind, *, table: Any = None, **fields: Any) -> int:
-        self._seq += 1
+        # From the clock, so that a worker restarted on this instance numbers its reports
+        # after its predecessor's: the mark those left must not pass for the new ones.
+        self._seq = max(self._seq + 1, time.time_ns() // 1000)
         report = WorkerReport(
             job_id=self.job_id,
             attempt=self.attempt,

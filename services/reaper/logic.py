@@ -30,6 +30,7 @@ from control_plane.admission import admit, admit_queued
 from control_plane.context import ControlPlane
 from control_plane.holdings import WAITING, Holdings
 from control_plane.launch import Outcome
+from control_plane.reports import catch_up
 from control_plane.retry import after_loss, record_loss, why_gone
 from control_plane.settle import settle
 from control_plane.telemetry import logger, metrics
@@ -146,6 +147,15 @@ class _Apply:
 
     def _lose(self, lose: LoseAttempt) -> None:
         job, kind, reason = lose.job, lose.kind, lose.reason
+        # The worker's reports reach the job through the stream, which may lag or have given
+        # a record up: one not yet applied (a heartbeat, the outcome before the worker
+        # terminated its instance) is applied now, and the next pass judges the job anew.
+        caught_up = catch_up(self.cp.jobs, self.cp.settings.worker_role_id, job)
+        if caught_up is not None and caught_up.ok:
+            self._act(
+                job.job_id, "report_applied", f"not lost: a report of {job.instance_id} was not yet applied"
+            )
+            return
         if lose.ask_state_reason and job.instance_id:
             kind, reason = why_gone(kind, reason, self.cp.fleet.state_reason(job.instance_id))
         if not record_loss(self.cp, job, kind, reason, only_if=lose.only_if).ok:

@@ -68,3 +68,24 @@ def test_a_report_with_a_time_the_reaper_cannot_use_leaves_the_reaper_working(
     assert world.job(stale.job_id).lost_attempts
     reported = world.job(job.job_id)
     assert reported.status is JobStatus.PROVISIONING and reported.heartbeat_at is None
+
+
+def test_a_report_older_than_the_one_applied_changes_nothing(world: World) -> None:
+    """A retried batch replays records the launcher already applied, and the reaper may apply
+    a worker's latest report before the stream delivers the older ones: an older report of
+    the same instance must not take the job back (a checkpoint that forgets a finished or a
+    created database, a heartbeat moved back in time)."""
+    beaten = clock.now_iso()
+    job = world.put_job(JobStatus.RUNNING, instance_id="i-0000000000000000a", attempt=1, heartbeat_at=beaten)
+
+    def checkpoint(seq: int, state: str, at: str) -> dict[str, Any]:
+        entry = {"key": "k1", "state": state, "created": True}
+        return {**start(job.job_id, seq), "kind": "checkpoint", "at": at, "checkpoint": {"db1": entry}}
+
+    newer, older = checkpoint(3, "done", clock.now_iso()), checkpoint(2, "copying", ago(minutes=1))
+    stale_beat = {**start(job.job_id, 1), "kind": "beat", "at": ago(minutes=2)}
+    assert invoke(batch(report_record("i-0000000000000000a", newer))) == []
+    assert invoke(batch(*(report_record("i-0000000000000000a", r) for r in (older, stale_beat)))) == []
+    stored = world.job(job.job_id)
+    assert stored.checkpoint["db1"].state == "done" and stored.heartbeat_at == beaten
+    assert stored.reported is not None and stored.reported.seq == 3

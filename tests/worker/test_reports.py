@@ -230,3 +230,16 @@ def test_a_report_the_job_item_cannot_take_is_skipped_not_retried(
     assert [r for r in caplog.records if r.getMessage() == UNREADABLE_ITEM]
     job = store.get("job-1")
     assert job is not None and job.status is JobStatus.RUNNING and job.checkpoint == {}
+
+
+def test_a_worker_restarted_on_its_instance_waits_for_its_own_reports(store: JobStore) -> None:
+    """A second worker process on the same instance (worker.run's restart path) reports after
+    the first one's reports were applied: the mark they left must not pass for its own."""
+    provisioned(store, "i-0000000000000aaaa")
+    first = reports(store, "i-0000000000000aaaa")
+    assert first.start(progress=Progress(), now_iso=clock.now_iso()).ok
+    for _ in range(3):
+        assert first.save_checkpoint({}).ok
+    second = reports(store, "i-0000000000000aaaa")
+    ended = second.finish(Outcome(JobStatus.FAILED, "the worker restarted while the job was running"), None)
+    assert ended.ok and ended.job is not None and ended.job.status is JobStatus.FAILED
