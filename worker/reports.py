@@ -124,7 +124,8 @@ class Reports:
         seq = self._send(
             ReportKind.HAND_BACK, loss_kind=kind, loss_reason=reason, checkpoint=checkpoint, progress=progress
         )
-        return self._wait(seq, self._running_here)
+        # Only a running job is handed back (control_plane.reports): a cancelling one never will be.
+        return self._wait(seq, lambda job: self.ours(job) and _status(job) is JobStatus.RUNNING)
 
     # -- the report item ---------------------------------------------------------------------
 

@@ -243,3 +243,16 @@ def test_a_worker_restarted_on_its_instance_waits_for_its_own_reports(store: Job
     second = reports(store, "i-0000000000000aaaa")
     ended = second.finish(Outcome(JobStatus.FAILED, "the worker restarted while the job was running"), None)
     assert ended.ok and ended.job is not None and ended.job.status is JobStatus.FAILED
+
+
+def test_a_hand_back_of_a_job_being_cancelled_is_refused_at_once(store: JobStore) -> None:
+    """Only a running job can be handed back: once a cancel was asked for, the worker must not
+    wait out REPORT_WAIT_SECONDS for a copy that cannot happen, keeping its instance."""
+    provisioned(store, "i-0000000000000aaaa")
+    mine = reports(store, "i-0000000000000aaaa")
+    assert mine.start(progress=Progress(), now_iso=clock.now_iso()).ok
+    assert store.transition("job-1", [JobStatus.RUNNING], JobStatus.CANCELLING).ok
+    handed = mine.hand_back(LossKind.INTERRUPTED, "Spot interruption notice", {}, None)
+    assert handed.fate is Fate.REFUSED
+    job = store.get("job-1")
+    assert job is not None and job.status is JobStatus.CANCELLING and not job.lost_attempts
