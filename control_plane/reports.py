@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from control_plane.telemetry import logger
+from jobs import clock
 from jobs.attempts import LostAttempt, loss_fields
 from jobs.dynamo import error_code
 from jobs.record import Job
@@ -86,13 +87,18 @@ def read_report(key: str, image: Mapping[str, Any], role_id: str) -> tuple[str, 
 def apply_report(jobs: JobStore, instance_id: str, report: WorkerReport) -> WriteResult | None:
     """Copy one report into its job's item; the write's result (None for a wipe only)."""
     only_if = {"instance_id": instance_id, "attempt": report.attempt}
+    # No later than now: the reaper counts the runtime limit from `started_at` and a worker's
+    # silence from `heartbeat_at`, and a worker must not put either off by dating its reports
+    # ahead. (Both are ISO times in the one format WorkerReport normalises them to.)
+    now = clock.now_iso()
+    at = min(report.at, now)
     newer = _newer_than_applied(instance_id, report.seq)
     fields: dict[str, Any] = {REPORTED_ATTRIBUTE: {"instance_id": instance_id, "seq": report.seq}}
     if report.progress is not None:
         fields["progress"] = report.progress.model_dump(mode="json")
     job_id = report.job_id
     if report.kind is ReportKind.START:
-        fields |= {"started_at": report.started_at or report.at, "heartbeat_at": report.at}
+        fields |= {"started_at": min(report.started_at or at, now), "heartbeat_at": at}
         return jobs.transition(
             job_id,
             [JobStatus.PROVISIONING],
@@ -102,7 +108,7 @@ def apply_report(jobs: JobStore, instance_id: str, report: WorkerReport) -> Writ
             also=newer,
         )
     if report.kind is ReportKind.BEAT:
-        return jobs.update_active(job_id, fields | {"heartbeat_at": report.at}, only_if=only_if, also=newer)
+        return jobs.update_active(job_id, fields | {"heartbeat_at": at}, only_if=only_if, also=newer)
     if report.kind is ReportKind.CHECKPOINT:
         checkpoint = fields | {"checkpoint": _checkpoint(report)}
         return jobs.update_active(job_id, checkpoint, only_if=only_if, also=newer)

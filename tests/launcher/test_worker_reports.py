@@ -89,3 +89,25 @@ def test_a_report_older_than_the_one_applied_changes_nothing(world: World) -> No
     stored = world.job(job.job_id)
     assert stored.checkpoint["db1"].state == "done" and stored.heartbeat_at == beaten
     assert stored.reported is not None and stored.reported.seq == 3
+
+
+def test_a_report_dated_in_the_future_does_not_put_off_the_reaper(world: World) -> None:
+    """The reaper ends a job past its runtime limit (counted from `started_at`) and takes a
+    silent worker for lost (from `heartbeat_at`): a worker that dates its reports years ahead
+    must not keep its job, and its slot, for ever."""
+    instance_id = world.start_instance("job-from-the-future")
+    job = world.put_job(
+        JobStatus.PROVISIONING, job_id="job-from-the-future", instance_id=instance_id, attempt=1
+    )
+    future = "2999-01-01T00:00:00.000Z"
+    assert (
+        invoke(batch(report_record(instance_id, {**start(job.job_id), "at": future, "started_at": future})))
+        == []
+    )
+    beat = {**start(job.job_id, 2), "kind": "beat", "at": future}
+    assert invoke(batch(report_record(instance_id, beat))) == []
+    assert world.job(job.job_id).status is JobStatus.RUNNING
+    limit = job.options.runtime_limit(world.settings.max_job_runtime_seconds)
+    later = clock.now() + timedelta(seconds=limit + world.settings.deadline_grace_seconds + 60)
+    run_reaper(world, now=later)
+    assert world.job(job.job_id).status is JobStatus.TIMEOUT
