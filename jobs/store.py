@@ -247,7 +247,9 @@ class JobStore:
         )
         if not result.ok:
             old = result.old
-            return WriteResult(ok=False, job=Job.from_item(old) if old and "status" in old else None)
+            # As it was: a damaged item is logged and counted, never raised (a stream record
+            # naming it would fail its batch on every retry).
+            return WriteResult(ok=False, job=readable(old) if old and "status" in old else None)
         return WriteResult(ok=True, job=Job.from_item(result.answer["Attributes"]))
 
     # -- queries ----------------------------------------------------------------------

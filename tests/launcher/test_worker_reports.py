@@ -111,3 +111,14 @@ def test_a_report_dated_in_the_future_does_not_put_off_the_reaper(world: World) 
     later = clock.now() + timedelta(seconds=limit + world.settings.deadline_grace_seconds + 60)
     run_reaper(world, now=later)
     assert world.job(job.job_id).status is JobStatus.TIMEOUT
+
+
+def test_a_report_naming_a_damaged_job_item_is_not_retried(world: World) -> None:
+    """A report's job id is the worker's to choose: one naming an item that does not parse (the
+    unreadable-item alarm counts those) must not fail the batch on every retry, holding up its
+    stream shard's other records."""
+    world.table.put_item(
+        Item={"job_id": "damaged-0000", "status": "running", "instance_id": "i-0000000000000000b"}
+    )
+    beat = {**start("damaged-0000"), "kind": "beat"}
+    assert invoke(batch(report_record("i-0000000000000000a", beat))) == []
