@@ -82,6 +82,17 @@ def test_a_heartbeat_landing_while_the_reaper_reaps_keeps_the_job(
     assert world.instance_state(str(job.instance_id)) == "running"
 
 
+def test_the_reaper_alone_fails_a_silent_last_attempt(world: World) -> None:
+    """The branch of the race above where the reaper writes first, played without the race."""
+    stale = ago(minutes=10)
+    job = _running(world, heartbeat_at=stale, updated_at=stale)
+    run_reaper(world, max_launch_attempts=1)
+    final = world.job(job.job_id)
+    assert final.status is JobStatus.FAILED and "heartbeat" in str(final.error)
+    assert world.instance_state(str(job.instance_id)) == "terminated"
+    assert job.job_id not in world.slots.holders()
+
+
 def test_the_reaper_after_the_worker_finished_changes_nothing(world: World) -> None:
     stale = ago(minutes=10)
     job = _running(world, heartbeat_at=stale, updated_at=stale)
@@ -101,7 +112,8 @@ def _worker_and_reaper_at_once(world: World, job: Job) -> WriteResult:
 
     def reaper() -> None:
         start.wait()
-        run_reaper(world)
+        # One attempt allowed: a lost one ends the job rather than relaunching it.
+        run_reaper(world, max_launch_attempts=1)
 
     threads = [threading.Thread(target=worker), threading.Thread(target=reaper)]
     for thread in threads:
