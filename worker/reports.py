@@ -69,8 +69,8 @@ class Reports:
         self.job_id = job_id
         self.instance_id = instance_id
         self.key = worker_user_id(role_id, instance_id)
-        self.reader = JobStore(table_name, table=aws.table(table_name, total_attempts=status_attempts))
         self._table = aws.table(table_name, total_attempts=status_attempts)
+        self.reader = JobStore(table_name, table=self._table)
         self._heartbeats = aws.table(table_name, total_attempts=heartbeat_attempts)
         self._wait_seconds = wait_seconds
         self._poll_seconds = poll_seconds

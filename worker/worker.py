@@ -118,7 +118,7 @@ class Worker:
         self.job_id = job_id
         self.instance_id = instance_id
         self.interrupted = interrupted
-        self.item = Reports(
+        self.reports = Reports(
             job_id,
             instance_id,
             role_id=settings.worker_role_id,
@@ -135,14 +135,14 @@ class Worker:
     # -- the whole job ---------------------------------------------------------------
 
     def run(self) -> None:
-        job = self.item.reader.get(self.job_id)
+        job = self.reports.reader.get(self.job_id)
         if job is None or job.status.is_terminal or job.instance_id != self.instance_id:
             logger.info(
                 "nothing to do for this instance",
                 extra={"status": job.status.value if job else None, "assigned_to": job and job.instance_id},
             )
             return
-        self.item.bind(job)
+        self.reports.bind(job)
         if job.status in (JobStatus.RUNNING, JobStatus.CANCELLING):
             # A worker process on this instance already ran it and is gone: its engine with it.
             self._end(job, Outcome(JobStatus.FAILED, "the worker restarted while the job was running"))
@@ -160,7 +160,9 @@ class Worker:
     def _run_provisioned(self, job: Job) -> None:
         started = time.monotonic()
         # Bound by the launcher to this instance: no other instance may decrypt it.
-        ciphertext = self.item.reader.get_credentials(self.job_id, attribute=INSTANCE_CREDENTIALS_ATTRIBUTE)
+        ciphertext = self.reports.reader.get_credentials(
+            self.job_id, attribute=INSTANCE_CREDENTIALS_ATTRIBUTE
+        )
         if ciphertext is None:
             self._end(job, Outcome(JobStatus.FAILED, "the job's credentials are gone"))
             return
@@ -201,12 +203,12 @@ class Worker:
         self.output.seed_checkpoint(job.checkpoint)
         self.output.set_progress(Progress.message_only(f"starting {job.command} ({engine.name} engine)"))
         now_iso = clock.now_iso()
-        started_item = self.item.start(
+        start_report = self.reports.start(
             progress=self.output.progress, now_iso=now_iso, started_at=job.started_at or now_iso
         )
         self.stats.item_writes += 1
-        if not started_item.ok:
-            logger.info("job changed before it started; leaving it alone", extra={"fate": started_item.fate})
+        if not start_report.ok:
+            logger.info("job changed before it started; leaving it alone", extra={"fate": start_report.fate})
             return
         self.output.take_progress()
         refusal = self._prepare_project(job, credentials.seren_api_key)
@@ -326,7 +328,7 @@ class Worker:
         checkpoint, events = taken
         self.stats.item_writes += 1
         try:
-            result = self.item.save_checkpoint(checkpoint)
+            result = self.reports.save_checkpoint(checkpoint)
         except (BotoCoreError, ClientError) as exc:
             self.stats.failed_writes += 1
             logger.warning("checkpoint not written; trying again", extra={"reason": str(exc)})
@@ -343,14 +345,14 @@ class Worker:
         progress = output.take_progress()
         self.stats.item_writes += 1
         try:
-            job = self.item.beat(clock.now_iso(), progress)
+            job = self.reports.beat(clock.now_iso(), progress)
         except (BotoCoreError, ClientError) as exc:
             self.stats.failed_writes += 1
             logger.warning("heartbeat failed; trying again at the next one", extra={"reason": str(exc)})
             if progress is not None:
                 output.set_progress(progress)  # not written: keep it pending
             return Beat.NOT_WRITTEN
-        if job is None or not self.item.ours(job) or job.status.is_terminal:
+        if job is None or not self.reports.ours(job) or job.status.is_terminal:
             return Beat.LOST
         return Beat.CANCEL_REQUESTED if job.status is JobStatus.CANCELLING else Beat.ALIVE
 
@@ -416,7 +418,7 @@ class Worker:
                 return
             self.stats.item_writes += 1
             try:
-                result = self.item.finish(outcome, progress if output is not None else None)
+                result = self.reports.finish(outcome, progress if output is not None else None)
             except (BotoCoreError, ClientError):
                 self.stats.failed_writes += 1
                 raise
@@ -456,7 +458,7 @@ class Worker:
         output.close()
         self.stats.item_writes += 1
         try:
-            result = self.item.hand_back(loss.kind, loss.reason, output.checkpoint, output.progress)
+            result = self.reports.hand_back(loss.kind, loss.reason, output.checkpoint, output.progress)
         except (BotoCoreError, ClientError) as exc:
             self.stats.failed_writes += 1
             logger.error(
