@@ -7,12 +7,18 @@ into the job item while the job is still assigned to this instance and attempt
 learns a report's fate by reading its job item: applied (the mark covers it), refused (the
 job was cancelled, reassigned or reaped meanwhile), or not known yet.
 
+The start is waited for as long as the job stays provisioning for this instance, however
+late the control plane copies it: giving up would cost the job an attempt. The reaper bounds
+that wait (after its provisioning grace it applies the start itself or records the instance
+lost), and so does the instance's shutdown.
+
 Two tables with different botocore retry budgets: heartbeats retry briefly (the next one
 comes anyway), the reports that must land (the start, the outcome) retry longer.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +71,7 @@ class Reports:
         status_attempts: int,
         wait_seconds: float,
         poll_seconds: float,
+        shutting_down: threading.Event,
     ) -> None:
         self.job_id = job_id
         self.instance_id = instance_id
@@ -74,6 +81,7 @@ class Reports:
         self._heartbeats = aws.table(table_name, total_attempts=heartbeat_attempts)
         self._wait_seconds = wait_seconds
         self._poll_seconds = poll_seconds
+        self._shutting_down = shutting_down
         self.attempt = 0
         self._seq = 0
 
@@ -90,7 +98,9 @@ class Reports:
         """provisioning -> running; `started_at` is the first attempt's start (the job's
         deadline counts from it)."""
         seq = self._send(ReportKind.START, progress=progress, started_at=started_at or now_iso, at=now_iso)
-        return self._wait(seq, lambda job: self.ours(job) and _status(job) is JobStatus.PROVISIONING)
+        return self._wait(
+            seq, lambda job: self.ours(job) and _status(job) is JobStatus.PROVISIONING, bounded=False
+        )
 
     def beat(self, now_iso: str, progress: Progress | None) -> Job | None:
         """A heartbeat, not waited for; the job item as it is now (None: gone)."""
@@ -155,8 +165,9 @@ class Reports:
         )
         return self._seq
 
-    def _wait(self, seq: int, pending: Callable[[Job | None], bool]) -> Reported:
-        """Until the job item shows report `seq` applied, or no longer `pending` it."""
+    def _wait(self, seq: int, pending: Callable[[Job | None], bool], *, bounded: bool = True) -> Reported:
+        """Until the job item shows report `seq` applied, or no longer `pending` it; `bounded`,
+        for REPORT_WAIT_SECONDS at most, else until the instance starts shutting down."""
         deadline = time.monotonic() + self._wait_seconds
         while True:
             job = self.reader.get(self.job_id)
@@ -164,7 +175,8 @@ class Reports:
                 return Reported(Fate.APPLIED, job)
             if not pending(job):
                 return Reported(Fate.REFUSED, job)
-            if time.monotonic() >= deadline:
+            gave_up = time.monotonic() >= deadline if bounded else self._shutting_down.is_set()
+            if gave_up:
                 return Reported(Fate.UNKNOWN, job)
             time.sleep(self._poll_seconds)
 

@@ -127,6 +127,7 @@ class Worker:
             status_attempts=settings.status_write_max_attempts,
             wait_seconds=settings.report_wait_seconds,
             poll_seconds=settings.report_poll_seconds,
+            shutting_down=interrupted,
         )
         self.secrets: list[str] = []
         self.stats = RunStats()
@@ -208,7 +209,9 @@ class Worker:
         )
         self.stats.item_writes += 1
         if not start_report.ok:
-            logger.info("job changed before it started; leaving it alone", extra={"fate": start_report.fate})
+            logger.info(
+                "the job did not start on this instance; leaving it alone", extra={"fate": start_report.fate}
+            )
             return
         self.output.take_progress()
         refusal = self._prepare_project(job, credentials.seren_api_key)

@@ -61,7 +61,7 @@ def provisioned(store: JobStore, instance_id: str, attempt: int = 1) -> str:
     return "job-1"
 
 
-def reports(store: JobStore, instance_id: str) -> Reports:
+def reports(store: JobStore, instance_id: str, shutting_down: threading.Event | None = None) -> Reports:
     mine = Reports(
         "job-1",
         instance_id,
@@ -71,6 +71,7 @@ def reports(store: JobStore, instance_id: str) -> Reports:
         status_attempts=2,
         wait_seconds=1,
         poll_seconds=0.01,
+        shutting_down=shutting_down or threading.Event(),
     )
     job = store.get("job-1")
     assert job is not None
@@ -258,21 +259,11 @@ def test_a_hand_back_of_a_job_being_cancelled_is_refused_at_once(store: JobStore
     assert job is not None and job.status is JobStatus.CANCELLING and not job.lost_attempts
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Reports.start gives up after REPORT_WAIT_SECONDS (UNKNOWN) and worker.run then leaves "
-        "the job and terminates its instance, though the job is still provisioning for it: a "
-        "launcher lagging past the wait costs the job an attempt (the start is applied later, "
-        "or by the reaper's catch-up after provisioning_grace_seconds, to a job whose worker "
-        "is gone, and the reaper then records the instance lost). Closing it needs a bound on "
-        "waiting for the start while the job stays provisioning for this instance (the "
-        "reaper's provisioning grace, which the worker does not know today)."
-    ),
-)
 def test_a_start_the_launcher_applies_late_is_not_abandoned(
     store: JobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Giving up on a start that is still pending would cost the job an attempt: the worker
+    waits past REPORT_WAIT_SECONDS while the job is provisioning for it."""
     provisioned(store, "i-0000000000000aaaa")
     mine = reports(store, "i-0000000000000aaaa")  # waits 1 s for a report
     relay_new_reports = worker_reports.time.sleep  # the fixture's stream
@@ -286,3 +277,39 @@ def test_a_start_the_launcher_applies_late_is_not_abandoned(
 
     monkeypatch.setattr(worker_reports.time, "sleep", launcher_lagging_two_seconds)
     assert mine.start(progress=Progress(), now_iso=clock.now_iso()).ok
+
+
+def test_waiting_for_the_start_ends_when_the_reaper_records_the_instance_lost(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provisioned(store, "i-0000000000000aaaa")
+    mine = reports(store, "i-0000000000000aaaa")
+    began = worker_reports.time.monotonic()
+
+    def launcher_down_reaper_after_two_seconds(seconds: float) -> None:
+        if worker_reports.time.monotonic() - began > 2:
+            # As control_plane.retry.record_loss does after the provisioning grace.
+            store.transition(
+                "job-1", [JobStatus.PROVISIONING], JobStatus.PROVISIONING, remove_fields=["instance_id"]
+            )
+        threading.Event().wait(0.05)
+
+    monkeypatch.setattr(worker_reports.time, "sleep", launcher_down_reaper_after_two_seconds)
+    started = mine.start(progress=Progress(), now_iso=clock.now_iso())
+    assert started.fate is Fate.REFUSED
+    assert worker_reports.time.monotonic() - began < 10
+
+
+def test_waiting_for_the_start_ends_when_the_instance_shuts_down(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provisioned(store, "i-0000000000000aaaa")
+    shutting_down = threading.Event()
+    mine = reports(store, "i-0000000000000aaaa", shutting_down)
+    threading.Timer(2, shutting_down.set).start()
+    monkeypatch.setattr(worker_reports.time, "sleep", lambda seconds: threading.Event().wait(0.05))
+    began = worker_reports.time.monotonic()
+    started = mine.start(progress=Progress(), now_iso=clock.now_iso())
+    assert started.fate is Fate.UNKNOWN
+    assert 1.9 < worker_reports.time.monotonic() - began < 10
+    assert store.get("job-1").status is JobStatus.PROVISIONING  # type: ignore[union-attr]
