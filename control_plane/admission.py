@@ -6,6 +6,11 @@ as conditions on the write that takes a slot. A job whose owner is at its limit 
 `queued` like one that found every slot taken. Queued jobs are offered free slots oldest
 first across owners (`in_line`): one owner's backlog never goes before another owner's
 older jobs.
+
+A launcher takes the launch claim of a job's next attempt before it takes a slot for it, and
+holds it until the launch is recorded: the reaper gives a waiting job's slot back only while
+nobody holds that claim, in one transaction (`SlotLedger.release_unless_launching`), so it
+never releases a slot under a launcher that is using it.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from control_plane.context import ControlPlane
 from control_plane.holdings import WAITING
-from control_plane.launch import Outcome, launch
+from control_plane.launch import Outcome, claim_attempt, launch
 from control_plane.telemetry import Metric, logger, metrics
 from jobs.record import Job
 from jobs.slots import Grant, OwnerLimit
@@ -41,7 +46,9 @@ def admit(cp: ControlPlane, job: Job) -> Outcome:
     """A `pending` or `queued` job: take a slot and launch it, or queue it."""
     if job.status not in WAITING:
         return Outcome.MOVED_ON
-    grant = _take_slot(cp, job)
+    grant = _claim_and_take_slot(cp, job)
+    if grant is None:
+        return Outcome.IN_FLIGHT
     if not grant:
         if job.status is JobStatus.QUEUED:
             return Outcome.QUEUED
@@ -58,7 +65,10 @@ def admit(cp: ControlPlane, job: Job) -> Outcome:
             logger.info("job queued: no free worker slot for it", extra={"job_id": job.job_id})
         job = queued.job
         # A slot freed between the refused acquire and the write above found no queued job.
-        if not _take_slot(cp, job):
+        grant = _claim_and_take_slot(cp, job)
+        if grant is None:
+            return Outcome.IN_FLIGHT
+        if not grant:
             return Outcome.QUEUED
     return launch_and_pass_on(cp, job)
 
@@ -82,7 +92,9 @@ def admit_queued(cp: ControlPlane, queued: Iterable[Job] | None = None) -> list[
     for job in in_line(cp.jobs.active_jobs(JobStatus.QUEUED) if queued is None else queued):
         if job.owner in at_limit:
             continue
-        grant = _take_slot(cp, job)
+        grant = _claim_and_take_slot(cp, job)
+        if grant is None:
+            continue  # another launcher is launching it
         if grant is Grant.FULL:
             break
         if grant is Grant.OWNER_AT_LIMIT:
@@ -92,6 +104,14 @@ def admit_queued(cp: ControlPlane, queued: Iterable[Job] | None = None) -> list[
     return outcomes
 
 
-def _take_slot(cp: ControlPlane, job: Job) -> Grant:
+def _claim_and_take_slot(cp: ControlPlane, job: Job) -> Grant | None:
+    """The claim of the job's next attempt, then a slot for it (the claim is given back if
+    no slot was free); None if another launcher holds the claim."""
+    attempt = job.attempt + 1
+    if not claim_attempt(cp, job.job_id, attempt):
+        return None
     limit = OwnerLimit(job.owner, cp.settings.max_running_jobs_per_owner)
-    return cp.slots.acquire(job.job_id, cp.settings.max_concurrent_jobs, limit)
+    grant = cp.slots.acquire(job.job_id, cp.settings.max_concurrent_jobs, limit)
+    if not grant:
+        cp.claims.release(job.job_id, attempt, cp.holder)
+    return grant

@@ -44,13 +44,7 @@ def launch(cp: ControlPlane, job: Job) -> Outcome:
     `provisioning` one the reaper relaunches (its old instance already terminated)."""
     attempt = job.attempt + 1
     sources = WAITING if job.status in WAITING else (JobStatus.PROVISIONING,)
-    if not cp.claims.claim(
-        job.job_id,
-        attempt,
-        cp.holder,
-        now_epoch=clock.epoch(clock.now()),
-        lease_seconds=cp.settings.launch_lease_seconds,
-    ):
+    if not claim_attempt(cp, job.job_id, attempt):
         return Outcome.IN_FLIGHT
     try:
         # Read after the claim: what the caller saw may be stale (a duplicate record).
@@ -74,6 +68,17 @@ def launch(cp: ControlPlane, job: Job) -> Outcome:
         # Let a redelivery (or the reaper) try this attempt again at once.
         cp.claims.release(job.job_id, attempt, cp.holder)
         raise
+
+
+def claim_attempt(cp: ControlPlane, job_id: str, attempt: int) -> bool:
+    """Take (or renew, for this launcher) the claim of launching `attempt` of the job."""
+    return cp.claims.claim(
+        job_id,
+        attempt,
+        cp.holder,
+        now_epoch=clock.epoch(clock.now()),
+        lease_seconds=cp.settings.launch_lease_seconds,
+    )
 
 
 def _request(settings: LaunchSettings, job: Job, attempt: int) -> LaunchRequest:

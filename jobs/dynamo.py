@@ -13,6 +13,8 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
+TRANSACTION_CANCELED = "TransactionCanceledException"
+CONDITION_FAILED_REASON = "ConditionalCheckFailed"  # a transaction step's cancellation reason
 
 
 def error_code(exc: ClientError) -> str:

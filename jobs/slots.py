@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from jobs import aws
-from jobs.dynamo import conditional
+from jobs.dynamo import TRANSACTION_CANCELED, conditional, error_code
 from jobs.record import TTL_ATTRIBUTE, Job
 from jobs.tables import SLOTS_ITEM_ID
 
@@ -90,6 +92,37 @@ class SlotLedger:
         }
         self._change("DELETE", {HOLDERS: ids, **held_by_owner})
 
+    def release_unless_launching(self, job: Job, *, now_epoch: int) -> bool:
+        """Give back the slot of a waiting `job` unless a launcher holds the claim of its next
+        attempt, in one transaction: a launcher takes that claim before the slot
+        (`control_plane.admission`), so a slot it takes is never released under it. Whether
+        it was given back."""
+        owners = OWNER_HOLDERS_PREFIX + job.owner
+        held_by_owner = {owners: {job.job_id}} if owners in self._item() else {}
+        steps = [
+            {
+                "Update": {
+                    "TableName": self._table.name,
+                    **self._change_request("DELETE", {HOLDERS: {job.job_id}, **held_by_owner}),
+                }
+            },
+            {
+                "ConditionCheck": {
+                    "TableName": self._table.name,
+                    "Key": {"job_id": _claim_key(job.job_id, job.attempt + 1)},
+                    "ConditionExpression": "attribute_not_exists(job_id) OR lease_until < :now",
+                    "ExpressionAttributeValues": {":now": now_epoch},
+                }
+            },
+        ]
+        try:
+            self._table.meta.client.transact_write_items(TransactItems=steps)
+        except ClientError as exc:
+            if error_code(exc) != TRANSACTION_CANCELED:
+                raise
+            return False  # a launcher holds the claim, or another write got there first
+        return True
+
     def restore(self, jobs: Iterable[Job]) -> None:
         """Record slots that jobs already use (an instance is up) whatever the limits: the
         ledger must match reality before it can keep them."""
@@ -105,13 +138,17 @@ class SlotLedger:
 
     def _change(self, operation: str, sets: dict[str, set[str]]) -> None:
         if sets:
-            names = {f"#a{n}": name for n, name in enumerate(sets)}
-            self._table.update_item(
-                Key={"job_id": SLOTS_ITEM_ID},
-                UpdateExpression=f"{operation} " + ", ".join(f"#a{n} :v{n}" for n in range(len(sets))),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues={f":v{n}": ids for n, ids in enumerate(sets.values())},
-            )
+            self._table.update_item(**self._change_request(operation, sets))
+
+    @staticmethod
+    def _change_request(operation: str, sets: dict[str, set[str]]) -> dict[str, Any]:
+        """The ledger update that ADDs or DELETEs `sets` (attribute name: job ids)."""
+        return {
+            "Key": {"job_id": SLOTS_ITEM_ID},
+            "UpdateExpression": f"{operation} " + ", ".join(f"#a{n} :v{n}" for n in range(len(sets))),
+            "ExpressionAttributeNames": {f"#a{n}": name for n, name in enumerate(sets)},
+            "ExpressionAttributeValues": {f":v{n}": ids for n, ids in enumerate(sets.values())},
+        }
 
 
 LAUNCH_CLAIM_PREFIX = "control#launch#"

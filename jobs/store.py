@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from jobs import aws, clock
-from jobs.dynamo import all_equal, conditional, error_code
+from jobs.dynamo import CONDITION_FAILED_REASON, TRANSACTION_CANCELED, all_equal, conditional, error_code
 from jobs.dynamo_values import to_dynamo
 from jobs.owners import OwnerCapReached, take_place
 from jobs.record import (
@@ -30,8 +30,6 @@ from jobs.states import ACTIVE, JobStatus, can_transition
 from jobs.tables import ACTIVE_JOBS_INDEX, OWNER_JOBS_INDEX
 
 logger = logging.getLogger(__name__)
-TRANSACTION_CANCELED = "TransactionCanceledException"
-CONDITION_FAILED_REASON = "ConditionalCheckFailed"
 # Transactions of one owner's submits that touched its ledger item at once.
 CONFLICT_RETRIES = 5
 # The log line every unreadable item leaves: a metric filter counts it and alarms on it.

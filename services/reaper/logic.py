@@ -182,7 +182,16 @@ class _Apply:
     def _reconcile(self, reconcile: ReconcileSlots) -> None:
         """Make the ledger match the jobs as they are now."""
         now_epoch = clock.epoch(self.now)
-        release = [job_id for job_id in reconcile.release_if_unused if self._slot_unused(job_id, now_epoch)]
+        release, released = [], []
+        for job_id in reconcile.release_if_unused:
+            job = self._read(job_id)
+            if not slot_unused(job, self.now, self.settings):
+                continue
+            if job is None or job.status not in WAITING:
+                release.append(job_id)
+            # A waiting job's slot is in use while a launcher holds the claim of its next attempt.
+            elif self.cp.slots.release_unless_launching(job, now_epoch=now_epoch):
+                released.append(job_id)
         restore = [
             job
             for job_id in reconcile.restore_if_held
@@ -190,6 +199,7 @@ class _Apply:
         ]
         self.cp.slots.release_all(release)
         self.cp.slots.restore(restore)
+        release += released
         for job_id in release:
             self._act(job_id, "slot_released", "holder is not using its slot")
         for job in restore:
@@ -198,18 +208,6 @@ class _Apply:
             metrics.add_metric(
                 name=Metric.SLOTS_RECONCILED, unit=MetricUnit.Count, value=len(release) + len(restore)
             )
-
-    def _slot_unused(self, job_id: str, now_epoch: int) -> bool:
-        """`slot_unused` of the job as it is now; a waiting job's slot is also in use while a
-        launcher holds the claim of its next attempt: a job queued for long is launched in the
-        slot it has just taken, however old its last write (releasing that slot would let a
-        second job launch into it)."""
-        job = self._read(job_id)
-        if not slot_unused(job, self.now, self.settings):
-            return False
-        if job is None or job.status not in WAITING:
-            return True
-        return not self.cp.claims.in_flight(job_id, job.attempt + 1, now_epoch=now_epoch)
 
     def _terminate_orphans(self, found: TerminateOrphans) -> None:
         orphans = dict((instance.instance_id, (instance, reason)) for instance, reason in found.orphans)

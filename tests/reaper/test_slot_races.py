@@ -1,17 +1,22 @@
 """The reaper's slot reconcile against a launcher admitting a job at the same moment.
 
 A waiting job that holds a slot keeps it while a launcher holds the launch claim of its next
-attempt. Still open: the few milliseconds between a launcher taking the slot and taking the
-claim (`control_plane.launch` does not check that it still holds the slot once it has the
-claim)."""
+attempt: the launcher takes the claim before the slot, and the reaper releases a waiting
+job's slot on condition that nobody holds the claim, in one transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from control_plane.admission import admit_queued
+import pytest
+
+from control_plane.admission import admit, admit_queued
 from control_plane.context import ControlPlane
+from jobs import aws
 from jobs.instances import Instance, LaunchRequest
 from jobs.states import JobStatus
 from tests.support.reaper import run_reaper
@@ -60,3 +65,49 @@ def test_a_job_queued_long_ago_keeps_the_slot_it_is_being_launched_in(world: Wor
     admit_queued(launcher)
     assert world.job(other.job_id).status is JobStatus.QUEUED
     assert len(world.live_instances()) == 1
+
+
+@contextmanager
+def launcher_admits_during_the_pass(world: World, job_id: str, after_call: int) -> Iterator[None]:
+    """A launcher admitting `job_id` (on a stream record of it) right after the
+    `after_call`-th DynamoDB call made from here on, or after the block if fewer are made."""
+    client = aws.table(world.settings.jobs_table_name).meta.client
+    launcher = world.context(max_concurrent_jobs=1)
+    calls: list[int] = []
+
+    def after(**_: Any) -> None:
+        calls.append(1)
+        if len(calls) == after_call:
+            client.meta.events.unregister("after-call.dynamodb", after)
+            admit(launcher, world.job(job_id))
+
+    client.meta.events.register("after-call.dynamodb", after)
+    try:
+        yield
+    finally:
+        client.meta.events.unregister("after-call.dynamodb", after)
+    if len(calls) < after_call:
+        admit(launcher, world.job(job_id))
+
+
+@pytest.mark.parametrize("stale_slot", [True, False], ids=["holding-a-stale-slot", "holding-no-slot"])
+@pytest.mark.parametrize("after_call", range(1, 21))
+def test_a_launcher_admitting_a_long_queued_job_at_any_point_of_a_reaper_pass_never_doubles_a_slot(
+    world: World, after_call: int, stale_slot: bool
+) -> None:
+    queued_since = ago(seconds=world.settings.slot_hold_grace_seconds + 60)
+    # First in line, so the reaper's own admission offers the slot to it, not to the job below.
+    first = world.put_job(JobStatus.QUEUED, age=timedelta(hours=2), owner="first-owner")
+    long_queued = world.put_job(JobStatus.QUEUED, age=timedelta(hours=1), updated_at=queued_since)
+    if stale_slot:  # a launcher's launch failed for good, or it died before it gave the slot back
+        world.slots.acquire(long_queued.job_id, 1)
+
+    with launcher_admits_during_the_pass(world, long_queued.job_id, after_call):
+        run_reaper(world, max_concurrent_jobs=1)
+
+    launched = {
+        job.job_id for job in (first, long_queued) if world.job(job.job_id).status is JobStatus.PROVISIONING
+    }
+    assert launched <= world.slots.holders(), "a launched job holds no slot"
+    admit_queued(world.context(max_concurrent_jobs=1))
+    assert len(world.live_instances()) <= 1

@@ -88,6 +88,7 @@ class FakeJobs:
 
 @dataclass
 class FakeSlots:
+    claims: FakeClaims
     held: set[str] = field(default_factory=set)
     by_owner: dict[str, set[str]] = field(default_factory=dict)
 
@@ -114,6 +115,12 @@ class FakeSlots:
             held -= set(job_ids)
             if not held:
                 del self.by_owner[owner]
+
+    def release_unless_launching(self, job: Job, *, now_epoch: int) -> bool:
+        if self.claims.in_flight(job.job_id, job.attempt + 1, now_epoch=now_epoch):
+            return False
+        self.release_all([job.job_id])
+        return True
 
     def restore(self, jobs: Iterable[Job]) -> None:
         for job in jobs:
@@ -223,11 +230,12 @@ SETTINGS = dict(
 def fake_control_plane(*jobs: Job, **settings: Any) -> ControlPlane:
     """A control plane on fakes; `settings` override the reaper settings' defaults (a
     superset of the launcher's)."""
+    claims = FakeClaims()
     return ControlPlane(
         ReaperSettings(**{**SETTINGS, **settings}),
         FakeJobs(*jobs),
-        FakeSlots(),
-        FakeClaims(),
+        FakeSlots(claims),
+        claims,
         FakeFleet(),
         FakeOwners({job.owner: {j.job_id for j in jobs if j.owner == job.owner} for job in jobs}),
     )
