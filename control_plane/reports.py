@@ -52,7 +52,32 @@ def relay(jobs: JobStore, role_id: str, key: str, image: Mapping[str, Any]) -> W
         logger.error(
             UNREADABLE_ITEM, extra={"item": "report", "instance_id": reported[0], "reason": str(exc)}
         )
-        return None
+    instance_id, report = reported
+    if report.kind is ReportKind.BEAT:
+        return None  # the next heartbeat comes anyway
+    return _fail_unrecordable(jobs, instance_id, report)
+
+
+def _fail_unrecordable(jobs: JobStore, instance_id: str, report: WorkerReport) -> WriteResult | None:
+    """End the job of a report its item cannot take: its worker would wait for it and send it
+    again for ever, and a checkpoint that is not recorded cannot be resumed from."""
+    error = f"the worker's {report.kind} report does not fit in the job's item (DynamoDB's 400 KB item limit)"
+    if report.checkpoint:
+        error += (
+            f": its checkpoint names {len(report.checkpoint)} databases; split the job with include_databases"
+        )
+    only_if = {"instance_id": instance_id, "attempt": report.attempt}
+    sources = sources_of(JobStatus.FAILED) & WORKER_HELD
+    try:
+        result = jobs.transition(
+            report.job_id, sources, JobStatus.FAILED, set_fields={"error": error}, only_if=only_if
+        )
+    except ClientError as exc:
+        if error_code(exc) != "ValidationException":
+            raise
+        return None  # not even this fits: the reaper ends the job at its runtime limit
+    jobs.wipe_credentials(report.job_id, only_if=only_if)
+    return result
 
 
 def catch_up(jobs: JobStore, role_id: str, job: Job) -> WriteResult | None:

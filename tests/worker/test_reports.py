@@ -10,8 +10,10 @@ import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
+from botocore.exceptions import ClientError
 
 from control_plane.reports import relay
 from jobs import aws, clock
@@ -216,21 +218,51 @@ def test_a_late_report_of_the_same_instance_for_an_older_attempt_is_refused(stor
     assert old.start(progress=Progress(), now_iso=clock.now_iso()).fate is Fate.REFUSED
 
 
-def test_a_report_the_job_item_cannot_take_is_skipped_not_retried(
+def test_a_report_the_job_item_cannot_take_fails_the_job_and_is_not_retried(
     store: JobStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A retried record would hold up every other record of its stream shard: launches,
-    other jobs' reports."""
+    """A retried record would hold up every other record of its stream shard (launches,
+    other jobs' reports); a job whose checkpoint cannot be recorded would wait for it for
+    ever."""
     provisioned(store, "i-0000000000000aaaa")
     mine = reports(store, "i-0000000000000aaaa")
     assert mine.start(progress=Progress(), now_iso=clock.now_iso()).ok
     assert store.update_active("job-1", {"error": "e" * 200_000}).ok  # a large item already
     bloated = {f"db{n}": DatabaseCheckpoint(key="k" * 390, state=CheckpointState.DONE) for n in range(600)}
     with caplog.at_level(logging.ERROR):
-        assert mine.save_checkpoint(bloated).fate is Fate.UNKNOWN
+        assert mine.save_checkpoint(bloated).fate is Fate.REFUSED
     assert [r for r in caplog.records if r.getMessage() == UNREADABLE_ITEM]
     job = store.get("job-1")
-    assert job is not None and job.status is JobStatus.RUNNING and job.checkpoint == {}
+    assert job is not None and job.status is JobStatus.FAILED and job.checkpoint == {}
+    assert job.error is not None
+    assert "400 KB" in job.error and "600 databases" in job.error and "include_databases" in job.error
+    assert store.get_credentials("job-1") is None
+
+
+def test_a_heartbeat_the_job_item_cannot_take_is_skipped(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The next heartbeat comes anyway: the job goes on."""
+    provisioned(store, "i-0000000000000aaaa")
+    mine = reports(store, "i-0000000000000aaaa")
+    assert mine.start(progress=Progress(), now_iso=clock.now_iso()).ok
+    too_large = ClientError(
+        {
+            "Error": {
+                "Code": "ValidationException",
+                "Message": "Item size has exceeded the maximum allowed size",
+            }
+        },
+        "UpdateItem",
+    )
+    monkeypatch.setattr(store, "update_active", mock.Mock(side_effect=too_large))
+    with caplog.at_level(logging.ERROR):
+        mine.beat(clock.now_iso(), Progress.message_only("copying"))
+        worker_reports.time.sleep(0)  # the stream delivers it
+    assert [r for r in caplog.records if r.getMessage() == UNREADABLE_ITEM]
+    job = store.get("job-1")
+    assert job is not None and job.status is JobStatus.RUNNING
+    assert store.get_credentials("job-1") == b"ciphertext"
 
 
 def test_a_worker_restarted_on_its_instance_waits_for_its_own_reports(store: JobStore) -> None:
