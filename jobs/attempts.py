@@ -45,13 +45,16 @@ class DatabaseCheckpoint(BaseModel):
     """One target database as an attempt left it. `key` names what it was copied from (the
     source database and the job's filter, as the engine computes it): another key means the
     entry no longer describes this copy. `created`: this job created (or, with
-    `drop_existing`, replaced) the target database, so a later attempt may drop it."""
+    `drop_existing`, replaced) the target database, so a later attempt may drop it.
+    `found_empty`: the target database existed (the user's) and this job found it empty
+    before it wrote into it, so a later attempt may empty it again (never drop it)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     key: str
     state: CheckpointState
     created: bool = False
+    found_empty: bool = False
 
 
 def loss_fields(lost: list[LostAttempt], loss: LostAttempt) -> dict[str, Any]:

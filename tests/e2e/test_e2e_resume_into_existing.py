@@ -38,20 +38,12 @@ def user_tables(server: LocalPostgres, database: str) -> int:
     return int(row[0]) if row else 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the next attempt finds the user's database half filled by the lost attempt; its "
-        "checkpoint says created=false (the database existed), so resume does not empty it and "
-        "prepare_target refuses it as 'already exists and is not empty': the job fails instead "
-        "of resuming (worker/engines/pg/resume.py start_copy, commands/init.py prepare_target)"
-    ),
-)
 def test_an_init_into_an_empty_existing_database_resumes_after_losing_its_instance(
     stack: RunningStack, big_source: LocalPostgres, target: LocalPostgres
 ) -> None:
     with psycopg.connect(target.url(), autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {DATABASE} TEMPLATE template0")
+        users_database = database_oid(conn, DATABASE)
     job_id = stack.submit(
         "init",
         big_source.url(),
@@ -78,3 +70,14 @@ def test_an_init_into_an_empty_existing_database_resumes_after_losing_its_instan
     assert job["attempt"] == 2
     assert row_counts(target.url(), DATABASE) == row_counts(big_source.url(), DATABASE)
     assert table_checksums(target.url(), DATABASE) == table_checksums(big_source.url(), DATABASE)
+    # Emptied, not dropped: the database is still the one its user made.
+    logs = stack.api("GET", f"/jobs/{job_id}/logs")[1]["logs"]
+    assert any(f"emptied target database {DATABASE}, left half copied" in line for line in logs), logs
+    with psycopg.connect(target.url(), autocommit=True) as conn:
+        assert database_oid(conn, DATABASE) == users_database
+
+
+def database_oid(conn: psycopg.Connection, database: str) -> int:
+    row = conn.execute("SELECT oid FROM pg_database WHERE datname = %s", [database]).fetchone()
+    assert row is not None
+    return int(row[0])

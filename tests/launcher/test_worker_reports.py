@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from jobs import clock
+from jobs.attempts import CheckpointState, DatabaseCheckpoint
 from jobs.reports import REPORT_ATTRIBUTE
 from jobs.states import JobStatus
 from jobs.worker_identity import worker_user_id
@@ -89,6 +90,31 @@ def test_a_report_older_than_the_one_applied_changes_nothing(world: World) -> No
     stored = world.job(job.job_id)
     assert stored.checkpoint["db1"].state == "done" and stored.heartbeat_at == beaten
     assert stored.reported is not None and stored.reported.seq == 3
+
+
+def test_a_checkpoint_entry_says_whether_the_job_found_the_users_database_empty(world: World) -> None:
+    """`found_empty` (init may empty that database again on its next attempt, never drop it)
+    reaches the job item; an item written before the field existed reads as not found empty."""
+    job = world.put_job(
+        JobStatus.RUNNING,
+        instance_id="i-0000000000000000a",
+        attempt=1,
+        checkpoint={"db0": DatabaseCheckpoint(key="k0", state=CheckpointState.DONE, created=True)},
+    )
+    world.table.update_item(Key={"job_id": job.job_id}, UpdateExpression="REMOVE checkpoint.db0.found_empty")
+    assert "found_empty" not in world.table.get_item(Key={"job_id": job.job_id})["Item"]["checkpoint"]["db0"]
+    older = world.job(job.job_id).checkpoint["db0"]
+    assert older.created and not older.found_empty
+
+    entries = {
+        "db0": older.model_dump(mode="json"),
+        "db1": {"key": "k1", "state": "copying", "found_empty": True},
+    }
+    report = {**start(job.job_id, 2), "kind": "checkpoint", "checkpoint": entries}
+    assert invoke(batch(report_record("i-0000000000000000a", report))) == []
+    stored = world.job(job.job_id).checkpoint
+    assert stored["db1"].found_empty and not stored["db1"].created
+    assert stored["db0"] == older
 
 
 def test_a_report_dated_in_the_future_does_not_put_off_the_reaper(world: World) -> None:

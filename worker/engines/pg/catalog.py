@@ -172,6 +172,16 @@ def select_tables(tables: list[Table], database: str, job_filter: JobFilter) -> 
     return chosen, bool(include or exclude)
 
 
+# The schemas a user's objects are in (`public` included): neither the system's nor a session's.
+USER_SCHEMAS = sql.SQL(
+    """
+    SELECT oid, nspname FROM pg_namespace
+    WHERE nspname NOT IN ('pg_catalog', 'information_schema')
+      AND nspname NOT LIKE 'pg\\_toast%' AND nspname NOT LIKE 'pg\\_temp%'
+    """
+)
+
+
 def user_object_count(conn: psycopg.Connection) -> int:
     """How many user objects a database holds (0 means it is empty and may be filled).
 
@@ -179,12 +189,9 @@ def user_object_count(conn: psycopg.Connection) -> int:
     those is not empty, and the copy's own objects would collide with them.
     """
     row = conn.execute(
-        """
-        WITH user_schema AS (
-            SELECT oid FROM pg_namespace
-            WHERE nspname NOT IN ('pg_catalog', 'information_schema')
-              AND nspname NOT LIKE 'pg\\_toast%' AND nspname NOT LIKE 'pg\\_temp%'
-        )
+        sql.SQL(
+            """
+        WITH user_schema AS ({})
         SELECT (SELECT count(*) FROM pg_class WHERE relnamespace IN (SELECT oid FROM user_schema)
                     AND relkind IN ('r', 'p', 'v', 'm', 'S', 'f'))
              + (SELECT count(*) FROM pg_proc WHERE pronamespace IN (SELECT oid FROM user_schema))
@@ -196,5 +203,6 @@ def user_object_count(conn: psycopg.Connection) -> int:
                     AND nspname <> 'public')
              + (SELECT count(*) FROM pg_largeobject_metadata)
         """
+        ).format(USER_SCHEMAS)
     ).fetchone()
     return int(row[0]) if row else 0

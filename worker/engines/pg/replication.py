@@ -71,14 +71,16 @@ def forget_source(ctx: Context, database: str) -> None:
         ctx.emit.warn(f"could not drop replication slot or publication {name} in {database}: {exc}")
 
 
-def drop_subscriptions(ctx: Context, database: str) -> None:
-    """Subscriptions hold a database open and a slot on the source: release both before a drop."""
+def drop_subscriptions(ctx: Context, database: str, *, only: str | None = None) -> None:
+    """Subscriptions hold a database open and a slot on the source: release both before a drop.
+    `only`: drop that one subscription, if it is there, and keep any other."""
     with connect(ctx.target, database) as conn:
         names = [
             r[0]
             for r in conn.execute(
                 "SELECT subname FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
-                "WHERE d.datname = current_database()"
+                "WHERE d.datname = current_database() AND s.subname = coalesce(%s, s.subname)",
+                [only],
             ).fetchall()
         ]
         for name in names:

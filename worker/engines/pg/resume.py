@@ -5,8 +5,11 @@ the job item from the events this module prints).
 A finished database is kept when its key still matches (same source database, by OID, and
 the same filter) and, with sync, its replication slot still holds the copy's point in
 time; otherwise it is copied again. A database is dropped before it is copied again only if
-this job created it (or replaced it with `drop_existing`). `no_resume` keeps nothing but
-still drops what this job created. A worker that stops the engine to hand the job back keeps
+this job created it (or replaced it with `drop_existing`). One the user created and this job
+found empty before filling it is emptied instead (`empty_again`): the database itself, with
+its owner and grants, stays. Any other existing database is left as it is
+(`prepare_target` refuses it unless it is empty). `no_resume` keeps nothing but still drops
+or empties what this job filled. A worker that stops the engine to hand the job back keeps
 the finished databases' slots and publications for the next attempt; if the job then runs
 out of attempts they stay on the source until an `init` or `sync` of the same databases and
 target reuses or drops them (their names are fixed per database and target).
@@ -21,12 +24,26 @@ import psycopg
 from psycopg import sql
 
 from jobs.attempts import CheckpointState, DatabaseCheckpoint
+from worker.engines.pg.catalog import USER_SCHEMAS
 from worker.engines.pg.context import Context
 from worker.engines.pg.replication import drop_subscriptions, replication_name
-from worker.engines.pg.tools import EngineError
+from worker.engines.pg.tools import EngineError, connect
 
 # The engine's exit code when the worker stops it with SIGTERM (worker.engines.pg.__main__).
 TERMINATED = 143
+
+# The objects in `public` that go only with themselves (not with a table, an operator family or
+# an extension), each as the statement that drops it and whatever depends on it. Identities
+# come schema-qualified and quoted by the server; pg_identify_object calls a domain "type".
+_DROP_PUBLIC_OBJECTS = """
+SELECT format('DROP %s IF EXISTS %s CASCADE', upper(o.type), o.identity)
+FROM pg_depend d CROSS JOIN LATERAL pg_identify_object(d.classid, d.objid, d.objsubid) o
+WHERE d.refclassid = 'pg_namespace'::regclass AND d.deptype = 'n'
+  AND d.refobjid = (SELECT oid FROM pg_namespace WHERE nspname = 'public')
+  AND NOT EXISTS (SELECT 1 FROM pg_depend owner
+                  WHERE owner.classid = d.classid AND owner.objid = d.objid AND owner.objsubid = 0
+                    AND owner.deptype IN ('a', 'i', 'e', 'x', 'P', 'S'))
+"""
 
 
 def database_key(ctx: Context, src: psycopg.Connection, database: str) -> str:
@@ -58,8 +75,8 @@ def finished_earlier(
 
 
 def start_copy(ctx: Context, tgt: psycopg.Connection, database: str, key: str) -> None:
-    """Before `prepare_target`: drop what an earlier attempt of this job left of the database,
-    then record that its copy starts (and whether this job creates the target database)."""
+    """Before `prepare_target`: drop (or empty) what an earlier attempt of this job left of the
+    database, then record that its copy starts (and whether this job creates the target database)."""
     entry = ctx.checkpoint.get(database)
     exists = tgt.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone() is not None
     if exists and entry is not None and entry.created:
@@ -67,7 +84,14 @@ def start_copy(ctx: Context, tgt: psycopg.Connection, database: str, key: str) -
         tgt.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(database)))
         ctx.emit.info(f"dropped target database {database}, left half copied by an earlier attempt")
         exists = False
+    elif exists and entry is not None and entry.found_empty:
+        empty_again(ctx, database)
+        ctx.emit.info(
+            f"emptied target database {database}, left half copied by an earlier attempt "
+            "(it existed before this job: the database itself is kept)"
+        )
     created = not exists or ctx.options.drop_existing or (entry is not None and entry.created)
+    # `found_empty` is not carried over: `prepare_target` checks the database again.
     record(ctx, database, DatabaseCheckpoint(key=key, state=CheckpointState.COPYING, created=created))
     # Only once the job item says so may the database be created: a retry must be able to tell
     # a database this job created from the user's.
@@ -75,9 +99,39 @@ def start_copy(ctx: Context, tgt: psycopg.Connection, database: str, key: str) -
         raise EngineError(f"database {database}: the worker did not record the copy's start")
 
 
+def filling_existing(ctx: Context, database: str) -> None:
+    """After `prepare_target` found the user's database empty, before anything is written into
+    it: record so, for a later attempt to empty it again rather than refuse it as not empty."""
+    entry = ctx.checkpoint[database]
+    record(ctx, database, entry.model_copy(update={"found_empty": True}))
+    if not ctx.emit.wait_recorded():
+        raise EngineError(f"database {database}: the worker did not record that it was found empty")
+
+
+def empty_again(ctx: Context, database: str) -> None:
+    """Drop what the copy put into a database it found empty, back to what
+    `catalog.user_object_count` calls empty: the extensions, the schemas but `public`, the
+    objects in `public`, the large objects, and this job's subscription. A statement each (not
+    one transaction, whose locks a large copy would exhaust): a loss half way leaves the
+    checkpoint saying `found_empty`, and the next attempt carries on."""
+    drop_subscriptions(ctx, database, only=replication_name(database, ctx.target))
+    with connect(ctx.target, database) as conn:
+        extensions = conn.execute("SELECT extname FROM pg_extension WHERE extname <> 'plpgsql'").fetchall()
+        for (name,) in extensions:
+            conn.execute(sql.SQL("DROP EXTENSION IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+        schemas = conn.execute(
+            sql.SQL("SELECT nspname FROM ({}) s WHERE nspname <> 'public'").format(USER_SCHEMAS)
+        ).fetchall()
+        for (name,) in schemas:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+        for (statement,) in conn.execute(_DROP_PUBLIC_OBJECTS).fetchall():
+            conn.execute(statement)
+        conn.execute("SELECT count(lo_unlink(oid)) FROM pg_largeobject_metadata")
+
+
 def finish_copy(ctx: Context, database: str, key: str) -> None:
     entry = ctx.checkpoint[database]
-    record(ctx, database, DatabaseCheckpoint(key=key, state=CheckpointState.DONE, created=entry.created))
+    record(ctx, database, entry.model_copy(update={"key": key, "state": CheckpointState.DONE}))
 
 
 def kept_for_next_attempt(ctx: Context, database: str, exc: BaseException) -> bool:
