@@ -19,11 +19,13 @@ from local_cloud.ec2_driver import Ec2Driver
 from local_cloud.imds import MetadataServer
 
 # Starts background children (one in a session of its own, as the worker starts its
-# engine), then writes what it learned from IMDSv2.
+# engine), then writes what it learned from IMDSv2. The shell writes that itself (printf is a
+# builtin) once the IMDS client has exited: a client still exiting when the test lists the
+# instance's processes could be gone before the test read its command line.
 SLEEPER = """#!/bin/bash
 sleep 300 &
 setsid sleep 301 &
-python3 - <<'PY'
+learned=$(python3 - <<'PY'
 import os, urllib.request
 base = os.environ["AWS_EC2_METADATA_SERVICE_ENDPOINT"].rstrip("/")
 token = urllib.request.urlopen(urllib.request.Request(
@@ -31,8 +33,10 @@ token = urllib.request.urlopen(urllib.request.Request(
     headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})).read().decode()
 iid = urllib.request.urlopen(urllib.request.Request(
     base + "/latest/meta-data/instance-id", headers={"X-aws-ec2-metadata-token": token})).read().decode()
-open("instance-id", "w").write(iid + " " + os.environ["MARKER"])
+print(iid, os.environ["MARKER"])
 PY
+)
+printf '%s' "$learned" > instance-id
 wait
 """
 QUICK = "#!/bin/bash\necho done > finished\n"
