@@ -10,7 +10,9 @@ older jobs.
 A launcher takes the launch claim of a job's next attempt before it takes a slot for it, and
 holds it until the launch is recorded: the reaper gives a waiting job's slot back only while
 nobody holds that claim, in one transaction (`SlotLedger.release_unless_launching`), so it
-never releases a slot under a launcher that is using it.
+never releases a slot under a launcher that is using it. A launcher that takes no slot gives
+the claim back at once, then looks for a slot freed while it held the claim
+(`_claim_and_take_slot`).
 """
 
 from __future__ import annotations
@@ -105,13 +107,26 @@ def admit_queued(cp: ControlPlane, queued: Iterable[Job] | None = None) -> list[
 
 
 def _claim_and_take_slot(cp: ControlPlane, job: Job) -> Grant | None:
-    """The claim of the job's next attempt, then a slot for it (the claim is given back if
-    no slot was free); None if another launcher holds the claim."""
+    """The claim of the job's next attempt, then a slot for it; None if another launcher
+    holds the claim.
+
+    The claim is given back whenever no slot is taken, an error included: held, it would keep
+    every other launcher from the job until its lease passes. A launcher that found no slot
+    looks again once it has given the claim back: a slot freed meanwhile was offered on by a
+    launcher that passed this job over as claimed, and nobody else would take it for the job.
+    """
     attempt = job.attempt + 1
-    if not claim_attempt(cp, job.job_id, attempt):
-        return None
     limit = OwnerLimit(job.owner, cp.settings.max_running_jobs_per_owner)
-    grant = cp.slots.acquire(job.job_id, cp.settings.max_concurrent_jobs, limit)
-    if not grant:
+    while True:
+        if not claim_attempt(cp, job.job_id, attempt):
+            return None
+        try:
+            grant = cp.slots.acquire(job.job_id, cp.settings.max_concurrent_jobs, limit)
+        except Exception:
+            cp.claims.release(job.job_id, attempt, cp.holder)
+            raise
+        if grant:
+            return grant
         cp.claims.release(job.job_id, attempt, cp.holder)
-    return grant
+        if not cp.slots.has_room(cp.settings.max_concurrent_jobs, limit):
+            return grant

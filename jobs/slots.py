@@ -73,6 +73,13 @@ class SlotLedger:
         item = result.old if result.old is not None else self._item()
         return Grant.FULL if len(item.get(HOLDERS, ())) >= max_slots else Grant.OWNER_AT_LIMIT
 
+    def has_room(self, max_slots: int, owner: OwnerLimit | None = None) -> bool:
+        """Whether a job holding no slot would be given one now (as `acquire` decides)."""
+        item = self._item()
+        if len(item.get(HOLDERS, ())) >= max_slots:
+            return False
+        return owner is None or len(item.get(OWNER_HOLDERS_PREFIX + owner.owner, ())) < owner.max_slots
+
     def release(self, job_id: str) -> None:
         """Give `job_id`'s slot back (a no-op if it holds none)."""
         self.release_all([job_id])

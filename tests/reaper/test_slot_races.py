@@ -6,21 +6,17 @@ job's slot on condition that nobody holds the claim, in one transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
 from control_plane.admission import admit, admit_queued
 from control_plane.context import ControlPlane
-from jobs import aws
 from jobs.instances import Instance, LaunchRequest
 from jobs.states import JobStatus
 from tests.support.reaper import run_reaper
-from tests.support.world import World, ago
+from tests.support.world import World, acting_after_call, ago
 
 
 @dataclass
@@ -67,29 +63,6 @@ def test_a_job_queued_long_ago_keeps_the_slot_it_is_being_launched_in(world: Wor
     assert len(world.live_instances()) == 1
 
 
-@contextmanager
-def launcher_admits_during_the_pass(world: World, job_id: str, after_call: int) -> Iterator[None]:
-    """A launcher admitting `job_id` (on a stream record of it) right after the
-    `after_call`-th DynamoDB call made from here on, or after the block if fewer are made."""
-    client = aws.table(world.settings.jobs_table_name).meta.client
-    launcher = world.context(max_concurrent_jobs=1)
-    calls: list[int] = []
-
-    def after(**_: Any) -> None:
-        calls.append(1)
-        if len(calls) == after_call:
-            client.meta.events.unregister("after-call.dynamodb", after)
-            admit(launcher, world.job(job_id))
-
-    client.meta.events.register("after-call.dynamodb", after)
-    try:
-        yield
-    finally:
-        client.meta.events.unregister("after-call.dynamodb", after)
-    if len(calls) < after_call:
-        admit(launcher, world.job(job_id))
-
-
 @pytest.mark.parametrize("stale_slot", [True, False], ids=["holding-a-stale-slot", "holding-no-slot"])
 @pytest.mark.parametrize("after_call", range(1, 21))
 def test_a_launcher_admitting_a_long_queued_job_at_any_point_of_a_reaper_pass_never_doubles_a_slot(
@@ -102,7 +75,10 @@ def test_a_launcher_admitting_a_long_queued_job_at_any_point_of_a_reaper_pass_ne
     if stale_slot:  # a launcher's launch failed for good, or it died before it gave the slot back
         world.slots.acquire(long_queued.job_id, 1)
 
-    with launcher_admits_during_the_pass(world, long_queued.job_id, after_call):
+    def launcher_admits() -> None:  # on a stream record of the job
+        admit(world.context(max_concurrent_jobs=1), world.job(long_queued.job_id))
+
+    with acting_after_call(world, after_call, launcher_admits):
         run_reaper(world, max_concurrent_jobs=1)
 
     launched = {

@@ -103,6 +103,11 @@ class FakeSlots:
             self.by_owner.setdefault(owner.owner, set()).add(job_id)
         return Grant.TAKEN
 
+    def has_room(self, max_slots: int, owner: OwnerLimit | None = None) -> bool:
+        if len(self.held) >= max_slots:
+            return False
+        return owner is None or len(self.by_owner.get(owner.owner, ())) < owner.max_slots
+
     def release(self, job_id: str) -> None:
         self.release_all([job_id])
 

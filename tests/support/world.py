@@ -336,6 +336,28 @@ def failing(*codes: str) -> Callable[[dict[str, Any]], str | None]:
     return plan
 
 
+@contextmanager
+def acting_after_call(world: World, after_call: int, act: Callable[[], object]) -> Iterator[None]:
+    """`act` right after the `after_call`-th DynamoDB call made from here on (its own calls
+    not counted), or after the block if fewer are made."""
+    client = aws.table(world.settings.jobs_table_name).meta.client
+    calls: list[int] = []
+
+    def after(**_: Any) -> None:
+        calls.append(1)
+        if len(calls) == after_call:
+            client.meta.events.unregister("after-call.dynamodb", after)
+            act()
+
+    client.meta.events.register("after-call.dynamodb", after)
+    try:
+        yield
+    finally:
+        client.meta.events.unregister("after-call.dynamodb", after)
+    if len(calls) < after_call:
+        act()
+
+
 def ago(**delta: float) -> str:
     return clock.iso(clock.now() - timedelta(**delta))
 
