@@ -72,14 +72,14 @@ def admit(cp: ControlPlane, job: Job) -> Outcome:
             return Outcome.IN_FLIGHT
         if not grant:
             return Outcome.QUEUED
-    return launch_and_pass_on(cp, job)
+    return launch_and_pass_on(cp, job, claimed=True)
 
 
-def launch_and_pass_on(cp: ControlPlane, job: Job) -> Outcome:
+def launch_and_pass_on(cp: ControlPlane, job: Job, *, claimed: bool = False) -> Outcome:
     """Launch a job that holds a slot; if it ended meanwhile, offer its slot to queued jobs:
     the slot of a job that ends during its launch is given back by the launcher, once the
     instance it started is terminated (`control_plane.ended`)."""
-    outcome = launch(cp, job)
+    outcome = launch(cp, job, claimed=claimed)
     if outcome in (Outcome.ENDED, Outcome.MOVED_ON):
         admit_queued(cp)
     return outcome
@@ -102,7 +102,7 @@ def admit_queued(cp: ControlPlane, queued: Iterable[Job] | None = None) -> list[
         if grant is Grant.OWNER_AT_LIMIT:
             at_limit.add(job.owner)
             continue
-        outcomes.append((job, launch(cp, job)))
+        outcomes.append((job, launch(cp, job, claimed=True)))
     return outcomes
 
 

@@ -39,12 +39,13 @@ class Outcome(StrEnum):
     NO_CAPACITY = "no_capacity"  # no subnet or type had capacity; counted, tried again later
 
 
-def launch(cp: ControlPlane, job: Job) -> Outcome:
+def launch(cp: ControlPlane, job: Job, *, claimed: bool = False) -> Outcome:
     """Start the next attempt of a job that holds a slot: a `pending`/`queued` job, or a
-    `provisioning` one the reaper relaunches (its old instance already terminated)."""
+    `provisioning` one the reaper relaunches (its old instance already terminated).
+    `claimed`: this launcher took the attempt's claim already (before the slot, on admission)."""
     attempt = job.attempt + 1
     sources = WAITING if job.status in WAITING else (JobStatus.PROVISIONING,)
-    if not claim_attempt(cp, job.job_id, attempt):
+    if not claimed and not claim_attempt(cp, job.job_id, attempt):
         return Outcome.IN_FLIGHT
     try:
         # Read after the claim: what the caller saw may be stale (a duplicate record).

@@ -67,16 +67,29 @@ def _fail_unrecordable(jobs: JobStore, instance_id: str, report: WorkerReport) -
             f": its checkpoint names {len(report.checkpoint)} databases; split the job with include_databases"
         )
     only_if = {"instance_id": instance_id, "attempt": report.attempt}
-    sources = sources_of(JobStatus.FAILED) & WORKER_HELD
     try:
-        result = jobs.transition(
-            report.job_id, sources, JobStatus.FAILED, set_fields={"error": error}, only_if=only_if
-        )
+        return _end(jobs, report.job_id, JobStatus.FAILED, {"error": error}, only_if)
     except ClientError as exc:
         if error_code(exc) != "ValidationException":
             raise
         return None  # not even this fits: the reaper ends the job at its runtime limit
-    jobs.wipe_credentials(report.job_id, only_if=only_if)
+
+
+def _end(
+    jobs: JobStore,
+    job_id: str,
+    status: JobStatus,
+    fields: dict[str, Any],
+    only_if: dict[str, Any],
+    also: ConditionBase | None = None,
+) -> WriteResult:
+    """End the job in `status` from whichever status its worker holds it in, and wipe its
+    credentials: also when the job was ended elsewhere, never when it was relaunched on
+    another instance (`only_if` names the reporting instance and attempt)."""
+    result = jobs.transition(
+        job_id, sources_of(status) & WORKER_HELD, status, set_fields=fields, only_if=only_if, also=also
+    )
+    jobs.wipe_credentials(job_id, only_if=only_if)
     return result
 
 
@@ -143,13 +156,7 @@ def apply_report(jobs: JobStore, instance_id: str, report: WorkerReport) -> Writ
             fields["error"] = report.error
         if report.exit_code is not None:
             fields["exit_code"] = report.exit_code
-        sources = sources_of(report.status) & WORKER_HELD
-        result = jobs.transition(
-            job_id, sources, report.status, set_fields=fields, only_if=only_if, also=newer
-        )
-        # Also when the job was ended elsewhere; never for a job relaunched on another instance.
-        jobs.wipe_credentials(job_id, only_if=only_if)
-        return result
+        return _end(jobs, job_id, report.status, fields, only_if, also=newer)
     return _hand_back(jobs, instance_id, report, fields, only_if, newer)
 
 
