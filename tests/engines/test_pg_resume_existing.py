@@ -202,3 +202,75 @@ def assert_synced(source: LocalPostgres, target: LocalPostgres, database: str) -
     finally:
         with psycopg.connect(source.url(database), autocommit=True) as conn:
             conn.execute("DELETE FROM inventory.products WHERE sku = 'sku-after'")
+
+
+# What a user may have put into their database, besides relations, functions, types, schemas
+# and extensions: each makes it not empty (a retry would drop it with the copy's objects).
+USERS_OWN = [
+    pytest.param("CREATE COLLATION mine (provider = libc, locale = 'C')", id="collation"),
+    pytest.param("CREATE TEXT SEARCH CONFIGURATION mine (COPY = simple)", id="text-search-configuration"),
+    pytest.param("CREATE OPERATOR <=> (leftarg = int, rightarg = int, function = int4eq)", id="operator"),
+    pytest.param("CREATE CONVERSION mine FOR 'LATIN1' TO 'UTF8' FROM iso8859_1_to_utf8", id="conversion"),
+    pytest.param("CREATE OPERATOR FAMILY mine USING btree", id="operator-family"),
+    pytest.param("CREATE CAST (text AS int4) WITH INOUT", id="cast"),
+    pytest.param("CREATE FOREIGN DATA WRAPPER mine", id="foreign-data-wrapper"),
+]
+
+
+@pytest.mark.parametrize("users_own", USERS_OWN)
+def test_a_user_database_holding_only_other_objects_is_not_empty_and_stays_untouched(
+    fidelity_source: LocalPostgres, fidelity_target: LocalPostgres, users_own: str
+) -> None:
+    create_database(fidelity_source, DATABASE, "CREATE TABLE t (id int); INSERT INTO t VALUES (1);", C_LOCALE)
+    user_database(fidelity_target, users_own)
+    before = objects_outside_relations(fidelity_target)
+    job = init_job(fidelity_source, fidelity_target, DATABASE, enable_sync=False)
+
+    run = run_pg_engine(job)
+    assert run.returncode != 0
+    assert f"target database {DATABASE} already exists and is not empty" in run.text
+    assert not any(e.found_empty for e in checkpoints(run.parsed))
+    assert objects_outside_relations(fidelity_target) == before != []
+
+
+def objects_outside_relations(server: LocalPostgres) -> list[str]:
+    """Every object made after initdb that is neither a relation nor in a system schema."""
+    with psycopg.connect(server.url(DATABASE), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_describe_object(classid, objid, 0) FROM ("
+            " SELECT 'pg_collation'::regclass AS classid, oid AS objid FROM pg_collation"
+            " UNION ALL SELECT 'pg_ts_config'::regclass, oid FROM pg_ts_config"
+            " UNION ALL SELECT 'pg_operator'::regclass, oid FROM pg_operator"
+            " UNION ALL SELECT 'pg_conversion'::regclass, oid FROM pg_conversion"
+            " UNION ALL SELECT 'pg_opfamily'::regclass, oid FROM pg_opfamily"
+            " UNION ALL SELECT 'pg_cast'::regclass, oid FROM pg_cast"
+            " UNION ALL SELECT 'pg_foreign_data_wrapper'::regclass, oid FROM pg_foreign_data_wrapper"
+            ") o WHERE objid >= 16384 ORDER BY 1"
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def test_a_copy_holding_casts_and_foreign_servers_is_emptied_and_filled_again(
+    fidelity_source: LocalPostgres, fidelity_target: LocalPostgres
+) -> None:
+    """Objects outside any schema: a cast between the system's types, a foreign-data wrapper
+    with its server. Left by the emptying, the next copy would fail creating them again."""
+    create_database(
+        fidelity_source,
+        DATABASE,
+        "CREATE TABLE t (id int); INSERT INTO t VALUES (1);"
+        "CREATE CAST (text AS int4) WITH INOUT;"
+        "CREATE FOREIGN DATA WRAPPER \"Wrapper; x\"; CREATE SERVER far FOREIGN DATA WRAPPER \"Wrapper; x\";",
+        C_LOCALE,
+    )
+    before = user_database(fidelity_target)
+    job = init_job(fidelity_source, fidelity_target, DATABASE, enable_sync=False)
+    first = run_pg_engine(job)
+    assert first.returncode == 0, first.text
+
+    lost = lost_before_done(checkpoints(first.parsed)[-1])
+    second = run_pg_engine(dataclasses.replace(job, checkpoint=lost))
+    assert second.returncode == 0, second.text
+    assert f"emptied target database {DATABASE}" in second.text
+    assert differences(snapshot(fidelity_source, DATABASE), snapshot(fidelity_target, DATABASE)) == []
+    assert database_row(fidelity_target, DATABASE) == before

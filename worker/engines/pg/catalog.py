@@ -172,6 +172,9 @@ def select_tables(tables: list[Table], database: str, job_filter: JobFilter) -> 
     return chosen, bool(include or exclude)
 
 
+# The first OID a user's object can have: anything below it was made by initdb.
+FIRST_NORMAL_OID = sql.Literal(16384)
+
 # The schemas a user's objects are in (`public` included): neither the system's nor a session's.
 USER_SCHEMAS = sql.SQL(
     """
@@ -185,8 +188,11 @@ USER_SCHEMAS = sql.SQL(
 def user_object_count(conn: psycopg.Connection) -> int:
     """How many user objects a database holds (0 means it is empty and may be filled).
 
-    Relations, but also functions, types, extensions and schemas: a database holding only
-    those is not empty, and the copy's own objects would collide with them.
+    Relations, but also functions, types, extensions, schemas, any other object in `public`
+    (operators, collations, text search objects...), casts and foreign-data wrappers made
+    after initdb: a database holding only those is not empty, and the copy's own objects
+    would collide with them. A retry empties a database this job found empty of all of them
+    (`resume.empty_again`), so one the user had put there must make it not empty.
     """
     row = conn.execute(
         sql.SQL(
@@ -202,7 +208,11 @@ def user_object_count(conn: psycopg.Connection) -> int:
              + (SELECT count(*) FROM pg_namespace WHERE oid IN (SELECT oid FROM user_schema)
                     AND nspname <> 'public')
              + (SELECT count(*) FROM pg_largeobject_metadata)
+             + (SELECT count(*) FROM pg_depend WHERE refclassid = 'pg_namespace'::regclass
+                    AND refobjid = 'public'::regnamespace AND deptype = 'n')
+             + (SELECT count(*) FROM pg_cast WHERE oid >= {})
+             + (SELECT count(*) FROM pg_foreign_data_wrapper)
         """
-        ).format(USER_SCHEMAS)
+        ).format(USER_SCHEMAS, FIRST_NORMAL_OID)
     ).fetchone()
     return int(row[0]) if row else 0

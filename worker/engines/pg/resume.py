@@ -24,7 +24,7 @@ import psycopg
 from psycopg import sql
 
 from jobs.attempts import CheckpointState, DatabaseCheckpoint
-from worker.engines.pg.catalog import USER_SCHEMAS
+from worker.engines.pg.catalog import FIRST_NORMAL_OID, USER_SCHEMAS
 from worker.engines.pg.context import Context
 from worker.engines.pg.replication import drop_subscriptions, replication_name
 from worker.engines.pg.tools import EngineError, connect
@@ -44,6 +44,19 @@ WHERE d.refclassid = 'pg_namespace'::regclass AND d.deptype = 'n'
                   WHERE owner.classid = d.classid AND owner.objid = d.objid AND owner.objsubid = 0
                     AND owner.deptype IN ('a', 'i', 'e', 'x', 'P', 'S'))
 """
+
+# What the copy can make outside any schema (`catalog.user_object_count` counts these too),
+# once the extensions, schemas and public's objects are gone (and with them whatever of these
+# depended on them): casts between the system's types, foreign-data wrappers (their servers
+# and user mappings go with them).
+_DROP_OBJECTS_OUTSIDE_SCHEMAS = sql.SQL(
+    """
+SELECT format('DROP CAST IF EXISTS (%s AS %s) CASCADE', castsource::regtype, casttarget::regtype)
+FROM pg_cast WHERE oid >= {}
+UNION ALL
+SELECT format('DROP FOREIGN DATA WRAPPER IF EXISTS %I CASCADE', fdwname) FROM pg_foreign_data_wrapper
+"""
+).format(FIRST_NORMAL_OID)
 
 
 def database_key(ctx: Context, src: psycopg.Connection, database: str) -> str:
@@ -111,9 +124,10 @@ def filling_existing(ctx: Context, database: str) -> None:
 def empty_again(ctx: Context, database: str) -> None:
     """Drop what the copy put into a database it found empty, back to what
     `catalog.user_object_count` calls empty: the extensions, the schemas but `public`, the
-    objects in `public`, the large objects, and this job's subscription. A statement each (not
-    one transaction, whose locks a large copy would exhaust): a loss half way leaves the
-    checkpoint saying `found_empty`, and the next attempt carries on."""
+    objects in `public`, casts and foreign-data wrappers, the large objects, and this job's
+    subscription. A statement each (not one transaction, whose locks a large copy would
+    exhaust): a loss half way leaves the checkpoint saying `found_empty`, and the next attempt
+    carries on."""
     drop_subscriptions(ctx, database, only=replication_name(database, ctx.target))
     with connect(ctx.target, database) as conn:
         extensions = conn.execute("SELECT extname FROM pg_extension WHERE extname <> 'plpgsql'").fetchall()
@@ -125,6 +139,8 @@ def empty_again(ctx: Context, database: str) -> None:
         for (name,) in schemas:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
         for (statement,) in conn.execute(_DROP_PUBLIC_OBJECTS).fetchall():
+            conn.execute(statement)
+        for (statement,) in conn.execute(_DROP_OBJECTS_OUTSIDE_SCHEMAS).fetchall():
             conn.execute(statement)
         conn.execute("SELECT count(lo_unlink(oid)) FROM pg_largeobject_metadata")
 
