@@ -47,7 +47,8 @@ class DatabaseCheckpoint(BaseModel):
     entry no longer describes this copy. `created`: this job created (or, with
     `drop_existing`, replaced) the target database, so a later attempt may drop it.
     `found_empty`: the target database existed (the user's) and this job found it empty
-    before it wrote into it, so a later attempt may empty it again (never drop it)."""
+    before it wrote into it, so a later attempt may empty it again (never drop it), if it is
+    still that database: `database_oid`, its OID then (one the user made again since is theirs)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -55,6 +56,7 @@ class DatabaseCheckpoint(BaseModel):
     state: CheckpointState
     created: bool = False
     found_empty: bool = False
+    database_oid: int | None = None
 
 
 def loss_fields(lost: list[LostAttempt], loss: LostAttempt) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import time
 import psycopg
 import pytest
 from engine_helpers import (
+    EngineRun,
     create_database,
     drop_publications,
     engine_job,
@@ -125,16 +126,24 @@ def test_a_user_database_this_job_did_not_find_empty_is_refused_untouched(
     checkpoint: dict[str, DatabaseCheckpoint],
 ) -> None:
     create_database(fidelity_source, DATABASE, OBJECTS_SQL, C_LOCALE)
-    before = user_database(fidelity_target, "CREATE TABLE mine (id int); INSERT INTO mine VALUES (7);")
+    before = user_database(fidelity_target, USERS_TABLE_SQL)
     job = init_job(fidelity_source, fidelity_target, DATABASE, enable_sync=False)
 
     run = run_pg_engine(dataclasses.replace(job, checkpoint=checkpoint))
+    assert_refused_untouched(run, fidelity_target, before)
+
+
+USERS_TABLE_SQL = "CREATE TABLE mine (id int); INSERT INTO mine VALUES (7);"
+
+
+def assert_refused_untouched(run: EngineRun, target: LocalPostgres, before: tuple[int, str]) -> None:
+    """The run refused the user's database (made by `user_database(target, USERS_TABLE_SQL)`)."""
     assert run.returncode != 0
     assert f"target database {DATABASE} already exists and is not empty" in run.text
     assert "emptied" not in run.text
-    assert database_row(fidelity_target, DATABASE) == before
+    assert database_row(target, DATABASE) == before
     # As table_fingerprints computes it: the md5 of the rows as text.
-    assert table_fingerprints(fidelity_target.url(DATABASE)) == {
+    assert table_fingerprints(target.url(DATABASE)) == {
         "public.mine": (1, hashlib.md5(b"(7)").hexdigest())  # noqa: S324
     }
 
@@ -260,7 +269,7 @@ def test_a_copy_holding_casts_and_foreign_servers_is_emptied_and_filled_again(
         DATABASE,
         "CREATE TABLE t (id int); INSERT INTO t VALUES (1);"
         "CREATE CAST (text AS int4) WITH INOUT;"
-        "CREATE FOREIGN DATA WRAPPER \"Wrapper; x\"; CREATE SERVER far FOREIGN DATA WRAPPER \"Wrapper; x\";",
+        'CREATE FOREIGN DATA WRAPPER "Wrapper; x"; CREATE SERVER far FOREIGN DATA WRAPPER "Wrapper; x";',
         C_LOCALE,
     )
     before = user_database(fidelity_target)
@@ -274,3 +283,20 @@ def test_a_copy_holding_casts_and_foreign_servers_is_emptied_and_filled_again(
     assert f"emptied target database {DATABASE}" in second.text
     assert differences(snapshot(fidelity_source, DATABASE), snapshot(fidelity_target, DATABASE)) == []
     assert database_row(fidelity_target, DATABASE) == before
+
+
+def test_a_database_the_user_recreated_after_the_loss_is_not_emptied(
+    fidelity_source: LocalPostgres, fidelity_target: LocalPostgres
+) -> None:
+    """The checkpoint says found empty of the database this job filled: one the user dropped
+    and made again (with rows of their own) in the meantime is theirs, refused untouched."""
+    create_database(fidelity_source, DATABASE, OBJECTS_SQL, C_LOCALE)
+    user_database(fidelity_target)
+    job = init_job(fidelity_source, fidelity_target, DATABASE, enable_sync=False)
+    first = run_pg_engine(job)
+    assert first.returncode == 0, first.text
+    assert checkpoints(first.parsed)[-1].found_empty
+
+    before = user_database(fidelity_target, USERS_TABLE_SQL)
+    run = run_pg_engine(dataclasses.replace(job, checkpoint=lost_before_done(checkpoints(first.parsed)[-1])))
+    assert_refused_untouched(run, fidelity_target, before)

@@ -108,12 +108,13 @@ def test_a_checkpoint_entry_says_whether_the_job_found_the_users_database_empty(
 
     entries = {
         "db0": older.model_dump(mode="json"),
-        "db1": {"key": "k1", "state": "copying", "found_empty": True},
+        "db1": {"key": "k1", "state": "copying", "found_empty": True, "database_oid": 4294967295},
     }
     report = {**start(job.job_id, 2), "kind": "checkpoint", "checkpoint": entries}
     assert invoke(batch(report_record("i-0000000000000000a", report))) == []
     stored = world.job(job.job_id).checkpoint
     assert stored["db1"].found_empty and not stored["db1"].created
+    assert stored["db1"].database_oid == 4294967295
     assert stored["db0"] == older
 
 

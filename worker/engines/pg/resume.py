@@ -91,13 +91,14 @@ def start_copy(ctx: Context, tgt: psycopg.Connection, database: str, key: str) -
     """Before `prepare_target`: drop (or empty) what an earlier attempt of this job left of the
     database, then record that its copy starts (and whether this job creates the target database)."""
     entry = ctx.checkpoint.get(database)
-    exists = tgt.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone() is not None
+    oid = database_oid(tgt, database)
+    exists = oid is not None
     if exists and entry is not None and entry.created:
         drop_subscriptions(ctx, database)
         tgt.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(database)))
         ctx.emit.info(f"dropped target database {database}, left half copied by an earlier attempt")
         exists = False
-    elif exists and entry is not None and entry.found_empty:
+    elif exists and entry is not None and entry.found_empty and entry.database_oid == oid:
         empty_again(ctx, database)
         ctx.emit.info(
             f"emptied target database {database}, left half copied by an earlier attempt "
@@ -112,13 +113,19 @@ def start_copy(ctx: Context, tgt: psycopg.Connection, database: str, key: str) -
         raise EngineError(f"database {database}: the worker did not record the copy's start")
 
 
-def filling_existing(ctx: Context, database: str) -> None:
+def filling_existing(ctx: Context, tgt: psycopg.Connection, database: str) -> None:
     """After `prepare_target` found the user's database empty, before anything is written into
     it: record so, for a later attempt to empty it again rather than refuse it as not empty."""
     entry = ctx.checkpoint[database]
-    record(ctx, database, entry.model_copy(update={"found_empty": True}))
+    found = {"found_empty": True, "database_oid": database_oid(tgt, database)}
+    record(ctx, database, entry.model_copy(update=found))
     if not ctx.emit.wait_recorded():
         raise EngineError(f"database {database}: the worker did not record that it was found empty")
+
+
+def database_oid(tgt: psycopg.Connection, database: str) -> int | None:
+    row = tgt.execute("SELECT oid::int8 FROM pg_database WHERE datname = %s", [database]).fetchone()
+    return int(row[0]) if row else None
 
 
 def empty_again(ctx: Context, database: str) -> None:

@@ -102,6 +102,6 @@ def prepare_target(ctx: Context, tgt: psycopg.Connection, src: psycopg.Connectio
                 f"{wanted.locale_summary}; submit with drop_existing to recreate it"
             )
         ctx.emit.info(f"target database {database} exists and is empty: filling it")
-        resume.filling_existing(ctx, database)
+        resume.filling_existing(ctx, tgt, database)
         return
     properties.create_database(tgt, database, wanted)
