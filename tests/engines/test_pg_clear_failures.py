@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from jobs.spec import Command, JobFilter, name_parts
 from local_cloud.postgres import LocalPostgres
 from worker.engines import summarize_failure
+from worker.engines.pg.catalog import user_object_count
 from worker.engines.pg.events import Emitter
 from worker.engines.pg.tools import EngineError, run_pipeline
 
@@ -265,3 +266,14 @@ def test_copy_roles_creates_the_named_roles_without_passwords_and_keeps_grants(
                 conn.execute("DROP DATABASE IF EXISTS granted WITH (FORCE)")
                 for role in roles:
                     conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def test_a_target_database_without_a_public_schema_is_checked_for_emptiness(
+    fidelity_target: LocalPostgres,
+) -> None:
+    """Some users drop `public`: the check must count what is there, not fail on the name."""
+    create_database(fidelity_target, "nopublic", "DROP SCHEMA public;")
+    with psycopg.connect(fidelity_target.url("nopublic"), autocommit=True) as conn:
+        assert user_object_count(conn) == 0
+        conn.execute("CREATE SCHEMA kept; CREATE TABLE kept.t (id int)")
+        assert user_object_count(conn) > 0

@@ -209,7 +209,7 @@ def user_object_count(conn: psycopg.Connection) -> int:
                     AND nspname <> 'public')
              + (SELECT count(*) FROM pg_largeobject_metadata)
              + (SELECT count(*) FROM pg_depend WHERE refclassid = 'pg_namespace'::regclass
-                    AND refobjid = 'public'::regnamespace AND deptype = 'n')
+                    AND refobjid = (SELECT oid FROM pg_namespace WHERE nspname = 'public') AND deptype = 'n')
              + (SELECT count(*) FROM pg_cast WHERE oid >= {})
              + (SELECT count(*) FROM pg_foreign_data_wrapper)
         """
