@@ -97,7 +97,7 @@ def test_argv_per_command(
     fake_binary: Path, command: Command, options: dict[str, object], expected_tail: list[str]
 ) -> None:
     invocation = ReplicatorEngine(fake_binary).invocation(job(command, FULL_FILTER, **options))
-    assert invocation.argv == [
+    assert ReplicatorEngine(fake_binary).binary_argv(job(command, FULL_FILTER, **options)) == [
         str(fake_binary),
         command.value,
         "--source",
@@ -106,6 +106,10 @@ def test_argv_per_command(
         TARGET,
         *expected_tail,
     ]
+    # An init that may not replace the user's databases checks the target first
+    # (tests/engines/test_replicator_preflight.py); every other run is the binary itself.
+    preflight = command is Command.INIT and not options.get("drop_existing")
+    assert (invocation.argv[0] != str(fake_binary)) == preflight
     assert (
         SOURCE in invocation.secrets
         and PASSWORD in invocation.secrets
@@ -120,7 +124,7 @@ def test_no_filter_flags_without_filters(fake_binary: Path) -> None:
 
 def run_fake(fake_binary: Path, tmp_path: Path, exit_code: int = 0, log_level: str = "debug"):
     engine = ReplicatorEngine(fake_binary)
-    invocation = engine.invocation(job(Command.INIT, log_level=log_level))
+    invocation = engine.invocation(job(Command.INIT, log_level=log_level, drop_existing=True))
     record = tmp_path / "record.json"
     env = {**os.environ, **invocation.env, "FAKE_RECORD": str(record), "FAKE_EXIT": str(exit_code)}
     done = subprocess.run(invocation.argv, env=env, capture_output=True, text=True, timeout=30)
@@ -168,7 +172,7 @@ def test_init_always_runs_here(fake_binary: Path) -> None:
     """Without --local, init hands a *.serendb.com target (or a failed preflight) to the
     remote service by itself: the worker would send the job's credentials on."""
     serendb_job = replace(job(Command.INIT), target_url="postgresql://bob:pw@ep-1.db.serendb.com/app")
-    argv = ReplicatorEngine(fake_binary).invocation(serendb_job).argv
+    argv = ReplicatorEngine(fake_binary).binary_argv(serendb_job)
     assert "--local" in argv and "--seren" not in argv
     for command in (Command.VALIDATE, Command.SYNC, Command.VERIFY, Command.STATUS):
         assert "--local" not in ReplicatorEngine(fake_binary).invocation(job(command)).argv

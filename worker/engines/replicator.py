@@ -11,15 +11,23 @@ but the pg_dump/pg_restore/psql it spawns get the host name and resolve it again
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from jobs.attempts import DatabaseCheckpoint
 from jobs.progress import Progress
 from jobs.redact import redact
 from jobs.spec import Command, JobFilter
 from worker.engines.base import EngineJob, Invocation, ParsedLine, clip, job_secrets, looks_like_error
+from worker.engines.pg.engine_input import engine_input
+from worker.engines.pg.events import CHECKPOINT_EVENT
+from worker.engines.replicator_preflight import STARTED_LINE
 
 DEFAULT_PATH = "/opt/seren-replicator/seren-replicator"
 PATH_ENV = "SEREN_REPLICATOR_PATH"
@@ -80,6 +88,18 @@ def with_hostaddr(url: str, hostaddr: str | None) -> str:
     return f"{url}{'&' if '?' in url else '?'}hostaddr={hostaddr}"
 
 
+def _checkpoint_event(text: str) -> tuple[str, DatabaseCheckpoint] | None:
+    if not text.startswith("{"):
+        return None
+    try:
+        event = json.loads(text)
+        if isinstance(event, dict) and event.get("event") == CHECKPOINT_EVENT:
+            return str(event.get("database") or ""), DatabaseCheckpoint.model_validate(event)
+    except (ValueError, ValidationError):
+        pass
+    return None
+
+
 def _filter_args(command: Command, job_filter: JobFilter) -> list[str]:
     args: list[str] = []
     for name in _FILTER_FLAGS[command]:
@@ -93,9 +113,18 @@ def _filter_args(command: Command, job_filter: JobFilter) -> list[str]:
 class ReplicatorParser:
     secrets: list[str] = field(repr=False)
     progress: Progress = field(default_factory=Progress)
+    # The preflight's output comes first (`replicator_preflight`): only it records checkpoints.
+    in_preflight: bool = False
 
     def parse_line(self, line: str) -> ParsedLine:
         text = redact(_ANSI.sub("", line.rstrip("\r\n")), self.secrets)
+        if self.in_preflight:
+            if text == STARTED_LINE:
+                self.in_preflight = False
+            checkpoint = _checkpoint_event(text)
+            if checkpoint is not None:
+                database, entry = checkpoint
+                return ParsedLine(log=f"CHECKPOINT: {database} {entry.state}", checkpoint=checkpoint)
         match = _TRACING.search(text)
         if match is None:
             return ParsedLine(log=text, is_error=looks_like_error(text))
@@ -124,6 +153,28 @@ class ReplicatorEngine:
         self.path = path or binary_path()
 
     def invocation(self, job: EngineJob) -> Invocation:
+        """The binary itself, but for an `init` that may not replace the user's databases:
+        that runs the preflight first (`worker.engines.replicator_preflight`), which checks the
+        target and then becomes the binary."""
+        argv = self.binary_argv(job)
+        # The job's log_level is the CLI's --log value, a tracing filter: RUST_LOG as given.
+        env = {"RUST_LOG": job.options.log_level, "NO_COLOR": "1"}
+        urls_as_passed = [
+            with_hostaddr(job.source_url, job.source_hostaddr),
+            with_hostaddr(job.target_url, job.target_hostaddr),
+        ]
+        secrets = [*urls_as_passed, *job_secrets(job)]
+        if job.command is not Command.INIT or job.options.drop_existing:
+            return Invocation(argv=argv, env=env, secrets=secrets)
+        preflight_input = engine_input(job) | {"binary_argv": argv}
+        return Invocation(
+            argv=[sys.executable, "-m", "worker.engines.replicator_preflight"],
+            env=env | {"PYTHONUNBUFFERED": "1"},
+            secrets=secrets,
+            stdin=json.dumps(preflight_input).encode(),
+        )
+
+    def binary_argv(self, job: EngineJob) -> list[str]:
         source_url = with_hostaddr(job.source_url, job.source_hostaddr)
         target_url = with_hostaddr(job.target_url, job.target_hostaddr)
         argv = [str(self.path), job.command.value, "--source", source_url, "--target", target_url]
@@ -136,12 +187,10 @@ class ReplicatorEngine:
             if job.options.no_resume:
                 argv.append("--no-resume")
         argv += _UNATTENDED[job.command]
-        # The job's log_level is the CLI's --log value, a tracing filter: RUST_LOG as given.
-        env = {"RUST_LOG": job.options.log_level, "NO_COLOR": "1"}
-        return Invocation(argv=argv, env=env, secrets=[source_url, target_url, *job_secrets(job)])
+        return argv
 
     def parser(self, invocation: Invocation) -> ReplicatorParser:
-        return ReplicatorParser(secrets=invocation.secrets)
+        return ReplicatorParser(secrets=invocation.secrets, in_preflight=bool(invocation.stdin))
 
     def exit_message(self, code: int) -> str:
         if code < 0:

@@ -16,6 +16,7 @@ from jobs.attempts import DatabaseCheckpoint
 from jobs.progress import Progress
 from jobs.redact import redact
 from worker.engines.base import EngineJob, Invocation, ParsedLine, job_secrets, looks_like_error
+from worker.engines.pg.engine_input import engine_input
 from worker.engines.pg.events import CHECKPOINT_EVENT, PROGRESS_EVENT
 
 EXIT_MESSAGES = {1: "the pg engine failed", 2: "the pg engine was given unusable input"}
@@ -51,24 +52,11 @@ class PgEngine:
     name = "pg"
 
     def invocation(self, job: EngineJob) -> Invocation:
-        spec = {
-            "command": job.command.value,
-            "filter": job.filter.model_dump(mode="json"),
-            "options": job.options.model_dump(mode="json"),
-        }
-        engine_input = {
-            "job": spec,
-            "source_url": job.source_url,
-            "target_url": job.target_url,
-            "source_hostaddr": job.source_hostaddr,
-            "target_hostaddr": job.target_hostaddr,
-            "checkpoint": {name: entry.model_dump(mode="json") for name, entry in job.checkpoint.items()},
-        }
         return Invocation(
             argv=[sys.executable, "-m", "worker.engines.pg"],
             env={"PYTHONUNBUFFERED": "1"},
             secrets=job_secrets(job),
-            stdin=json.dumps(engine_input).encode(),
+            stdin=json.dumps(engine_input(job)).encode(),
         )
 
     def parser(self, invocation: Invocation) -> PgParser:

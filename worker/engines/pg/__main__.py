@@ -9,22 +9,16 @@ are unusable.
 
 from __future__ import annotations
 
-import ipaddress
-import json
-import os
 import signal
 import sys
-from typing import TextIO
 
 import psycopg
 from pydantic import ValidationError
 
-from jobs.attempts import DatabaseCheckpoint
 from jobs.redact import redact
-from jobs.spec import Command, JobFilter, JobOptions
-from jobs.urls import ConnectionUrl, InvalidUrl, parse_url
-from worker.engines.base import CHECKPOINT_ACK_FD
-from worker.engines.pg.commands import Context, run
+from jobs.urls import InvalidUrl
+from worker.engines.pg.commands import run
+from worker.engines.pg.engine_input import acknowledgements, read_engine_input
 from worker.engines.pg.events import Emitter
 from worker.engines.pg.tools import EngineError
 
@@ -38,53 +32,16 @@ def _terminate(signum: int, frame: object) -> None:
     raise SystemExit(EXIT_TERMINATED)
 
 
-def _at_checked_address(url: ConnectionUrl, hostaddr: object) -> ConnectionUrl:
-    if hostaddr is None:
-        return url
-    return url.at_address(str(ipaddress.ip_address(str(hostaddr))))
-
-
-def _acknowledgements() -> TextIO | None:
-    """The worker's acknowledgements of checkpoints, when a worker runs this engine."""
-    descriptor = os.environ.get(CHECKPOINT_ACK_FD)
-    return os.fdopen(int(descriptor), "r") if descriptor else None
-
-
 def main() -> int:
     signal.signal(signal.SIGTERM, _terminate)
-    emit = Emitter(secrets=[], acks=_acknowledgements())
+    emit = Emitter(secrets=[], acks=acknowledgements())
     try:
-        engine_input = json.loads(sys.stdin.read() or "{}")
-        raw_source, raw_target = (
-            str(engine_input.get("source_url", "")),
-            str(engine_input.get("target_url", "")),
-        )
-        emit.secrets += [s for s in (raw_source, raw_target) if s]
-        source = _at_checked_address(
-            parse_url(raw_source, field="source_url"), engine_input.get("source_hostaddr")
-        )
-        target = _at_checked_address(
-            parse_url(raw_target, field="target_url"), engine_input.get("target_hostaddr")
-        )
-        spec = engine_input.get("job") or {}
-        command = Command(str(spec.get("command", "")).lower())
-        ctx = Context(
-            source=source,
-            target=target,
-            job_filter=JobFilter.model_validate(spec.get("filter") or {}),
-            options=JobOptions.model_validate(spec.get("options") or {}),
-            emit=emit,
-            checkpoint={
-                str(name): DatabaseCheckpoint.model_validate(entry)
-                for name, entry in (engine_input.get("checkpoint") or {}).items()
-            },
-        )
+        command, ctx, _ = read_engine_input(sys.stdin.read(), emit)
     except (InvalidUrl, ValueError, ValidationError, AttributeError) as exc:
         emit.error(f"invalid engine input: {exc}")
         return EXIT_BAD_INPUT
-    emit.secrets += [p for p in (source.password, target.password) if p]
     emit.level = ctx.options.engine_log_level
-    emit.info(f"pg engine: {command.value} from {source.redacted} to {target.redacted}")
+    emit.info(f"pg engine: {command.value} from {ctx.source.redacted} to {ctx.target.redacted}")
     try:
         run(command, ctx)
     except EngineError as exc:
