@@ -114,5 +114,7 @@ def owner_created(owner: str, created_at: str) -> str:
 CREDENTIALS_ATTRIBUTE = "credentials"
 # The credentials re-encrypted by the launcher for the one instance it started for the job.
 INSTANCE_CREDENTIALS_ATTRIBUTE = "instance_credentials"
-# Removed with the credentials when the job ends: what only a running job needs of the request.
-ENDED_JOB_REMOVES = (CREDENTIALS_ATTRIBUTE, INSTANCE_CREDENTIALS_ATTRIBUTE, "request_fingerprint")
+# Removed when the job ends: what only a running job needs of the request. The request
+# fingerprint stays (a MAC under a key only the API may use): a late reuse of the job's
+# Idempotency-Key for another request is refused by it.
+ENDED_JOB_REMOVES = (CREDENTIALS_ATTRIBUTE, INSTANCE_CREDENTIALS_ATTRIBUTE)
