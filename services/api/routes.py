@@ -42,7 +42,8 @@ ERROR_DESCRIPTIONS = {
     HTTPStatus.REQUEST_ENTITY_TOO_LARGE: "The body is larger than 16 KiB",
     HTTPStatus.UNSUPPORTED_MEDIA_TYPE: "The body is not sent as application/json",
     HTTPStatus.UNPROCESSABLE_ENTITY: "Idempotency-Key was already used with a different request",
-    HTTPStatus.TOO_MANY_REQUESTS: "Too many unfinished jobs for this owner",
+    HTTPStatus.TOO_MANY_REQUESTS: "The API key's request rate limit is reached (Retry-After says when to "
+    "try again); for a submit, also: too many unfinished jobs for this owner",
     HTTPStatus.INTERNAL_SERVER_ERROR: "An internal fault (logged with the request id)",
 }
 
@@ -185,10 +186,17 @@ class ApiRoute:
                 "description": ERROR_DESCRIPTIONS[status],
                 "content": {content_types.APPLICATION_JSON: {"model": ErrorAnswer}},
             }
+            if status is HTTPStatus.TOO_MANY_REQUESTS:
+                declared[int(status)]["headers"] = {
+                    "Retry-After": {
+                        "description": "Seconds until the key may send again (with a rate-limit refusal)",
+                        "schema": {"type": "integer", "minimum": 1},
+                    }
+                }
         return declared
 
 
-_AUTHENTICATED = (HTTPStatus.UNAUTHORIZED, HTTPStatus.INTERNAL_SERVER_ERROR)
+_AUTHENTICATED = (HTTPStatus.UNAUTHORIZED, HTTPStatus.TOO_MANY_REQUESTS, HTTPStatus.INTERNAL_SERVER_ERROR)
 _JOB_LINKS = (("GetJob", "get_job"), ("CancelJob", "post_cancel"), ("GetLogs", "get_logs"))
 _NEXT_PAGE_LINK = {"next_token": "$response.body#/next_token"}
 _ONE_JOB = (*_AUTHENTICATED, HTTPStatus.NOT_FOUND)
@@ -207,7 +215,6 @@ ROUTES: tuple[ApiRoute, ...] = (
             HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
             HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
             HTTPStatus.UNPROCESSABLE_ENTITY,
-            HTTPStatus.TOO_MANY_REQUESTS,
         ),
         takes_body=True,
         links={
