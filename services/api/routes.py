@@ -19,11 +19,12 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
+from jobs.record import Job
 from jobs.spec import JobSpec
 from jobs.states import JobStatus
 from services.api import cancel, queries, submit
 from services.api.examples import SUBMIT_EXAMPLES
-from services.api.resources import resources
+from services.api.resources import Resources, resources
 from services.api.schemas import ErrorAnswer, Health, JobPage, JobView, LogLines, SubmitAnswer
 from services.api.views import job_view, submit_view
 
@@ -51,6 +52,16 @@ ERROR_DESCRIPTIONS = {
 def _json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JsonResponse:
     return Response(
         status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers
+    )
+
+
+def _view(res: Resources, job: Job, *, logs: list[str] | None = None) -> dict[str, Any]:
+    settings = res.settings
+    return job_view(
+        job,
+        log_group=settings.worker_log_group,
+        max_runtime_seconds=settings.max_job_runtime_seconds,
+        logs=logs,
     )
 
 
@@ -98,7 +109,7 @@ def get_jobs(
     res = resources()
     owner = router.context["owner"]
     listing = queries.list_jobs(res, owner, limit=limit, status=status, next_token=next_token)
-    views = [job_view(job, log_group=res.settings.worker_log_group) for job in listing.jobs]
+    views = [_view(res, job) for job in listing.jobs]
     return _json_response(HTTPStatus.OK, {"jobs": views, "next_token": listing.next_token})
 
 
@@ -106,7 +117,7 @@ def get_job(job_id: JobId) -> JsonResponse:
     res = resources()
     job = queries.owned_job(res, router.context["owner"], job_id)
     logger.append_keys(job_id=job.job_id, trace_id=job.trace_id)
-    view = job_view(job, log_group=res.settings.worker_log_group, logs=queries.failure_logs(res, job))
+    view = _view(res, job, logs=queries.failure_logs(res, job))
     return _json_response(HTTPStatus.OK, view)
 
 
@@ -115,7 +126,7 @@ def post_cancel(job_id: JobId) -> JsonResponse:
     job = cancel.cancel_job(res, router.context["owner"], job_id)
     logger.append_keys(job_id=job.job_id, trace_id=job.trace_id)
     logger.info("cancel requested", extra={"status": job.status.value})
-    return _json_response(HTTPStatus.ACCEPTED, job_view(job, log_group=res.settings.worker_log_group))
+    return _json_response(HTTPStatus.ACCEPTED, _view(res, job))
 
 
 def get_logs(
