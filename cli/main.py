@@ -31,6 +31,9 @@ STATUSES = (
     "cancelled",
 )
 DEFAULT_STATE_DIR = Path(".local")
+# The service's time limits (jobs.spec, which the client does not import; a test compares).
+DEFAULT_TIMEOUT_SECONDS = 8 * 3600
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 
 
 class UsageError(Exception):
@@ -63,7 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
         submit.add_argument(f"--{name}", type=_comma_list, default=[], metavar="A,B", help="comma list")
     submit.add_argument("--drop-existing", action="store_true", help="drop existing objects on the target")
     submit.add_argument("--no-sync", action="store_true", help="do not set up continuous sync after init")
-    submit.add_argument("--timeout", type=int, metavar="SECONDS", help="the job's time limit")
+    submit.add_argument(
+        "--timeout",
+        type=int,
+        metavar="SECONDS",
+        help=f"the job's time limit from its start: default {DEFAULT_TIMEOUT_SECONDS} (8 h), at most "
+        f"{MAX_TIMEOUT_SECONDS} (7 days) unless the operator set less; 0 asks for that maximum. "
+        "The job's deadline_at (status --json) says when it ends",
+    )
     submit.add_argument(
         "--log-level",
         metavar="FILTER",

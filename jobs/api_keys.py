@@ -15,16 +15,25 @@ import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from boto3.dynamodb.conditions import Attr, ConditionBase
+
 from jobs import aws, clock
-from jobs.dynamo import conditional
+from jobs.dynamo import Conditional, conditional
+from jobs.rate_limit import MICROS, RateLimit, Spend, decide
 
 KEY_PREFIX = "srk_"
 KEY_ID_LENGTH = 12
 # Keys are ASCII and short; anything else is not a key and is rejected before hashing.
 MAX_KEY_LENGTH = 256
 OWNER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@\-]{0,127}$")
+# The key's request bucket (jobs.rate_limit): its arrival time, epoch microseconds.
+BUCKET_ATTRIBUTE = "rate_arrival_us"
+# A write refused because the bucket crossed from full to used (or back) since it was read
+# is decided again on what it holds; crossing more often than this in one request is a flood.
+SPEND_TRIES = 3
 
 
 class InvalidOwner(ValueError):
@@ -38,6 +47,15 @@ class ApiKeyRecord:
     created_at: str
     revoked: bool
     revoked_at: str | None = None
+
+
+@dataclass(frozen=True)
+class KeyHolder:
+    """A valid key's owner and its request bucket as read."""
+
+    key_hash: str
+    owner: str
+    arrival_us: int | None  # the request bucket as read (jobs.rate_limit)
 
 
 @dataclass(frozen=True)
@@ -83,6 +101,11 @@ class ApiKeyStore:
 
     def owner_of(self, presented: str | None) -> str | None:
         """The owner of a valid, unrevoked key; None for anything else."""
+        holder = self.authenticate(presented)
+        return holder.owner if holder else None
+
+    def authenticate(self, presented: str | None) -> KeyHolder | None:
+        """A valid, unrevoked key's owner and bucket; None for anything else."""
         if not presented or len(presented) > MAX_KEY_LENGTH or not presented.isascii():
             return None
         presented_hash = hash_key(presented)
@@ -91,7 +114,46 @@ class ApiKeyStore:
             return None
         if not hmac.compare_digest(str(item["key_hash"]), presented_hash):
             return None
-        return str(item["owner"])
+        return KeyHolder(key_hash=presented_hash, owner=str(item["owner"]), arrival_us=_arrival(item))
+
+    def spend(self, holder: KeyHolder, limit: RateLimit, now: datetime) -> int | None:
+        """Take a token from the key's bucket: None when taken, else the seconds until one
+        is there. One conditional write, an atomic addition while tokens are left: a write
+        refused because the bucket changed state since it was read decides again on the
+        bucket as it is."""
+        now_us = int(now.timestamp() * MICROS)
+        arrival_us = holder.arrival_us
+        for _ in range(SPEND_TRIES):
+            decision = decide(arrival_us, now_us, limit)
+            if decision.spend is None:
+                return decision.retry_after_seconds
+            written = self._write_bucket(holder.key_hash, decision.spend, now_us, limit)
+            if written.ok:
+                return None
+            if written.old is None:  # the key was deleted meanwhile
+                return 1
+            arrival_us = _arrival(written.old)
+        return 1
+
+    def _write_bucket(self, key_hash: str, spend: Spend, now_us: int, limit: RateLimit) -> Conditional:
+        bucket = Attr(BUCKET_ATTRIBUTE)
+        condition: ConditionBase
+        if spend is Spend.REFILLED:
+            expression, values = "SET #b = :next", {":next": now_us + limit.interval_us}
+            condition = bucket.not_exists() | bucket.lt(now_us)
+        else:
+            expression, values = "SET #b = #b + :interval", {":interval": limit.interval_us}
+            condition = bucket.between(now_us, now_us + limit.tolerance_us)
+        return conditional(
+            lambda: self._table.update_item(
+                Key={"key_hash": key_hash},
+                UpdateExpression=expression,
+                ConditionExpression=Attr("key_hash").exists() & condition,
+                ExpressionAttributeNames={"#b": BUCKET_ATTRIBUTE},
+                ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        )
 
     def list(self) -> list[ApiKeyRecord]:
         """Every key, oldest first (an admin command: the table holds few items)."""
@@ -124,6 +186,11 @@ class ApiKeyStore:
             if "LastEvaluatedKey" not in answer:
                 return
             kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+
+def _arrival(item: dict[str, Any]) -> int | None:
+    value = item.get(BUCKET_ATTRIBUTE)
+    return int(value) if value is not None else None
 
 
 def _record(item: dict[str, Any]) -> ApiKeyRecord:

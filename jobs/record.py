@@ -91,6 +91,7 @@ class Job(BaseModel):
         item = self.model_dump(mode="json", exclude_none=True)
         if self.is_active:
             item[ACTIVE_INDEX_KEY] = self.status.value
+        item[OWNER_CREATED_ATTRIBUTE] = owner_created(self.owner, self.created_at)
         return item
 
     @classmethod
@@ -101,8 +102,19 @@ class Job(BaseModel):
 # The sparse index of unfinished jobs is keyed on this attribute, present only while active.
 ACTIVE_INDEX_KEY = "active_status"
 TTL_ATTRIBUTE = "expires_at"
+# The status index's sort key, "<owner>#<created_at>", written once with the job: an owner's
+# jobs in one status are one key range of it, newest last ('#' is not in an owner's alphabet).
+OWNER_CREATED_ATTRIBUTE = "owner_created"
+
+
+def owner_created(owner: str, created_at: str) -> str:
+    return f"{owner}#{created_at}"
+
+
 CREDENTIALS_ATTRIBUTE = "credentials"
 # The credentials re-encrypted by the launcher for the one instance it started for the job.
 INSTANCE_CREDENTIALS_ATTRIBUTE = "instance_credentials"
-# Removed with the credentials when the job ends: what only a running job needs of the request.
-ENDED_JOB_REMOVES = (CREDENTIALS_ATTRIBUTE, INSTANCE_CREDENTIALS_ATTRIBUTE, "request_fingerprint")
+# Removed when the job ends: what only a running job needs of the request. The request
+# fingerprint stays (a MAC under a key only the API may use): a late reuse of the job's
+# Idempotency-Key for another request is refused by it.
+ENDED_JOB_REMOVES = (CREDENTIALS_ATTRIBUTE, INSTANCE_CREDENTIALS_ATTRIBUTE)

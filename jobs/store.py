@@ -23,11 +23,13 @@ from jobs.record import (
     CREDENTIALS_ATTRIBUTE,
     ENDED_JOB_REMOVES,
     INSTANCE_CREDENTIALS_ATTRIBUTE,
+    OWNER_CREATED_ATTRIBUTE,
     TTL_ATTRIBUTE,
     Job,
+    owner_created,
 )
 from jobs.states import ACTIVE, JobStatus, can_transition
-from jobs.tables import ACTIVE_JOBS_INDEX, OWNER_JOBS_INDEX
+from jobs.tables import ACTIVE_JOBS_INDEX, OWNER_JOBS_INDEX, STATUS_JOBS_INDEX
 
 logger = logging.getLogger(__name__)
 # Transactions of one owner's submits that touched its ledger item at once.
@@ -135,6 +137,19 @@ class JobStore:
         if not include_expired and job.is_expired(clock.epoch(clock.now())):
             return None  # TTL deletion lags by days: an expired item is already gone
         return job
+
+    def owner_of(self, job_id: str) -> str | None:
+        """Only the owner of the item under `job_id` (None when there is none): an answer as
+        small whoever owns the job, so a caller can refuse another owner's job having done
+        the same work as for no job."""
+        item = self._table.get_item(
+            Key={"job_id": job_id},
+            ConsistentRead=True,
+            ProjectionExpression="#o",
+            ExpressionAttributeNames={"#o": "owner"},
+        ).get("Item")
+        owner = (item or {}).get("owner")
+        return owner if isinstance(owner, str) else None
 
     def report_item(self, key: str) -> dict[str, Any] | None:
         """A worker's report item (`jobs.reports`) as stored, read consistently."""
@@ -267,29 +282,27 @@ class JobStore:
         status: JobStatus | None = None,
         start_key: dict[str, Any] | None = None,
     ) -> Page:
-        """The owner's jobs, newest first. Expired items are left out."""
-        now_epoch = clock.epoch(clock.now())
+        """The owner's jobs, newest first: one query that reads at most `limit` items, so a
+        request costs the same whatever the owner's history. Expired items are left out,
+        so a page may hold fewer than `limit` jobs and still have a next one."""
         kwargs: dict[str, Any] = {
-            "IndexName": OWNER_JOBS_INDEX,
-            "KeyConditionExpression": Key("owner").eq(owner),
             "ScanIndexForward": False,
-            "FilterExpression": Attr(TTL_ATTRIBUTE).gt(now_epoch),
+            "FilterExpression": Attr(TTL_ATTRIBUTE).gt(clock.epoch(clock.now())),
+            "Limit": limit,
         }
-        if status is not None:
-            kwargs["FilterExpression"] = kwargs["FilterExpression"] & Attr("status").eq(status.value)
-        jobs: list[Job] = []
-        next_key = start_key
-        # A filtered page can come back short: keep reading until `limit` jobs or the end.
-        while len(jobs) < limit:
-            if next_key:
-                kwargs["ExclusiveStartKey"] = next_key
-            kwargs["Limit"] = limit - len(jobs)
-            answer = self._table.query(**kwargs)
-            jobs.extend(job for job in map(readable, answer.get("Items", [])) if job is not None)
-            next_key = answer.get("LastEvaluatedKey")
-            if not next_key:
-                break
-        return Page(jobs=jobs, next_key=next_key)
+        if status is None:
+            kwargs |= {"IndexName": OWNER_JOBS_INDEX, "KeyConditionExpression": Key("owner").eq(owner)}
+        else:
+            kwargs |= {
+                "IndexName": STATUS_JOBS_INDEX,
+                "KeyConditionExpression": Key("status").eq(status.value)
+                & Key(OWNER_CREATED_ATTRIBUTE).begins_with(owner_created(owner, "")),
+            }
+        if start_key:
+            kwargs["ExclusiveStartKey"] = start_key
+        answer = self._table.query(**kwargs)
+        jobs = [job for job in map(readable, answer.get("Items", [])) if job is not None]
+        return Page(jobs=jobs, next_key=answer.get("LastEvaluatedKey"))
 
     def delete_expired(self, job_id: str, now_epoch: int) -> bool:
         """Delete an item whose TTL has passed (TTL deletion lags by days). False if it

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs.record import ACTIVE_INDEX_KEY, TTL_ATTRIBUTE
+from jobs.record import ACTIVE_INDEX_KEY, OWNER_CREATED_ATTRIBUTE, TTL_ATTRIBUTE
 
 ACTIVE_JOBS_INDEX = "active-jobs"
 OWNER_JOBS_INDEX = "owner-jobs"
+STATUS_JOBS_INDEX = "status-jobs"
 STREAM_VIEW_TYPE = "NEW_AND_OLD_IMAGES"
 # The worker-slot ledger lives in the jobs table so that it can share transactions with jobs.
 SLOTS_ITEM_ID = "control#worker-slots"
@@ -20,6 +21,8 @@ JOBS_TABLE: dict[str, Any] = {
         {"AttributeName": ACTIVE_INDEX_KEY, "AttributeType": "S"},
         {"AttributeName": "owner", "AttributeType": "S"},
         {"AttributeName": "created_at", "AttributeType": "S"},
+        {"AttributeName": "status", "AttributeType": "S"},
+        {"AttributeName": OWNER_CREATED_ATTRIBUTE, "AttributeType": "S"},
     ],
     "GlobalSecondaryIndexes": [
         {
@@ -36,6 +39,17 @@ JOBS_TABLE: dict[str, Any] = {
             "KeySchema": [
                 {"AttributeName": "owner", "KeyType": "HASH"},
                 {"AttributeName": "created_at", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        },
+        {
+            # An owner's jobs in one status, as one key range: a status filter is one query
+            # whatever the owner's history. Partitioned by status: a job changes status a few
+            # times in its life, far below what one index partition takes.
+            "IndexName": STATUS_JOBS_INDEX,
+            "KeySchema": [
+                {"AttributeName": "status", "KeyType": "HASH"},
+                {"AttributeName": OWNER_CREATED_ATTRIBUTE, "KeyType": "RANGE"},
             ],
             "Projection": {"ProjectionType": "ALL"},
         },

@@ -104,6 +104,11 @@ def placeholder_zip() -> bytes:
     return buffer.getvalue()
 
 
+def _number(value: float) -> str:
+    """A number as Terraform's tostring() writes it: whole numbers without a fraction."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
 def _compact_json(value: Any) -> str:
     """JSON as Terraform's jsonencode writes it: object keys sorted, no spaces."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
@@ -173,6 +178,8 @@ def function_environments(variables: dict[str, Any], ids: dict[str, str]) -> dic
             "JOB_RETENTION_DAYS": str(variables["job_retention_days"]),
             "MAX_UNFINISHED_JOBS_PER_OWNER": str(variables["max_unfinished_jobs_per_owner"]),
             "MAX_ESTIMATED_SIZE_BYTES": str(variables["max_estimated_size_bytes"]),
+            "API_KEY_RATE_PER_SECOND": _number(variables["api_key_rate_per_second"]),
+            "API_KEY_BURST": str(variables["api_key_burst"]),
             "POWERTOOLS_SERVICE_NAME": "api",
         },
         "launcher": {**launching, "POWERTOOLS_SERVICE_NAME": "launcher"},

@@ -133,6 +133,9 @@ def module_variables(options: StackOptions, network: Network) -> dict[str, Any]:
         "max_unfinished_jobs_per_owner": 50,
         "max_job_runtime_seconds": 7 * 24 * 3600,
         "max_estimated_size_bytes": 16 * 1024**4,
+        # Test suites drive the local stack with one key, far faster than a person.
+        "api_key_rate_per_second": 1000,
+        "api_key_burst": 10000,
         "job_retention_days": 30,
         "allowed_target_suffixes": [],
         "allow_loopback_hosts": True,

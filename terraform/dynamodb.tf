@@ -29,6 +29,16 @@ resource "aws_dynamodb_table" "jobs" {
     type = "S"
   }
 
+  attribute {
+    name = "status"
+    type = "S"
+  }
+
+  attribute {
+    name = "owner_created"
+    type = "S"
+  }
+
   # Sparse: only unfinished jobs carry active_status (the reaper and launcher read it).
   global_secondary_index {
     name            = "active-jobs"
@@ -41,6 +51,14 @@ resource "aws_dynamodb_table" "jobs" {
     name            = "owner-jobs"
     hash_key        = "owner"
     range_key       = "created_at"
+    projection_type = "ALL"
+  }
+
+  # An owner's jobs in one status (owner_created is "<owner>#<created_at>"): GET /jobs?status=.
+  global_secondary_index {
+    name            = "status-jobs"
+    hash_key        = "status"
+    range_key       = "owner_created"
     projection_type = "ALL"
   }
 

@@ -12,6 +12,8 @@ locals {
     MAX_UNFINISHED_JOBS_PER_OWNER = tostring(var.max_unfinished_jobs_per_owner)
     MAX_JOB_RUNTIME_SECONDS       = tostring(var.max_job_runtime_seconds)
     MAX_ESTIMATED_SIZE_BYTES      = tostring(var.max_estimated_size_bytes)
+    API_KEY_RATE_PER_SECOND       = tostring(var.api_key_rate_per_second)
+    API_KEY_BURST                 = tostring(var.api_key_burst)
     ALLOWED_TARGET_SUFFIXES       = join(",", var.allowed_target_suffixes)
     ALLOW_LOOPBACK_HOSTS          = tostring(var.allow_loopback_hosts)
     ALLOW_PRIVATE_HOSTS           = tostring(var.allow_private_hosts)

@@ -77,6 +77,21 @@ data "aws_iam_policy_document" "api" {
     resources = [aws_dynamodb_table.api_keys.arn]
   }
 
+  # Each request spends its key's rate-limit bucket: that one attribute only, never the
+  # owner or the revoked flag.
+  statement {
+    sid       = "ApiKeysSpendRequestBucket"
+    effect    = "Allow"
+    actions   = ["dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.api_keys.arn]
+
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "dynamodb:Attributes"
+      values   = ["key_hash", "rate_arrival_us"]
+    }
+  }
+
   statement {
     sid       = "EncryptJobCredentials"
     effect    = "Allow"

@@ -172,6 +172,28 @@ variable "max_unfinished_jobs_per_owner" {
   }
 }
 
+variable "api_key_rate_per_second" {
+  description = "Requests a second each API key may make, on average; past its burst a key gets 429 with Retry-After (other keys are not slowed)."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.api_key_rate_per_second > 0 && var.api_key_rate_per_second <= 10000
+    error_message = "api_key_rate_per_second must be above 0 and at most 10000."
+  }
+}
+
+variable "api_key_burst" {
+  description = "Requests an API key may make at once after a quiet spell (its token bucket's size)."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = floor(var.api_key_burst) == var.api_key_burst && (var.api_key_burst >= 1 && var.api_key_burst <= 100000)
+    error_message = "api_key_burst must be between 1 and 100000, a whole number."
+  }
+}
+
 variable "max_job_runtime_seconds" {
   description = "Longest run time of one job: the API refuses a longer job_timeout_seconds (400) and grants this to a job asking for the longest (0); the reaper times jobs out past it."
   type        = number

@@ -25,10 +25,11 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from jobs import clock
 from jobs.observability import service_logger, traced
 from jobs.redact import redact
 from services.api import routes
-from services.api.errors import ApiError, unauthorized
+from services.api.errors import ApiError, rate_limited, unauthorized
 from services.api.request_checks import JSON_MEDIA_TYPE, body_rejection, validation_message
 from services.api.resources import resources
 
@@ -43,14 +44,16 @@ API_KEY_HEADER = "x-api-key"
 JsonResponse = Response[dict[str, Any]]
 
 
-def _json_response(status: int, body: dict[str, Any]) -> JsonResponse:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+def _json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JsonResponse:
+    return Response(
+        status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers
+    )
 
 
 def _error_response(error: ApiError) -> JsonResponse:
     with single_metric(name="RequestsRejected", unit=MetricUnit.Count, value=1) as metric:
         metric.add_dimension(name="reason", value=error.reason)
-    return _json_response(error.status, {"error": error.message})
+    return _json_response(error.status, {"error": error.message}, error.headers)
 
 
 # -- middlewares, in this order on every route ------------------------------------------
@@ -65,12 +68,16 @@ def _served_route(app: APIGatewayHttpResolver) -> tuple[str, str]:
 
 def require_api_key(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
     """The owner of the request's API key (header name in any case) into the context, or 401;
-    before anything reads the request."""
+    a token from the key's bucket, or 429; before anything reads the request."""
     if _served_route(app)[1] not in routes.PUBLIC_PATHS:
-        owner = resources().api_keys.owner_of(app.current_event.headers.get(API_KEY_HEADER))
-        if owner is None:
+        res = resources()
+        holder = res.api_keys.authenticate(app.current_event.headers.get(API_KEY_HEADER))
+        if holder is None:
             raise unauthorized()
-        app.append_context(owner=owner)
+        retry_after = res.api_keys.spend(holder, res.settings.api_key_rate_limit, clock.now())
+        if retry_after is not None:
+            raise rate_limited(retry_after)
+        app.append_context(owner=holder.owner)
     return next_middleware(app)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from jobs import job_logs
-from jobs.record import Job
+from jobs.record import OWNER_CREATED_ATTRIBUTE, Job, owner_created
 from jobs.states import JobStatus
 from services.api.errors import bad_request, job_not_found
 from services.api.resources import Resources
@@ -29,8 +29,9 @@ MAX_TOKEN_LENGTH = 2048
 # Lines shown with a failed job in GET /jobs/{id} (newer clients print them).
 FAILURE_LOG_LINES = 50
 FAILED_STATUSES = frozenset({JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.CANCELLED})
-# The owner-jobs index's key: the only attributes a next_token may carry.
-_PAGE_KEY_FIELDS = frozenset({"job_id", "owner", "created_at"})
+# The keys of the indexes a list reads: the only attributes a next_token may carry.
+_OWNER_PAGE_KEY_FIELDS = frozenset({"job_id", "owner", "created_at"})
+_STATUS_PAGE_KEY_FIELDS = frozenset({"job_id", "status", OWNER_CREATED_ATTRIBUTE})
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,9 @@ class JobList:
 
 
 def owned_job(res: Resources, owner: str, job_id: str) -> Job:
-    if not _is_uuid(job_id):
+    # The owner is read alone first: another owner's job is refused before any of it is
+    # read or parsed, with the same work as a job that does not exist (no timing difference).
+    if not _is_uuid(job_id) or res.jobs.owner_of(job_id) != owner:
         raise job_not_found()
     job = res.jobs.get(job_id)
     if job is None or job.owner != owner:
@@ -65,7 +68,7 @@ def log_lines(res: Resources, job: Job, limit: int) -> list[str]:
 def list_jobs(
     res: Resources, owner: str, *, limit: int, status: JobStatus | None, next_token: str | None
 ) -> JobList:
-    start_key = _decode_token(next_token, owner) if next_token else None
+    start_key = _decode_token(next_token, owner, status) if next_token else None
     page = res.jobs.list_for_owner(owner, limit=limit, status=status, start_key=start_key)
     return JobList(jobs=page.jobs, next_token=_encode_token(page.next_key) if page.next_key else None)
 
@@ -87,19 +90,28 @@ def _encode_token(key: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def _decode_token(token: str, owner: str) -> dict[str, Any]:
+def _decode_token(token: str, owner: str, status: JobStatus | None) -> dict[str, Any]:
     try:
         padded = token + "=" * (-len(token) % 4)
         key = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
     except (ValueError, UnicodeError, binascii.Error):
         key = None
-    # A token only positions the caller inside their own list; one built by hand to point
-    # into another owner's partition is refused.
-    if (
-        not isinstance(key, dict)
-        or set(key) != _PAGE_KEY_FIELDS
-        or not all(isinstance(v, str) for v in key.values())
-        or key["owner"] != owner
+    # A token only positions the caller inside their own list (in the status it was
+    # given for); one built by hand to point into another owner's jobs is refused.
+    if not (
+        isinstance(key, dict)
+        and all(isinstance(v, str) for v in key.values())
+        and _positions_in(key, owner, status)
     ):
         raise bad_request("next_token is invalid")
     return key
+
+
+def _positions_in(key: dict[str, str], owner: str, status: JobStatus | None) -> bool:
+    if status is None:
+        return set(key) == _OWNER_PAGE_KEY_FIELDS and key["owner"] == owner
+    return (
+        set(key) == _STATUS_PAGE_KEY_FIELDS
+        and key["status"] == status.value
+        and key[OWNER_CREATED_ATTRIBUTE].startswith(owner_created(owner, ""))
+    )

@@ -19,11 +19,12 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
+from jobs.record import Job
 from jobs.spec import JobSpec
 from jobs.states import JobStatus
 from services.api import cancel, queries, submit
 from services.api.examples import SUBMIT_EXAMPLES
-from services.api.resources import resources
+from services.api.resources import Resources, resources
 from services.api.schemas import ErrorAnswer, Health, JobPage, JobView, LogLines, SubmitAnswer
 from services.api.views import job_view, submit_view
 
@@ -42,7 +43,8 @@ ERROR_DESCRIPTIONS = {
     HTTPStatus.REQUEST_ENTITY_TOO_LARGE: "The body is larger than 16 KiB",
     HTTPStatus.UNSUPPORTED_MEDIA_TYPE: "The body is not sent as application/json",
     HTTPStatus.UNPROCESSABLE_ENTITY: "Idempotency-Key was already used with a different request",
-    HTTPStatus.TOO_MANY_REQUESTS: "Too many unfinished jobs for this owner",
+    HTTPStatus.TOO_MANY_REQUESTS: "The API key's request rate limit is reached (Retry-After says when to "
+    "try again); for a submit, also: too many unfinished jobs for this owner",
     HTTPStatus.INTERNAL_SERVER_ERROR: "An internal fault (logged with the request id)",
 }
 
@@ -50,6 +52,16 @@ ERROR_DESCRIPTIONS = {
 def _json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JsonResponse:
     return Response(
         status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers
+    )
+
+
+def _view(res: Resources, job: Job, *, logs: list[str] | None = None) -> dict[str, Any]:
+    settings = res.settings
+    return job_view(
+        job,
+        log_group=settings.worker_log_group,
+        max_runtime_seconds=settings.max_job_runtime_seconds,
+        logs=logs,
     )
 
 
@@ -97,7 +109,7 @@ def get_jobs(
     res = resources()
     owner = router.context["owner"]
     listing = queries.list_jobs(res, owner, limit=limit, status=status, next_token=next_token)
-    views = [job_view(job, log_group=res.settings.worker_log_group) for job in listing.jobs]
+    views = [_view(res, job) for job in listing.jobs]
     return _json_response(HTTPStatus.OK, {"jobs": views, "next_token": listing.next_token})
 
 
@@ -105,7 +117,7 @@ def get_job(job_id: JobId) -> JsonResponse:
     res = resources()
     job = queries.owned_job(res, router.context["owner"], job_id)
     logger.append_keys(job_id=job.job_id, trace_id=job.trace_id)
-    view = job_view(job, log_group=res.settings.worker_log_group, logs=queries.failure_logs(res, job))
+    view = _view(res, job, logs=queries.failure_logs(res, job))
     return _json_response(HTTPStatus.OK, view)
 
 
@@ -114,7 +126,7 @@ def post_cancel(job_id: JobId) -> JsonResponse:
     job = cancel.cancel_job(res, router.context["owner"], job_id)
     logger.append_keys(job_id=job.job_id, trace_id=job.trace_id)
     logger.info("cancel requested", extra={"status": job.status.value})
-    return _json_response(HTTPStatus.ACCEPTED, job_view(job, log_group=res.settings.worker_log_group))
+    return _json_response(HTTPStatus.ACCEPTED, _view(res, job))
 
 
 def get_logs(
@@ -185,10 +197,17 @@ class ApiRoute:
                 "description": ERROR_DESCRIPTIONS[status],
                 "content": {content_types.APPLICATION_JSON: {"model": ErrorAnswer}},
             }
+            if status is HTTPStatus.TOO_MANY_REQUESTS:
+                declared[int(status)]["headers"] = {
+                    "Retry-After": {
+                        "description": "Seconds until the key may send again (with a rate-limit refusal)",
+                        "schema": {"type": "integer", "minimum": 1},
+                    }
+                }
         return declared
 
 
-_AUTHENTICATED = (HTTPStatus.UNAUTHORIZED, HTTPStatus.INTERNAL_SERVER_ERROR)
+_AUTHENTICATED = (HTTPStatus.UNAUTHORIZED, HTTPStatus.TOO_MANY_REQUESTS, HTTPStatus.INTERNAL_SERVER_ERROR)
 _JOB_LINKS = (("GetJob", "get_job"), ("CancelJob", "post_cancel"), ("GetLogs", "get_logs"))
 _NEXT_PAGE_LINK = {"next_token": "$response.body#/next_token"}
 _ONE_JOB = (*_AUTHENTICATED, HTTPStatus.NOT_FOUND)
@@ -207,7 +226,6 @@ ROUTES: tuple[ApiRoute, ...] = (
             HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
             HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
             HTTPStatus.UNPROCESSABLE_ENTITY,
-            HTTPStatus.TOO_MANY_REQUESTS,
         ),
         takes_body=True,
         links={

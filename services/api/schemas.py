@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobs.progress import MAX_MESSAGE_LENGTH
+from jobs.spec import DEFAULT_JOB_TIMEOUT_SECONDS, MAX_JOB_TIMEOUT_SECONDS
 from jobs.states import JobStatus
 
 # The four words a 1.0 client (the deployed replicator CLI) knows.
@@ -74,6 +75,12 @@ class _JobView(_Answer):
     created_at: str = Field(description="ISO-8601 UTC, with Z")
     started_at: str | None
     completed_at: str | None
+    deadline_at: str | None = Field(
+        description="When the job's time limit ends it (timeout): its start plus the run time it "
+        f"was granted (options.job_timeout_seconds, default {DEFAULT_JOB_TIMEOUT_SECONDS} s, at most "
+        f"the operator's maximum, {MAX_JOB_TIMEOUT_SECONDS} s unless set lower); ISO-8601 UTC, with Z; "
+        "null until the job starts"
+    )
     error: str | None
     progress: ProgressView
     log_url: str | None

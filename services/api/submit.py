@@ -4,8 +4,8 @@ and takes its place under the per-owner cap (`jobs.owners`).
 Idempotency is built into that write instead of a separate idempotency table: with an
 `Idempotency-Key` the job id is derived from (owner, key), so a retry aims at the same
 item and the conditional create cannot make a second job. The stored request fingerprint
-(a keyed MAC, removed when the job ends) tells a genuine retry (same job back) from a reuse
-of the key for another request (422); once the job has ended, a retry gets the job back.
+(a keyed MAC, kept for the job's life) tells a genuine retry (same job back, also after the
+job ended) from a reuse of the key for another request (422, at any time).
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from services.api.settings import Settings
 # Fixed forever: changing it would give retries of old requests new job ids.
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f0f4b8e-3c57-4d0e-9a51-2b7f6c1d9e42")
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
-IDEMPOTENCY_CONFLICT = "Idempotency-Key was already used with a different request"
 
 
 @dataclass(frozen=True)
@@ -106,7 +105,7 @@ def submit_job(res: Resources, owner: str, spec: JobSpec, idempotency_key: str |
     result = _create_within_cap(res, job, ciphertext)
     if result.created:
         return Submission(job=result.job, created=True)
-    return _replay(result.job, owner, fingerprint)
+    return _replay(result.job, owner, fingerprint, idempotency_key)
 
 
 def _create_within_cap(res: Resources, job: Job, ciphertext: bytes) -> CreateResult:
@@ -154,8 +153,14 @@ def _check_limits(spec: JobSpec, settings: Settings) -> None:
         )
 
 
-def _replay(existing: Job, owner: str, fingerprint: str) -> Submission:
-    ended = existing.status.is_terminal and existing.request_fingerprint is None
-    if existing.owner != owner or not (ended or existing.request_fingerprint == fingerprint):
-        raise ApiError(HTTPStatus.UNPROCESSABLE_ENTITY, IDEMPOTENCY_CONFLICT, reason="idempotency_conflict")
+def _replay(existing: Job, owner: str, fingerprint: str, idempotency_key: str | None) -> Submission:
+    # A job that ended before fingerprints were kept has none: it cannot be shown to be the
+    # same request, so it is not given back for one.
+    if existing.owner != owner or existing.request_fingerprint != fingerprint:
+        raise ApiError(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            f"Idempotency-Key {idempotency_key!r} was already used with a different request; "
+            "send this one with another key",
+            reason="idempotency_conflict",
+        )
     return Submission(job=existing, created=False)

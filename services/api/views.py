@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from jobs import clock
 from jobs.job_logs import console_log_url, job_log_group
 from jobs.record import Job
 from jobs.states import status_for_client
@@ -20,10 +22,26 @@ def _log_url(log_group: str, job: Job) -> str:
     return console_log_url(job_log_group(log_group, job.job_id), job.job_id)
 
 
-def job_view(job: Job, *, log_group: str, logs: list[str] | None = None) -> dict[str, Any]:
+def deadline_at(job: Job, max_runtime_seconds: int) -> str | None:
+    """When the job's time limit ends it: its start plus the run time it is granted under
+    the operator's maximum (the reaper's rule, without its grace); None before it starts,
+    or when the item's start time does not parse (an item is not trusted to be well formed)."""
+    if job.started_at is None:
+        return None
+    try:
+        started = clock.parse_iso(job.started_at)
+    except ValueError:
+        return None
+    return clock.iso(started + timedelta(seconds=job.options.runtime_limit(max_runtime_seconds)))
+
+
+def job_view(
+    job: Job, *, log_group: str, max_runtime_seconds: int, logs: list[str] | None = None
+) -> dict[str, Any]:
     """`log_url` is built here from the job id (the job's log group and stream are named
     after it), once the worker has started; never taken from the item, which a worker may
-    write. `log_group`: the workers' log group, under which each job's group is."""
+    write. `log_group`: the workers' log group, under which each job's group is;
+    `max_runtime_seconds`: the operator's longest run time."""
     status, error = client_status(job)
     progress: dict[str, Any] = {
         "message": job.progress.message,
@@ -42,6 +60,7 @@ def job_view(job: Job, *, log_group: str, logs: list[str] | None = None) -> dict
         "created_at": job.created_at,
         "started_at": job.started_at,
         "completed_at": job.completed_at,
+        "deadline_at": deadline_at(job, max_runtime_seconds),
         "error": error,
         "progress": progress,
         "log_url": _log_url(log_group, job) if job.started_at else None,

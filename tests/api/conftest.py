@@ -25,6 +25,9 @@ def api_env(monkeypatch: pytest.MonkeyPatch) -> None:
         WORKER_LOG_GROUP=LOG_GROUP,
         JOB_RETENTION_DAYS="30",
         MAX_UNFINISHED_JOBS_PER_OWNER="5",
+        # Tests make requests far faster than a client: tests/api/test_api_rate_limit.py sets a small bucket.
+        API_KEY_RATE_PER_SECOND="10000",
+        API_KEY_BURST="100000",
         ALLOWED_TARGET_SUFFIXES="serendb.com",
         ALLOW_LOOPBACK_HOSTS="false",
         ALLOW_PRIVATE_HOSTS="false",

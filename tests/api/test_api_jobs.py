@@ -303,7 +303,7 @@ def test_internal_fault_is_500_without_details_and_logs_the_request_id(
     def broken(*_: Any, **__: Any) -> Any:
         raise RuntimeError(f"table exploded near postgresql://u:{TEST_PASSWORD}@db:5432/x")
 
-    monkeypatch.setattr(JobStore, "get", broken)
+    monkeypatch.setattr(JobStore, "owner_of", broken)
     from tests.support.api import http_event, invoke
 
     event = http_event("GET", f"/jobs/{uuid.uuid4()}", headers={"x-api-key": world.alice.key or ""})

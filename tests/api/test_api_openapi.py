@@ -35,10 +35,10 @@ def test_every_route_declares_the_answers_it_gives() -> None:
     }
     assert declared == {
         "POST /jobs": {"201", "400", "401", "413", "415", "422", "429", "500"},
-        "GET /jobs": {"200", "400", "401", "500"},
-        "GET /jobs/{job_id}": {"200", "401", "404", "500"},
-        "POST /jobs/{job_id}/cancel": {"202", "401", "404", "409", "500"},
-        "GET /jobs/{job_id}/logs": {"200", "400", "401", "404", "500"},
+        "GET /jobs": {"200", "400", "401", "429", "500"},
+        "GET /jobs/{job_id}": {"200", "401", "404", "429", "500"},
+        "POST /jobs/{job_id}/cancel": {"202", "401", "404", "409", "429", "500"},
+        "GET /jobs/{job_id}/logs": {"200", "400", "401", "404", "429", "500"},
         "GET /health": {"200"},
         "GET /openapi.json": {"200"},
     }

@@ -46,6 +46,7 @@ def alice(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiClie
         API_KEYS_TABLE_NAME=f"{prefix}-{API_KEYS_TABLE}",
         WORKER_LOG_GROUP=LOG_GROUP,
         MAX_UNFINISHED_JOBS_PER_OWNER=str(CAP),
+        API_KEY_BURST=str(2 * SUBMITS),  # the cap is under test here, not the key's request rate
         ALLOWED_TARGET_SUFFIXES="serendb.com",
         POWERTOOLS_SERVICE_NAME="api",
         POWERTOOLS_METRICS_NAMESPACE="RemoteReplicationTest",

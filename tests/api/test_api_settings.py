@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from jobs.rate_limit import RateLimit
 from services.api.settings import Settings, environment_variables
 
 REQUIRED = {
@@ -26,6 +27,8 @@ def test_exactly_the_documented_variables() -> None:
         "MAX_UNFINISHED_JOBS_PER_OWNER",
         "MAX_JOB_RUNTIME_SECONDS",
         "MAX_ESTIMATED_SIZE_BYTES",
+        "API_KEY_RATE_PER_SECOND",
+        "API_KEY_BURST",
         "ALLOWED_TARGET_SUFFIXES",
         "ALLOW_LOOPBACK_HOSTS",
         "ALLOW_PRIVATE_HOSTS",
@@ -42,6 +45,7 @@ def test_defaults_and_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ALLOW_LOOPBACK_HOSTS", "true")
     settings = Settings.from_environment()
     assert settings.job_retention_days == 30 and settings.max_unfinished_jobs_per_owner == 20
+    assert settings.api_key_rate_limit == RateLimit(per_second=5, burst=20)
     assert settings.target_suffixes == ("serendb.com", ".example.net")
     policy = settings.connection_policy
     assert policy.allow_loopback and not policy.allow_private

@@ -176,7 +176,10 @@ def test_idempotency_key_reused_with_another_body_is_422(world: ApiWorld) -> Non
     world.alice.submit(V1_BODY, headers={"Idempotency-Key": "k"})
     answer = world.alice.submit({**V1_BODY, "command": "verify"}, headers={"Idempotency-Key": "k"})
     assert answer.status == 422
-    assert answer.body == {"error": "Idempotency-Key was already used with a different request"}
+    assert answer.body == {
+        "error": "Idempotency-Key 'k' was already used with a different request; "
+        "send this one with another key"
+    }
     # the URLs are part of the request: a different password is a different request
     other_pw = {**V1_BODY, "source_url": SOURCE_URL.replace("s3cret-test-pw", "other-test-pw")}
     assert world.alice.submit(other_pw, headers={"Idempotency-Key": "k"}).status == 422

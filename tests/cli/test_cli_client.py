@@ -178,3 +178,19 @@ def test_the_watch_says_when_a_lost_instance_is_being_replaced() -> None:
     running_again = {**launched, "status": "running"}
     assert "retrying" not in describe(running_again)
     assert "retrying" not in describe(job("provisioning"))
+
+
+def test_submit_help_states_the_default_time_limit_and_the_maximum() -> None:
+    import subprocess
+    import sys
+
+    from jobs.spec import DEFAULT_JOB_TIMEOUT_SECONDS, MAX_JOB_TIMEOUT_SECONDS
+
+    command = Path(sys.executable).with_name("seren-remote")
+    shown = subprocess.run(
+        [str(command), "submit", "--help"], capture_output=True, text=True, check=True, env={"COLUMNS": "200"}
+    ).stdout
+    timeout_help = " ".join(line.strip() for line in shown.rsplit("--timeout SECONDS", 1)[1].splitlines()[:6])
+    assert f"default {DEFAULT_JOB_TIMEOUT_SECONDS} (8 h)" in timeout_help
+    assert f"at most {MAX_JOB_TIMEOUT_SECONDS} (7 days)" in timeout_help
+    assert "deadline_at" in timeout_help
