@@ -127,7 +127,8 @@ class ConnectionPolicy:
             if not self.allow_loopback:
                 raise HostNotAllowed(f"{role} host is not allowed: loopback addresses are denied")
             return
-        address = literal_address(host.lower())
+        # "169.254.169.254." (the root's trailing dot) is still that literal to the resolver.
+        address = literal_address(name)
         if address is not None:
             self.check_address(address, role=role)
         # Otherwise a DNS name: the worker checks what it resolves to, and connects there only.

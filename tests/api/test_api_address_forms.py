@@ -13,6 +13,8 @@ from tests.support.api import TARGET_URL, V1_BODY, ApiWorld
     [
         ("2852039166", "metadata"),
         ("0xa9fea9fe", "metadata"),
+        # A trailing dot is the root of DNS: the resolver still reads the literal.
+        ("169.254.169.254.", "metadata"),
         ("0251.0376.0251.0376", "metadata"),
         ("127.1", "loopback"),
         ("0", "special-purpose"),

@@ -79,6 +79,8 @@ def test_resolved_addresses_are_rechecked() -> None:
         ("2852039166", "metadata"),
         ("0xa9fea9fe", "metadata"),
         ("0xA9FEA9FE", "metadata"),
+        ("169.254.169.254.", "metadata"),
+        ("127.0.0.1.", "loopback"),
         ("0251.0376.0251.0376", "metadata"),
         ("169.254.43518", "metadata"),
         ("127.1", "loopback"),
