@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from engine_helpers import create_database, engine_job, reset_target, run_pg_engine
+from judge import differences, snapshot
 from psycopg import sql
 
 from jobs.spec import Command
@@ -197,6 +198,31 @@ def test_verify_fails_on_a_table_moved_to_another_tablespace(
     assert run.returncode == 1, run.text
     error = summarize_failure(run.parsed)
     assert "verify found" in error and tablespace in error, error
+
+
+JUDGED = [
+    (body(set_line="SET n = n + 2"), body()),
+    (body(comment="two more notes"), body()),
+    (TAMPERS[2][1], TAMPERS[2][2]),
+    ("ALTER TABLE notes SET TABLESPACE tamper_space", "ALTER TABLE notes SET TABLESPACE pg_default"),
+]
+
+
+JUDGED_IDS = ["set-line-in-function-body", "comment-in-function-body", "whitespace", "tablespace"]
+
+
+@pytest.mark.parametrize(("tamper", "undo"), JUDGED, ids=JUDGED_IDS)
+def test_the_judge_sees_each_schema_tamper(
+    fidelity_source: LocalPostgres, copied: LocalPostgres, tablespace: str, tamper: str, undo: str
+) -> None:
+    """The tests' own judge (judge.py) compares dumps as carefully as verify must."""
+    assert differences(snapshot(fidelity_source, DATABASE), snapshot(copied, DATABASE)) == []
+    on_target(copied, tamper)
+    try:
+        found = differences(snapshot(fidelity_source, DATABASE), snapshot(copied, DATABASE))
+    finally:
+        on_target(copied, undo)
+    assert any(item.startswith("schema only on the right") for item in found), found
 
 
 def test_without_copy_roles_grants_are_not_compared(
