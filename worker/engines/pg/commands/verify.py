@@ -6,7 +6,8 @@
   (`ROW(t.*)`, so a column named `t` is not mistaken for the row), read with
   `row_security = off` so a policy cannot hide rows from the comparison;
 - sequences (`last_value`, `is_called`), materialized views (populated, rows),
-  large objects (content, comment; with copy_roles grants and owner), database properties (encoding, locale, settings, comment).
+  large objects (content, comment; with copy_roles grants and owner), database properties
+  (encoding, locale, settings, comment).
 
 The job's error names the first three differences of each kind; the log has them all.
 """
