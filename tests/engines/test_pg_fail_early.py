@@ -145,3 +145,31 @@ def test_a_tablespace_the_target_lacks(
         f"CREATE INDEX t_v ON t (v) TABLESPACE {source_tablespace};",
     )
     refused_up_front(fidelity_source, fidelity_target, [source_tablespace, "public.t_v", "CREATE TABLESPACE"])
+
+
+def test_a_failed_init_leaves_no_half_made_database_it_created(
+    fidelity_source: LocalPostgres, fidelity_target: LocalPostgres
+) -> None:
+    """A foreign key the source's rows break (its triggers were disabled) fails the copy after
+    the data is in: the database init created for it is dropped, one it did not is kept."""
+    create_database(
+        fidelity_source,
+        DATABASE,
+        """
+        CREATE TABLE parent (id int PRIMARY KEY);
+        CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent);
+        ALTER TABLE child DISABLE TRIGGER ALL;
+        INSERT INTO child SELECT g, g FROM generate_series(1, 100) g;
+        ALTER TABLE child ENABLE TRIGGER ALL;
+        """,
+    )
+    done = run(Command.INIT, fidelity_source, fidelity_target)
+    assert done.returncode == 1, done.text
+    assert "child" in summarize_failure(done.parsed)
+    assert not target_has_database(fidelity_target)
+    # An empty database of the user's that init was filling stays (emptying it is a retry's job).
+    with psycopg.connect(fidelity_target.url(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+    done = run(Command.INIT, fidelity_source, fidelity_target)
+    assert done.returncode == 1, done.text
+    assert target_has_database(fidelity_target)
