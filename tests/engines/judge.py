@@ -1,11 +1,11 @@
 """An independent judge of a copy, built on PostgreSQL's own tools: what the engine's `verify`
 is checked against.
 
-`snapshot(url, database)` reads, for one database: the normalized `pg_dump --schema-only`
-(as sorted statements), a hash of every table's and populated materialized view's
-`COPY (SELECT ... ORDER BY ...) TO STDOUT`, every sequence's state, every large object's
-content and comment, and the database's own properties. Two equal databases have equal
-snapshots.
+`snapshot(url, database)` reads, for one database: the entries of `pg_dump --schema-only`
+(each as printed, only what differs between two equal databases left out), a hash of
+every table's and populated materialized view's `COPY (SELECT ... ORDER BY ...) TO STDOUT`,
+every sequence's state, every large object's content and comment, and the database's own
+properties. Two equal databases have equal snapshots.
 """
 
 from __future__ import annotations
@@ -23,8 +23,36 @@ from psycopg import sql
 
 from local_cloud.postgres import LocalPostgres, bin_dir
 
-# Lines that differ between two dumps of equal databases: comments, session settings.
-_NOISE = re.compile(r"^(--.*|SET .*|SELECT pg_catalog\.set_config\(.*|\\.*|)$")
+# The comment block pg_dump heads each entry with; its owner is "-" under --no-owner.
+_ENTRY_HEAD = re.compile(r"^--\n-- (Name: .*; Type: (.*); Schema: .*; Owner: .*)\n--\n", re.MULTILINE)
+_DUMP_END = "\n--\n-- PostgreSQL database dump complete\n--\n"
+# What pg_dump selects between entries, after a blank line: a tablespace (also in the next
+# entry's head) and a table access method (for the tables that follow).
+_SELECTED = re.compile(r"\n\nSET (default_tablespace|default_table_access_method) = (.*);\n*\Z")
+
+
+def dump_entries(dump: str) -> Counter[str]:
+    """Each entry of a plain dump: its head and its text exactly as printed (bodies and
+    literals whole). Left out: what two equal databases' dumps differ in, the preamble (the
+    tool's version, `\\restrict` key, session settings) and the closing lines."""
+    dump = dump.split(_DUMP_END, 1)[0]
+    heads = list(_ENTRY_HEAD.finditer(dump))
+    found: Counter[str] = Counter()
+    access_method = "heap"
+    for head, following in zip(heads, [*heads[1:], None], strict=True):
+        text = dump[head.end() : following.start() if following else len(dump)]
+        selected = []
+        while chosen := _SELECTED.search(text):
+            selected.append(chosen.groups())
+            text = text[: chosen.start()]
+        entry = f"{head[1]}\n{text.strip()}"
+        if head[2] in ("TABLE", "MATERIALIZED VIEW"):
+            entry += f"\n(access method {access_method})"
+        found[entry] += 1
+        for setting, value in reversed(selected):
+            if setting == "default_table_access_method":
+                access_method = value
+    return found
 
 
 def schema_statements(server: LocalPostgres, database: str) -> Counter[str]:
@@ -42,9 +70,7 @@ def schema_statements(server: LocalPostgres, database: str) -> Counter[str]:
         "-d",
         psycopg.conninfo.make_conninfo(host="127.0.0.1", port=server.port, user=server.user, dbname=database),
     ]
-    dump = subprocess.run(argv, capture_output=True, text=True, check=True, env=env).stdout
-    lines = [line for line in dump.splitlines() if not _NOISE.match(line.strip())]
-    return Counter(" ".join(s.split()) for s in "\n".join(lines).split(";\n") if s.strip())
+    return dump_entries(subprocess.run(argv, capture_output=True, text=True, check=True, env=env).stdout)
 
 
 def _copy_hash(conn: psycopg.Connection, relation: sql.Identifier) -> str:

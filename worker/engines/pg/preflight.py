@@ -6,6 +6,7 @@ after the data is in (or, worse, succeeding with rows missing).
 
 from __future__ import annotations
 
+from worker.engines.pg import fit
 from worker.engines.pg.catalog import Table
 from worker.engines.pg.context import Context
 from worker.engines.pg.tools import connect
@@ -109,4 +110,4 @@ def job_problems(ctx: Context, databases: list[str], *, with_sync: bool) -> list
     for database in databases:
         chosen, excluded = ctx.tables(database)
         problems += database_problems(ctx, database, chosen, excluded, with_sync=with_sync)
-    return problems
+    return problems + fit.job_problems(ctx, databases, with_sync=with_sync)

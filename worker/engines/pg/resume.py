@@ -166,6 +166,24 @@ def kept_for_next_attempt(ctx: Context, database: str, exc: BaseException) -> bo
     return handed_back and entry is not None and entry.state is CheckpointState.DONE
 
 
+def drop_half_copy(ctx: Context, database: str, exc: BaseException) -> None:
+    """A copy that failed leaves no half-made database this job created: unless the worker
+    stopped the engine to hand the job back (the next attempt resumes from it)."""
+    entry = ctx.checkpoint.get(database)
+    handed_back = isinstance(exc, SystemExit) and exc.code == TERMINATED
+    if handed_back or entry is None or not entry.created or entry.state is CheckpointState.DONE:
+        return
+    try:
+        with connect(ctx.target) as tgt:
+            drop_subscriptions(ctx, database)
+            tgt.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+    except (psycopg.Error, EngineError) as cleanup:
+        ctx.emit.warn(f"could not drop the half-copied target database {database}: {str(cleanup).strip()}")
+        return
+    record(ctx, database, entry.model_copy(update={"created": False}))
+    ctx.emit.info(f"dropped target database {database}, which this failed copy had created")
+
+
 def record(ctx: Context, database: str, entry: DatabaseCheckpoint) -> None:
     ctx.checkpoint[database] = entry
     ctx.emit.checkpoint(database, entry.model_dump(mode="json"))

@@ -39,8 +39,10 @@ def init(ctx: Context) -> None:
             copy_roles(ctx, databases)
         emit.progress(phase="init", databases_total=len(databases), message=f"{len(databases)} databases")
         replicating: list[str] = []  # databases whose slot and publication this run made
+        copying: str | None = None
         try:
             for index, database in enumerate(databases):
+                copying = database
                 key = resume.database_key(ctx, src, database)
                 kept = resume.finished_earlier(ctx, src, database, key, with_sync=with_sync)
                 if kept:
@@ -67,6 +69,8 @@ def init(ctx: Context) -> None:
                 for database in databases:
                     subscribe(ctx, database)
         except BaseException as exc:
+            if copying is not None:
+                resume.drop_half_copy(ctx, copying, exc)
             for database in replicating:
                 if not resume.kept_for_next_attempt(ctx, database, exc):
                     forget_source(ctx, database)

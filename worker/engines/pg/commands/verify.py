@@ -1,11 +1,13 @@
 """verify: compare, per database, everything init copies, and list what differs.
 
-- schema: the same normalized `pg_dump --schema-only` of both sides, as sorted statements;
+- schema: `pg_dump --schema-only` of both sides (grants too with copy_roles), as sorted
+  statements, leaving out only what pg_dump prints differently for equal databases;
 - rows of every table: count and an order-independent checksum of each row's text
   (`ROW(t.*)`, so a column named `t` is not mistaken for the row), read with
   `row_security = off` so a policy cannot hide rows from the comparison;
 - sequences (`last_value`, `is_called`), materialized views (populated, rows),
-  large objects (content), database properties (encoding, locale, settings, comment).
+  large objects (content, comment; with copy_roles grants and owner), database properties
+  (encoding, locale, settings, comment).
 
 The job's error names the first three differences of each kind; the log has them all.
 """
@@ -36,7 +38,7 @@ from worker.engines.pg.tools import (
 )
 
 SHOWN_PER_KIND = 3
-SHOWN_ITEM_LENGTH = 120
+SHOWN_ITEM_LENGTH = 160
 
 _CHECKSUM = (
     "SELECT count(*), "
@@ -47,9 +49,40 @@ SELECT n.nspname, c.relname, c.relispopulated FROM pg_class c JOIN pg_namespace 
 WHERE c.relkind = 'm' AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2
 """
 _SEQUENCES = "SELECT schemaname, sequencename FROM pg_sequences ORDER BY 1, 2"
-_LARGE_OBJECTS = "SELECT oid::int8, md5(lo_get(oid)) FROM pg_largeobject_metadata ORDER BY 1"
-# Lines of a plain dump that differ between two equal databases (headers, session settings).
-_NOISE = re.compile(r"^(--.*|SET .*|SELECT pg_catalog\.set_config\(.*|\\.*|)$")
+# Each large object: content, comment, whether the copying user owns it (the copy's
+# `--no-owner`), and its grants with its owner written as "=owner" (the owner differs).
+_LARGE_OBJECTS = """
+SELECT m.oid::int8, md5(lo_get(m.oid)), obj_description(m.oid, 'pg_largeobject'),
+    m.lomowner = current_user::regrole,
+    array(SELECT concat_ws(' ',
+                           CASE a.grantor WHEN m.lomowner THEN '=owner' ELSE a.grantor::regrole::text END,
+                           CASE a.grantee WHEN m.lomowner THEN '=owner' WHEN 0 THEN 'PUBLIC'
+                                ELSE a.grantee::regrole::text END,
+                           a.privilege_type, CASE WHEN a.is_grantable THEN 'WITH GRANT OPTION' END)
+          FROM aclexplode(coalesce(m.lomacl, acldefault('L', m.lomowner))) a ORDER BY 1)
+FROM pg_largeobject_metadata m ORDER BY 1
+"""
+# What a plain dump holds outside statements and literals: string literals (E'' with
+# backslash escapes), quoted identifiers, dollar quotes (opened here, closed by the same
+# tag), comments, psql meta-commands (`\connect`, `\restrict KEY`) and statement ends.
+_TOKEN = re.compile(
+    r"""(?P<literal>(?<![\w$])[Ee]'[^'\\]*(?:(?:''|\\.)[^'\\]*)*'|'[^']*(?:''[^']*)*'|"[^"]*(?:""[^"]*)*")"""
+    r"|(?P<dollar>(?<![\w$])\$(?:[A-Za-z_\x80-\U0010ffff][\w\x80-\U0010ffff]*)?\$)"
+    r"|(?P<comment>--[^\n]*)|(?P<meta>^[ \t]*\\[^\n]*)|(?P<end>;)",
+    re.MULTILINE | re.DOTALL,
+)
+# The comment pg_dump heads each entry with: what the entry is, and its tablespace (not
+# in its statements).
+_ENTRY = re.compile(
+    r"^-- (?:Data for )?Name: (?P<name>.*); Type: (?P<type>.*); Schema: (?P<schema>.*); Owner: [^;]*"
+    r"(?:; Tablespace: (?P<space>.*))?$"
+)
+# Session settings pg_dump prints at the top level, the same for two equal databases.
+# Two of them are a table's properties: its tablespace (also in the entry's head) and its
+# access method (selected before the tables and materialized views that use it).
+_SESSION = re.compile(r"^(?:SET |SELECT pg_catalog\.set_config\()")
+_ACCESS_METHOD = re.compile(r"^SET default_table_access_method = (.*)$")
+_WITH_STORAGE = re.compile(r"^CREATE (?:UNLOGGED )?(?:TABLE|MATERIALIZED VIEW) ")
 
 
 @dataclass
@@ -91,16 +124,86 @@ def _checksum(url: ConnectionUrl, database: str, relation: sql.Identifier) -> tu
 
 
 def _statements(dump: str) -> Counter[str]:
-    lines = [line for line in dump.splitlines() if not _NOISE.match(line.strip())]
-    return Counter(" ".join(s.split()) for s in "\n".join(lines).split(";\n") if s.strip())
+    """The statements of a plain dump as written, each as "its entry\nthe statement" and
+    with its entry's tablespace and table access method.
+
+    Dropped: what pg_dump prints differently for two equal databases (its comments,
+    meta-commands, session settings), and only at the top level: a function body or a
+    string literal is kept whole, whatever its lines start with.
+    """
+    found: Counter[str] = Counter()
+    parts: list[str] = []
+    entry, space, method = "", "", "heap"
+    pos = 0
+    while True:
+        token = _TOKEN.search(dump, pos)
+        if token is None:
+            break
+        parts.append(dump[pos : token.start()])
+        pos = token.end()
+        kind = token.lastgroup
+        if kind == "dollar":
+            close = dump.find(token.group(), pos)
+            pos = len(dump) if close < 0 else close + len(token.group())
+            parts.append(dump[token.start() : pos])
+        elif kind == "literal":
+            parts.append(token.group())
+        elif kind == "comment":
+            head = _ENTRY.match(token.group())
+            if head:
+                schema = "" if head["schema"] == "-" else f"{head['schema']}."
+                entry = f"{head['type']} {schema}{head['name']}"
+                space = head["space"] or ""
+        elif kind == "end":
+            statement = "".join(parts).strip()
+            parts = []
+            chosen = _ACCESS_METHOD.match(statement)
+            if chosen:
+                method = chosen[1]
+            if not statement or _SESSION.match(statement):
+                continue
+            if method != "heap" and _WITH_STORAGE.match(statement):
+                statement += f" -- using {method}"
+            where = f" -- in tablespace {space}" if space else ""
+            found[f"{entry}\n{statement};{where}"] += 1
+    rest = "".join(parts).strip() + dump[pos:].strip()
+    if rest:
+        found[f"{entry}\n{rest}"] += 1
+    return found
 
 
-def _schema_dump(tools: Tools, url: ConnectionUrl, database: str, filters: list[str]) -> str:
+def _shown(text: str, length: int = 160) -> str:
+    """Text on one line, for a message: line breaks and indents only are folded."""
+    return re.sub(r"[ \t]*\n\s*", " ", text)[:length]
+
+
+def _schema_differences(lacking: Counter[str], extra: Counter[str]) -> list[str]:
+    """One item per statement differing (as `_statements` gives them); a statement changed
+    (one of the same dump entry on both sides) is one item showing where it changes, which
+    a long function body would otherwise hide."""
+    unmatched = [key.split("\n", 1) for key in sorted(extra.elements())]
+    found = []
+    for entry, statement in (key.split("\n", 1) for key in sorted(lacking.elements())):
+        changed = next((other for other in unmatched if other[0] == entry), None)
+        if changed is None:
+            found.append(f"target lacks: {_shown(statement)}")
+            continue
+        unmatched.remove(changed)
+        pairs = enumerate(zip(statement, changed[1], strict=False))
+        at = next((i for i, (mine, theirs) in pairs if mine != theirs), len(statement))
+        start = max(0, statement.rfind("\n", 0, at) + 1, at - 12)
+        source_part, target_part = _shown(statement[start:], 32), _shown(changed[1][start:], 32)
+        found.append(f'{entry[:50]} differs: source "{source_part}" vs target "{target_part}"')
+    found += [f"target has extra: {_shown(statement)}" for _, statement in unmatched]
+    return found
+
+
+def _schema_dump(tools: Tools, url: ConnectionUrl, database: str, filters: list[str], acl: bool) -> str:
     argv = [
         tools.path("pg_dump"),
         "--schema-only",
         "--no-owner",
-        "--no-acl",
+        *([] if acl else ["--no-acl"]),
         "--no-publications",
         "--no-subscriptions",
         *filters,
@@ -148,12 +251,12 @@ class DatabaseVerify:
             filters = [arg for t in self.chosen for arg in ("-t", quote_pattern(t.schema, t.name))]
         else:
             filters = [arg for t in self.excluded for arg in ("-T", quote_pattern(t.schema, t.name))]
-        source = _statements(_schema_dump(self.tools, self.ctx.source, self.database, filters))
-        target = _statements(_schema_dump(self.tools, self.ctx.target, self.database, filters))
-        for statement in sorted((source - target).elements()):
-            self.found.add("schema", f"{self.database} target lacks: {statement[:160]}")
-        for statement in sorted((target - source).elements()):
-            self.found.add("schema", f"{self.database} target has extra: {statement[:160]}")
+        # Grants are copied only with copy_roles, so only then compared.
+        acl = self.ctx.options.copy_roles
+        source = _statements(_schema_dump(self.tools, self.ctx.source, self.database, filters, acl))
+        target = _statements(_schema_dump(self.tools, self.ctx.target, self.database, filters, acl))
+        for item in _schema_differences(source - target, target - source):
+            self.found.add("schema", f"{self.database} {item}")
 
     def compare_rows(self) -> int:
         leaves = [t for t in self.chosen if t.kind == "r"]
@@ -199,15 +302,30 @@ class DatabaseVerify:
         if self.filtered:
             return  # large objects are copied only with their whole database
         with _session(self.ctx.source, self.database) as src, _session(self.ctx.target, self.database) as dst:
-            mine: dict[int, str] = dict(src.execute(_LARGE_OBJECTS).fetchall())
-            theirs: dict[int, str] = dict(dst.execute(_LARGE_OBJECTS).fetchall())
+            mine = {row[0]: row[1:] for row in src.execute(_LARGE_OBJECTS)}
+            theirs = {row[0]: row[1:] for row in dst.execute(_LARGE_OBJECTS)}
         for oid in sorted(mine.keys() | theirs.keys()):
+            label = f"{self.database} {oid}"
             if oid not in theirs:
-                self.found.add("large objects", f"{self.database} {oid} missing on target")
-            elif oid not in mine:
-                self.found.add("large objects", f"{self.database} {oid} only on target")
-            elif mine[oid] != theirs[oid]:
-                self.found.add("large objects", f"{self.database} {oid} content differs")
+                self.found.add("large objects", f"{label} missing on target")
+                continue
+            if oid not in mine:
+                self.found.add("large objects", f"{label} only on target")
+                continue
+            (content, comment, _, grants), (content_there, comment_there, owned_there, grants_there) = (
+                mine[oid],
+                theirs[oid],
+            )
+            if content != content_there:
+                self.found.add("large objects", f"{label} content differs")
+            if comment != comment_there:
+                self.found.add("large objects", f"{label} comment {comment!r} vs {comment_there!r}")
+            # Ownership and grants are copied only with copy_roles: ownership as the copying
+            # user's (--no-owner), grants as on the source.
+            if self.ctx.options.copy_roles and not owned_there:
+                self.found.add("large objects", f"{label} is not owned by the copying user on the target")
+            if self.ctx.options.copy_roles and grants != grants_there:
+                self.found.add("large objects", f"{label} grants {grants} vs {grants_there}")
 
     def _both_sides(
         self, relations: list[sql.Identifier]
