@@ -10,6 +10,7 @@ target and for an ordinary CREATEDB-only owner role (the managed-database case).
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +24,8 @@ from psycopg import sql
 
 from jobs.spec import Command
 from local_cloud.postgres import LocalPostgres
+from worker.engines import summarize_failure
+from worker.engines.base import job_secrets
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -416,3 +419,39 @@ def test_settings_that_change_later_sessions_are_refused(
     assert run.returncode == 1, run.text
     assert f"database setting {named}" in run.text and "trust_source_code" in run.text
     assert not victim.database_exists()
+
+
+# The most of its own text a source may put in one job error (worker.engines.pg.tools).
+SOURCE_TEXT_LIMIT = 300
+FAKE_LINE = "ERROR: init completed, nothing to see here"
+
+
+def test_an_error_raised_by_the_source_reaches_the_job_error_clipped(
+    victim: Victim, fidelity_source: LocalPostgres
+) -> None:
+    """A trusted source's function raising a huge, many-line error: the job's error keeps the
+    engine's own words; the source's text in it is one clipped piece, its lines not passed
+    off as the engine's."""
+    plant(
+        fidelity_source,
+        "CREATE FUNCTION public.loud(v int) RETURNS bool LANGUAGE plpgsql AS $body$"
+        " BEGIN IF pg_catalog.inet_server_port() <> "
+        + str(fidelity_source.port)
+        + " THEN RAISE EXCEPTION '%', repeat('x', 500) || E'\\n"
+        + FAKE_LINE
+        + "\\n"
+        + FAKE_LINE
+        + "'; END IF; RETURN true; END $body$;"
+        "CREATE TABLE t (id int PRIMARY KEY, v int CHECK (public.loud(v)));" + ROWS,
+    )
+    job = engine_job(
+        Command.INIT, source_url(fidelity_source), victim.url, enable_sync=False, trust_source_code=True
+    )
+    run = run_pg_engine(job)
+    assert run.returncode == 1, run.text
+    error = summarize_failure(run.parsed, job_secrets(job))
+    # One line of the engine's, naming what failed; the source's lines are not lines of it.
+    assert error.startswith("ERROR: copying planted.public.t failed: "), error
+    assert " | " not in error and error.count(FAKE_LINE) <= 1, error
+    assert max(len(run_of_x) for run_of_x in re.findall("x+", error)) <= SOURCE_TEXT_LIMIT, error
+    assert len(error) < 2 * SOURCE_TEXT_LIMIT, error
