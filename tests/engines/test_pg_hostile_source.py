@@ -455,3 +455,25 @@ def test_an_error_raised_by_the_source_reaches_the_job_error_clipped(
     assert " | " not in error and error.count(FAKE_LINE) <= 1, error
     assert max(len(run_of_x) for run_of_x in re.findall("x+", error)) <= SOURCE_TEXT_LIMIT, error
     assert len(error) < 2 * SOURCE_TEXT_LIMIT, error
+
+
+def test_sync_refuses_what_the_apply_worker_would_run_unless_trusted(
+    victim: Victim, fidelity_source: LocalPostgres
+) -> None:
+    """The subscription's apply worker evaluates the source's checks for every row it writes:
+    a sync job that does not say it trusts the source is refused, as init is."""
+    if victim.user is OWNER_TARGET:
+        pytest.skip("an owner role cannot create subscriptions: only a superuser target replicates")
+    plant(
+        fidelity_source,
+        "CREATE FUNCTION public.positive(v int) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT v > 0';"
+        "CREATE TABLE t (id int PRIMARY KEY, v int CHECK (public.positive(v)));" + ROWS,
+    )
+    url = source_url(fidelity_source)
+    init = run_pg_engine(engine_job(Command.INIT, url, victim.url, enable_sync=True, trust_source_code=True))
+    assert init.returncode == 0, init.text
+    refused = run_pg_engine(engine_job(Command.SYNC, url, victim.url))
+    assert refused.returncode == 1, refused.text
+    assert "sync refused" in refused.text and "public.positive(integer)" in refused.text
+    trusted = run_pg_engine(engine_job(Command.SYNC, url, victim.url, trust_source_code=True))
+    assert trusted.returncode == 0, trusted.text

@@ -243,8 +243,9 @@ def denied_settings(settings: list[str]) -> list[str]:
     return denied
 
 
-def database_code(ctx: Context, database: str, *, with_sync: bool) -> list[str]:
-    """What in `database` would run code of the source's on the target, one line each."""
+def database_code(ctx: Context, database: str, *, with_sync: bool, copying: bool = True) -> list[str]:
+    """What in `database` would run code of the source's on the target, one line each:
+    during the copy (`copying`) and, `with_sync`, in the subscription's apply worker."""
     chosen, _ = ctx.tables(database)
     with connect(ctx.source, database) as src:
         src.execute("SET search_path = ''")  # names come back schema-qualified
@@ -252,7 +253,7 @@ def database_code(ctx: Context, database: str, *, with_sync: bool) -> list[str]:
             _CALLED,
             {
                 "tables": [t.oid for t in chosen],
-                "matviews": not ctx.has_include_rules(database),
+                "matviews": copying and not ctx.has_include_rules(database),
                 "with_sync": with_sync,
                 "first_normal": FIRST_NORMAL_OBJECT_ID,
                 "denied": sorted(DENIED_BUILTINS),
@@ -269,13 +270,14 @@ def database_code(ctx: Context, database: str, *, with_sync: bool) -> list[str]:
     return lines
 
 
-def job_problems(ctx: Context, databases: list[str], *, with_sync: bool) -> list[str]:
-    """One problem per database whose copy would run the source's code; none with trust."""
+def job_problems(ctx: Context, databases: list[str], *, with_sync: bool, copying: bool = True) -> list[str]:
+    """One problem per database whose copy or replication would run the source's code; none
+    with trust."""
     if ctx.options.trust_source_code:
         return []
     problems = []
     for database in databases:
-        lines = database_code(ctx, database, with_sync=with_sync)
+        lines = database_code(ctx, database, with_sync=with_sync, copying=copying)
         if lines:
             more = f" and {len(lines) - LISTED} more" if len(lines) > LISTED else ""
             problems.append(
