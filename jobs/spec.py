@@ -163,6 +163,17 @@ class JobOptions(_Strict):
             "copy the grants"
         ),
     )
+    trust_source_code: StrictBool = Field(
+        default=False,
+        description=(
+            "pg engine: the source database and everyone who can write to it are trusted. Without "
+            "it, validate and init refuse a database whose copy or replication would run code from "
+            "the source on the target (CHECK constraints, index expressions, generated columns, "
+            "partition keys, statistics, refreshed materialized views, ENABLE ALWAYS/REPLICA "
+            "triggers calling functions that are not built in, settings that change later "
+            "sessions' role or search_path): that code runs with the target user's rights"
+        ),
+    )
     estimated_size_bytes: StrictInt | None = Field(default=None, ge=0, le=I64_MAX)
     # The CLI takes a u64 and writes it as an i64: limits above I64_MAX arrive negative.
     job_timeout_seconds: StrictInt = Field(

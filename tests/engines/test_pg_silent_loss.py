@@ -358,7 +358,8 @@ def test_a_late_failure_leaves_no_slot_or_publication_and_names_its_cause(
         ALTER DATABASE late SET app.allow = 'yes';
         """,
     )
-    run = init(fidelity_source, fidelity_target, "late", enable_sync=True)
+    # The source's own function fails the index build: a trusted source, or init refuses first.
+    run = init(fidelity_source, fidelity_target, "late", enable_sync=True, trust_source_code=True)
     assert run.returncode == 1, run.text
     assert "app.allow is not set" in summarize_failure(run.parsed)
     assert slots(fidelity_source) == []

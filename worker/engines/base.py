@@ -105,7 +105,11 @@ def summarize_failure(lines: Iterable[ParsedLine | str], secrets: Iterable[str] 
     """A short redacted summary for the job's `error`: the last error lines, else the last lines."""
     parsed = [item if isinstance(item, ParsedLine) else ParsedLine(log=item) for item in lines]
     texts = [p.log.strip() for p in parsed if p.log.strip()]
-    errors = [p.log.strip() for p in parsed if p.log.strip() and (p.is_error or looks_like_error(p.log))]
+    # The lines the engine's parser knows for errors first: other lines that merely look
+    # like errors may be text the source wrote (a server's message, a tool's output).
+    errors = [p.log.strip() for p in parsed if p.log.strip() and p.is_error] or [
+        text for text in texts if looks_like_error(text)
+    ]
     chosen = (errors or texts)[-SUMMARY_LINES:]
     if not chosen:
         return "the engine failed without output"

@@ -20,7 +20,7 @@ from jobs.urls import InvalidUrl
 from worker.engines.pg.commands import run
 from worker.engines.pg.engine_input import acknowledgements, read_engine_input
 from worker.engines.pg.events import Emitter
-from worker.engines.pg.tools import EngineError
+from worker.engines.pg.tools import EngineError, source_text
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -45,10 +45,11 @@ def main() -> int:
     try:
         run(command, ctx)
     except EngineError as exc:
-        emit.error(str(exc))
+        # One line: a message holding the source's text must not print lines of its own.
+        emit.error(" ".join(str(exc).split()))
         return EXIT_FAILED
     except psycopg.Error as exc:
-        emit.error(f"{command.value} failed: {redact(str(exc).strip(), emit.secrets)}")
+        emit.error(f"{command.value} failed: {redact(source_text(str(exc)), emit.secrets)}")
         return EXIT_FAILED
     except Exception as exc:
         emit.error(f"{command.value} failed unexpectedly: {type(exc).__name__}: {exc}")

@@ -37,7 +37,7 @@ from psycopg import sql
 
 from jobs.urls import ConnectionUrl
 from worker.engines.pg.catalog import Table
-from worker.engines.pg.tools import EngineError, Tools, connect, tool_env
+from worker.engines.pg.tools import EngineError, Tools, connect, source_text, tool_env
 
 # How often a large table's copy reports its progress.
 PROGRESS_SECONDS = 0.5
@@ -205,7 +205,9 @@ class _Copier:
                     writer.write(block)
                     copied += len(block)
         except psycopg.Error as exc:
-            raise EngineError(f"copying {self.database}.{part.table.label} failed: {exc}") from exc
+            raise EngineError(
+                f"copying {self.database}.{part.table.label} failed: {source_text(str(exc))}"
+            ) from exc
         self.on_bytes(copied)
 
     def _copy_through_psql(self, part: CopyPart) -> None:
@@ -245,9 +247,8 @@ class _Copier:
                     messages += [
                         line for line in err.read().decode(errors="replace").splitlines() if line.strip()
                     ]
-                raise EngineError(
-                    f"copying {self.database}.{part.table.label} failed: {'; '.join(messages[-3:])}"
-                )
+                detail = source_text("; ".join(messages[-3:]))
+                raise EngineError(f"copying {self.database}.{part.table.label} failed: {detail}")
 
     def _watch(self, reader: subprocess.Popen[bytes], writer: subprocess.Popen[bytes]) -> None:
         """Until the writer ends: report the bytes the reader wrote so far; kill both on stop."""

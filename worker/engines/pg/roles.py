@@ -1,9 +1,10 @@
 """The `copy_roles` option: the roles a copy's grants and policies name, made on the target.
 
 Only what a role is allowed to be without a superuser's say: LOGIN, INHERIT, CREATEDB,
-CREATEROLE, connection limit, validity and memberships among the copied roles. Never a
+CREATEROLE, connection limit, validity and memberships among the roles it creates. Never a
 password (a login role must be given one on the target), never SUPERUSER, REPLICATION
-or BYPASSRLS. A role the target already has is left as it is.
+or BYPASSRLS. A role the target already has is left as it is: it gets no member and
+becomes a member of nothing, whatever the source's role of that name had.
 """
 
 from __future__ import annotations
@@ -94,8 +95,11 @@ def copy_roles(ctx: Context, databases: list[str]) -> list[str]:
         try:
             for role in created:
                 tgt.execute(role.create_statement())
+            made = {role.name for role in created}
             for group, member in memberships:
-                if group in {r.name for r in created} or member in {r.name for r in created}:
+                # Both ends made by this job: a role the target had keeps its members and its
+                # memberships (a source naming a role like the target's admin gains nothing).
+                if group in made and member in made:
                     tgt.execute(
                         sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(member))
                     )

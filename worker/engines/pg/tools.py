@@ -208,10 +208,24 @@ def run_pipeline(steps: list[tuple[list[str], dict[str, str]]], what: str, emit:
         for err in errs:
             err.seek(0)
             messages += [line for line in err.read().decode(errors="replace").splitlines() if line.strip()]
+    # The tools' own lines are warnings even when they failed: the failure is the engine's
+    # error line, with their gist clipped in it; theirs can hold what the source wrote.
     for line in messages:
-        emit.log("warn" if all(c == 0 for c in codes) else "error", line)
+        emit.log("warn", line)
     if any(codes):
         raise EngineError(f"{what} failed: {failure_detail(messages) or f'exit codes {codes}'}")
+
+
+# The most of a text the source controls (a server's error, a tool's output) that one
+# engine error carries.
+SOURCE_TEXT_LIMIT = 300
+
+
+def source_text(text: str) -> str:
+    """Text the source may control, as one clipped line: its lines cannot pass for the
+    engine's own, nor crowd the engine's words out of a job's error."""
+    line = " ".join(text.split())
+    return line if len(line) <= SOURCE_TEXT_LIMIT else line[: SOURCE_TEXT_LIMIT - 1] + "…"
 
 
 _CAUSE = re.compile(r"\b(ERROR|FATAL|error|fatal):")
@@ -225,8 +239,8 @@ def failure_detail(messages: list[str]) -> str:
     so the line that says what went wrong is often not among the last few.
     """
     causes = [line.strip() for line in messages if _CAUSE.search(line)]
-    detail = "; ".join(causes[-2:]) or "; ".join(messages[-3:])
+    detail = source_text("; ".join(causes[-2:]) or "; ".join(messages[-3:]))
     statement = next((line for line in reversed(messages) if line.startswith(_STATEMENT)), None)
     if statement is not None:
-        detail += f" (statement: {statement.removeprefix(_STATEMENT).strip()[:200]})"
+        detail += f" (statement: {source_text(statement.removeprefix(_STATEMENT))[:200]})"
     return detail

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from worker.engines.pg import catalog, properties, resume
+from worker.engines.pg import catalog, properties, resume, source_code
 from worker.engines.pg.context import Context
 from worker.engines.pg.database_copy import DatabaseCopy
 from worker.engines.pg.preflight import job_problems
@@ -33,6 +33,7 @@ def init(ctx: Context) -> None:
                 "and run init again with sync)"
             )
         problems = job_problems(ctx, databases, with_sync=with_sync)
+        problems += source_code.job_problems(ctx, databases, with_sync=with_sync)
         if problems:
             raise EngineError("init refused: " + "; ".join(problems))
         if ctx.options.copy_roles:

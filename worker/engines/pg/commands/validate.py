@@ -12,7 +12,7 @@ from enum import StrEnum
 
 import psycopg
 
-from worker.engines.pg import catalog
+from worker.engines.pg import catalog, source_code
 from worker.engines.pg.context import Context
 from worker.engines.pg.preflight import job_problems
 from worker.engines.pg.tools import EngineError, connect, find_tools, server_major
@@ -136,6 +136,12 @@ def copy_blockers(facts: Facts) -> Iterator[Finding]:
         yield problem(text)
 
 
+def code_from_the_source(facts: Facts) -> Iterator[Finding]:
+    """What the copy would run of the source's code on the target (worker.engines.pg.source_code)."""
+    for text in source_code.job_problems(facts.ctx, facts.databases, with_sync=facts.ctx.options.enable_sync):
+        yield problem(text)
+
+
 def target_databases_empty(facts: Facts) -> Iterator[Finding]:
     if facts.ctx.options.drop_existing:
         return
@@ -157,6 +163,7 @@ CHECKS: list[Check] = [
     target_rights,
     source_tables_readable,
     copy_blockers,
+    code_from_the_source,
     target_databases_empty,
 ]
 
