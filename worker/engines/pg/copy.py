@@ -54,13 +54,16 @@ class CopyPart:
     table: Table
     first_block: int = 0
     end_block: int | None = None
+    # Named in every COPY, in the source's order: a column added to a parent after its child
+    # existed, or a child attached with INHERIT, is at another position on the target, where
+    # pg_dump puts the parent's columns first.
     columns: tuple[str, ...] = ()
     # What this part weighs, for largest-first scheduling.
     size: int = 0
 
     @property
     def is_range(self) -> bool:
-        return bool(self.columns)
+        return self.first_block > 0 or self.end_block is not None
 
     @property
     def in_process(self) -> bool:
@@ -68,25 +71,29 @@ class CopyPart:
 
     def copy_out(self, fmt: str) -> sql.Composed:
         if not self.is_range:
-            return sql.SQL("COPY {} TO STDOUT {}").format(self.table.ident, sql.SQL(fmt))
+            return sql.SQL("COPY {}{} TO STDOUT {}").format(
+                self.table.ident, self._column_list(), sql.SQL(fmt)
+            )
         predicate = sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({self.first_block},0)"))
         if self.end_block is not None:
             end = sql.SQL("ctid < {}::tid").format(sql.Literal(f"({self.end_block},0)"))
             predicate = sql.SQL(" AND ").join([predicate, end])
         # ONLY: an inheritance parent's own rows, as COPY of the table copies them.
         return sql.SQL("COPY (SELECT {} FROM ONLY {} WHERE {}) TO STDOUT {}").format(
-            self._column_list(), self.table.ident, predicate, sql.SQL(fmt)
+            sql.SQL(", ").join(sql.Identifier(c) for c in self.columns),
+            self.table.ident,
+            predicate,
+            sql.SQL(fmt),
         )
 
     def copy_in(self, fmt: str) -> sql.Composed:
-        if not self.is_range:
-            return sql.SQL("COPY {} FROM STDIN {}").format(self.table.ident, sql.SQL(fmt))
-        return sql.SQL("COPY {} ({}) FROM STDIN {}").format(
-            self.table.ident, self._column_list(), sql.SQL(fmt)
-        )
+        return sql.SQL("COPY {}{} FROM STDIN {}").format(self.table.ident, self._column_list(), sql.SQL(fmt))
 
-    def _column_list(self) -> sql.Composed:
-        return sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
+    def _column_list(self) -> sql.Composable:
+        """` (a, b, c)`; nothing for a table without columns, whose rows COPY carries all the same."""
+        if not self.columns:
+            return sql.SQL("")
+        return sql.SQL(" ({})").format(sql.SQL(", ").join(sql.Identifier(c) for c in self.columns))
 
 
 def snapshot_connection(url: ConnectionUrl, database: str, snapshot: str) -> psycopg.Connection:
@@ -106,9 +113,21 @@ def snapshot_connection(url: ConnectionUrl, database: str, snapshot: str) -> psy
 def plan_parts(conn: psycopg.Connection, tables: list[Table], split_bytes: int) -> list[CopyPart]:
     """The parts to copy, largest first: tables with rows, those over `split_bytes` in block ranges."""
     leaves = [t for t in tables if t.kind == "r"]
+    # Columns COPY of the table would carry: not dropped, not generated (the target computes those).
+    columns: dict[int, list[str]] = {}
+    for oid, name in conn.execute(
+        "SELECT attrelid::int8, attname FROM pg_attribute WHERE attrelid = ANY(%s) AND attnum > 0 "
+        "AND NOT attisdropped AND attgenerated = '' ORDER BY attrelid, attnum",
+        [[t.oid for t in leaves]],
+    ):
+        columns.setdefault(int(oid), []).append(name)
+
+    def whole(table: Table) -> CopyPart:
+        return CopyPart(table, columns=tuple(columns.get(table.oid, ())), size=table.size)
+
     big = [t for t in leaves if split_bytes > 0 and t.size > split_bytes]
     if not big or conn.info.server_version // 10000 < SPLIT_MIN_MAJOR:
-        return sorted((CopyPart(t, size=t.size) for t in leaves), key=lambda p: -p.size)
+        return sorted((whole(t) for t in leaves), key=lambda p: -p.size)
     block_size = int(conn.execute("SELECT current_setting('block_size')").fetchone()[0])  # type: ignore[index]
     heap_blocks: dict[int, int] = dict(
         conn.execute(
@@ -116,20 +135,12 @@ def plan_parts(conn: psycopg.Connection, tables: list[Table], split_bytes: int) 
             [block_size, [t.oid for t in big]],
         ).fetchall()
     )
-    # Columns COPY of the table would carry: not dropped, not generated (the target computes those).
-    columns: dict[int, list[str]] = {}
-    for oid, name in conn.execute(
-        "SELECT attrelid::int8, attname FROM pg_attribute WHERE attrelid = ANY(%s) AND attnum > 0 "
-        "AND NOT attisdropped AND attgenerated = '' ORDER BY attrelid, attnum",
-        [[t.oid for t in big]],
-    ):
-        columns.setdefault(int(oid), []).append(name)
     parts: list[CopyPart] = []
     for table in leaves:
         blocks = int(heap_blocks.get(table.oid, 0))
         count = min(blocks, -(-table.size // split_bytes)) if table in big else 1
         if count < 2 or not columns.get(table.oid):
-            parts.append(CopyPart(table, size=table.size))
+            parts.append(whole(table))
             continue
         starts = [blocks * i // count for i in range(count)]
         ends: list[int | None] = [*starts[1:], None]
