@@ -89,8 +89,11 @@ def test_inheritance_children_keep_values_in_their_named_columns(
 @pytest.fixture
 def unusable_databases(fidelity_source: LocalPostgres):
     create_database(fidelity_source, "usable", "CREATE TABLE t (id int); INSERT INTO t VALUES (1);")
-    create_database(fidelity_source, "closed_db", "CREATE TABLE t (id int);", "ALLOW_CONNECTIONS false")
-    create_database(fidelity_source, "template_db", "CREATE TABLE t (id int);", "IS_TEMPLATE true")
+    create_database(fidelity_source, "closed_db", "CREATE TABLE t (id int);")
+    create_database(fidelity_source, "template_db", "CREATE TABLE t (id int);")
+    with psycopg.connect(fidelity_source.url(), autocommit=True) as conn:
+        conn.execute("ALTER DATABASE closed_db ALLOW_CONNECTIONS false")
+        conn.execute("ALTER DATABASE template_db IS_TEMPLATE true")
     yield
     with psycopg.connect(fidelity_source.url(), autocommit=True) as conn:
         for name in ("closed_db", "template_db"):

@@ -64,6 +64,14 @@ class Context:
         missing = catalog.missing_databases(src, self.job_filter)
         if missing:
             raise EngineError(f"the source has no database named {', '.join(missing)}")
+        uncopyable = catalog.uncopyable_databases(src, self.job_filter)
+        if uncopyable:
+            # Left out without a word otherwise: the job would report one database fewer.
+            raise EngineError(
+                f"the job names source databases that cannot be copied: {', '.join(uncopyable)}; "
+                "allow connections to them and make them not templates "
+                "(ALTER DATABASE ... ALLOW_CONNECTIONS true IS_TEMPLATE false), or leave them out"
+            )
         databases = catalog.select_databases(src, self.job_filter)
         if not databases:
             raise EngineError("no source database matches the job's filter")
