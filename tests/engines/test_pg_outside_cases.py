@@ -7,6 +7,10 @@ plain SQL (rows compared by column name), not with the engine's own `verify`.
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import psycopg
 import pytest
 from engine_helpers import create_database, engine_job, run_pg_engine
@@ -129,3 +133,133 @@ def test_a_named_database_that_cannot_be_copied_fails_naming_it(
     with psycopg.connect(fidelity_target.url(), autocommit=True) as conn:
         copied = conn.execute("SELECT count(*) FROM pg_database WHERE datname = 'usable'").fetchone()
     assert copied == (0,)  # refused before anything was copied
+
+
+# `blocker` is copied first (largest, one copy worker) and held up on the target while the
+# DDL runs on the source, after the snapshot and before the victims are read: `victim_big`
+# through psql, `victim` in process. Each victim holds the same number of rows at every instant.
+_CONCURRENT_SQL = """
+CREATE TABLE blocker (id int PRIMARY KEY, pad text);
+INSERT INTO blocker SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 90000) g;
+CREATE TABLE victim_big (id int PRIMARY KEY, v int, pad text);
+INSERT INTO victim_big SELECT g, g, repeat(md5(g::text), 4) FROM generate_series(1, 60000) g;
+CREATE TABLE victim (id int PRIMARY KEY, v int);
+INSERT INTO victim SELECT g, g FROM generate_series(1, 1000) g;
+"""
+_DDL = {
+    "truncate-reload": "BEGIN; TRUNCATE victim, victim_big; "
+    "INSERT INTO victim SELECT g, -g FROM generate_series(1, 1000) g; "
+    "INSERT INTO victim_big SELECT g, -g, 'x' FROM generate_series(1, 60000) g; COMMIT",
+    "alter-type": "ALTER TABLE victim ALTER v TYPE bigint; ALTER TABLE victim_big ALTER v TYPE bigint",
+    "set-unlogged": "ALTER TABLE victim SET UNLOGGED; ALTER TABLE victim_big SET UNLOGGED",
+}
+
+
+def _wait_for(condition, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def _table_exists(server: LocalPostgres, database: str, table: str) -> bool:
+    try:
+        with psycopg.connect(server.url(database), autocommit=True) as conn:
+            return conn.execute("SELECT to_regclass(%s) IS NOT NULL", [table]).fetchone() == (True,)
+    except psycopg.OperationalError:
+        return False
+
+
+def _waiting_on_lock(server: LocalPostgres, query_start: str) -> bool:
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+            [query_start + "%"],
+        ).fetchone()
+    return row is not None and row[0] > 0
+
+
+@pytest.mark.parametrize(
+    ("ddl", "with_sync"),
+    # With sync, a rewrite is not replicated: a table copied empty would stay empty.
+    [*((name, False) for name in _DDL), ("alter-type", True)],
+    ids=[*_DDL, "alter-type-with-sync"],
+)
+def test_ddl_during_the_copy_waits_for_it_instead_of_emptying_tables(
+    fidelity_source: LocalPostgres, fidelity_target: LocalPostgres, ddl: str, with_sync: bool
+) -> None:
+    create_database(fidelity_source, "ddl_during_copy", _CONCURRENT_SQL)
+    source_url = fidelity_source.url("ddl_during_copy")
+    before = {t: rows_by_name(source_url, t) for t in ("victim", "victim_big")}
+    with psycopg.connect(source_url, autocommit=True) as conn:
+        sizes = conn.execute(
+            "SELECT pg_total_relation_size('blocker'), pg_total_relation_size('victim_big')"
+        ).fetchone()
+    assert sizes is not None and sizes[0] > sizes[1] > 8 << 20
+    job = engine_job(
+        Command.INIT,
+        fidelity_source.url(),
+        fidelity_target.url(),
+        {"include_databases": ["ddl_during_copy"]},
+        enable_sync=with_sync,
+    )
+    ddl_errors: list[BaseException] = []
+
+    def run_ddl() -> None:
+        try:
+            with psycopg.connect(source_url, autocommit=True) as conn:
+                conn.execute(_DDL[ddl])  # type: ignore[arg-type]
+        except BaseException as exc:  # reported by the test's own thread
+            ddl_errors.append(exc)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        engine = pool.submit(run_pg_engine, job, {"PG_ENGINE_JOBS": "1"})
+        _wait_for(
+            lambda: engine.done() or _table_exists(fidelity_target, "ddl_during_copy", "blocker"),
+            "the target's table",
+        )
+        assert not engine.done(), engine.result().text
+        hold = psycopg.connect(fidelity_target.url("ddl_during_copy"))
+        hold.execute("LOCK TABLE blocker IN ACCESS EXCLUSIVE MODE")
+        ddl_thread = threading.Thread(target=run_ddl)
+        ddl_thread.start()
+        # Done at once when nothing stops it, or waiting for the copy's locks.
+        first_word = _DDL[ddl].split()[0]
+        _wait_for(
+            lambda: not ddl_thread.is_alive() or _waiting_on_lock(fidelity_source, first_word), "the DDL"
+        )
+        hold.rollback()
+        hold.close()
+        run = engine.result(timeout=300)
+    ddl_thread.join(timeout=60)
+    assert not ddl_thread.is_alive() and not ddl_errors, ddl_errors
+    assert run.returncode == 0, run.text
+    target_url = fidelity_target.url("ddl_during_copy")
+    for table, rows in before.items():
+        copied = rows_by_name(target_url, table)
+        assert len(copied) == len(rows), table
+        assert copied == rows, table
+
+
+def test_a_table_held_exclusively_fails_the_copy_naming_it_instead_of_hanging(
+    fidelity_source: LocalPostgres, fidelity_target: LocalPostgres
+) -> None:
+    create_database(
+        fidelity_source,
+        "held",
+        "CREATE TABLE free (id int); CREATE TABLE busy (id int); INSERT INTO busy VALUES (1);",
+    )
+    with psycopg.connect(fidelity_source.url("held")) as holder:
+        holder.execute("LOCK TABLE busy IN ACCESS EXCLUSIVE MODE")
+        job = engine_job(
+            Command.INIT,
+            fidelity_source.url(),
+            fidelity_target.url(),
+            {"include_databases": ["held"]},
+            enable_sync=False,
+        )
+        run = run_pg_engine(job, {"PG_ENGINE_LOCK_TIMEOUT_SECONDS": "2"}, timeout=60)
+        holder.rollback()
+    failure = summarize_failure(run.parsed)
+    assert run.returncode == 1, run.text
+    assert "public.busy" in failure and "exclusive lock" in failure, failure

@@ -37,6 +37,7 @@ from psycopg import sql
 
 from jobs.urls import ConnectionUrl
 from worker.engines.pg.catalog import Table
+from worker.engines.pg.locks import lock_statements
 from worker.engines.pg.tools import EngineError, Tools, connect, tool_env
 
 # How often a large table's copy reports its progress.
@@ -96,11 +97,18 @@ class CopyPart:
         return sql.SQL(" ({})").format(sql.SQL(", ").join(sql.Identifier(c) for c in self.columns))
 
 
-def snapshot_connection(url: ConnectionUrl, database: str, snapshot: str) -> psycopg.Connection:
-    """A source connection whose transaction reads in `snapshot` (close it to end the transaction)."""
+def snapshot_connection(
+    url: ConnectionUrl, database: str, snapshot: str, *, lock: list[Table] | None = None
+) -> psycopg.Connection:
+    """A source connection whose transaction reads in `snapshot` (close it to end the transaction).
+
+    `lock`: tables to lock first, NOWAIT (raising psycopg.errors.LockNotAvailable).
+    """
     conn = connect(url, database, autocommit=False)
     try:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        for statement in lock_statements(lock or [], nowait=True):
+            conn.execute(statement)
         conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
         # Rows a row-level security policy hides must fail the copy, not vanish from it.
         conn.execute("SET LOCAL row_security = off")
@@ -168,11 +176,16 @@ class _Copier:
     binary: bool
     on_bytes: Callable[[int], None]
     stop: threading.Event
+    # The session that holds ACCESS SHARE on every table, in the snapshot: reads go through
+    # it, one at a time, when a reader of its own would queue behind a waiting exclusive lock.
+    holder: psycopg.Connection
+    tables: list[Table]
 
     def __post_init__(self) -> None:
         self._local = threading.local()
         self._opened: list[psycopg.Connection] = []
         self._lock = threading.Lock()
+        self._holder_lock = threading.Lock()
 
     def copy(self, part: CopyPart) -> None:
         if self.stop.is_set():
@@ -191,21 +204,36 @@ class _Copier:
                 conn.close()
             self._opened.clear()
 
-    def _connections(self) -> tuple[psycopg.Connection, psycopg.Connection]:
-        """This thread's source connection (in the snapshot) and target connection."""
+    def _connections(self) -> tuple[psycopg.Connection | None, psycopg.Connection]:
+        """This thread's source connection (in the snapshot, every table locked) and target connection.
+
+        No source connection when a table's lock was refused: another session waits for an
+        exclusive lock on it, and this thread reads through the holder instead.
+        """
         pair = getattr(self._local, "pair", None)
         if pair is None:
-            src = snapshot_connection(self.source, self.database, self.snapshot)
+            src: psycopg.Connection | None
+            try:
+                src = snapshot_connection(self.source, self.database, self.snapshot, lock=self.tables)
+            except psycopg.errors.LockNotAvailable:
+                src = None
             with self._lock:
-                self._opened.append(src)
+                self._opened += [src] if src is not None else []
             dst = connect(self.target, self.database)
             with self._lock:
                 self._opened.append(dst)
             pair = self._local.pair = (src, dst)
         return pair
 
-    def _copy_in_process(self, part: CopyPart) -> None:
+    def _copy_in_process(self, part: CopyPart, *, through_holder: bool = False) -> None:
         src, dst = self._connections()
+        if src is None or through_holder:
+            with self._holder_lock:
+                self._copy_between(self.holder, dst, part)
+        else:
+            self._copy_between(src, dst, part)
+
+    def _copy_between(self, src: psycopg.Connection, dst: psycopg.Connection, part: CopyPart) -> None:
         copied = 0
         try:
             with (
@@ -223,6 +251,7 @@ class _Copier:
         reader_argv = _psql(
             self.tools,
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            *(statement.as_string(None) for statement in lock_statements([part.table], nowait=True)),
             f"SET TRANSACTION SNAPSHOT {sql.Literal(self.snapshot).as_string(None)}",
             "SET LOCAL row_security = off",
             part.copy_out(self._format(part)).as_string(None),
@@ -256,6 +285,10 @@ class _Copier:
                     messages += [
                         line for line in err.read().decode(errors="replace").splitlines() if line.strip()
                     ]
+                if codes[0] and any(_LOCK_REFUSED in line for line in messages):
+                    # Refused before a row was read: the writer got nothing, and wrote nothing.
+                    self._copy_in_process(part, through_holder=True)
+                    return
                 raise EngineError(
                     f"copying {self.database}.{part.table.label} failed: {'; '.join(messages[-3:])}"
                 )
@@ -275,6 +308,10 @@ class _Copier:
                 reported = written
             if ended:
                 return
+
+
+# psql's message when the reader's NOWAIT lock is refused.
+_LOCK_REFUSED = "could not obtain lock on relation"
 
 
 def _wait_unreaped(pid: int, timeout: float) -> bool:
@@ -312,13 +349,16 @@ def copy_tables(
     binary: bool,
     on_bytes: Callable[[int], None],
     on_table_done: Callable[[Table], None],
+    holder: psycopg.Connection,
 ) -> None:
     """Copy `parts` in the order given, `workers` at a time; a table is done when all its parts are.
 
-    The first error stops all.
+    `holder`: the source session in the snapshot that holds ACCESS SHARE on every table
+    (`locks.py`). The first error stops all.
     """
     stop = threading.Event()
-    copier = _Copier(tools, source, target, database, snapshot, binary, on_bytes, stop)
+    tables = list({part.table: None for part in parts})
+    copier = _Copier(tools, source, target, database, snapshot, binary, on_bytes, stop, holder, tables)
     remaining: dict[Table, int] = {}
     for part in parts:
         remaining[part.table] = remaining.get(part.table, 0) + 1
