@@ -263,3 +263,50 @@ def test_a_table_held_exclusively_fails_the_copy_naming_it_instead_of_hanging(
     failure = summarize_failure(run.parsed)
     assert run.returncode == 1, run.text
     assert "public.busy" in failure and "exclusive lock" in failure, failure
+
+
+def test_keys_built_by_the_engine_keep_replica_identity_and_cluster(
+    fidelity_source: LocalPostgres, fidelity_target: LocalPostgres
+) -> None:
+    # Over the in-process threshold: the engine builds these keys itself (USING INDEX).
+    create_database(
+        fidelity_source,
+        "key_properties",
+        """
+        CREATE TABLE big (id int PRIMARY KEY, code text NOT NULL CONSTRAINT big_code_key UNIQUE, pad text);
+        INSERT INTO big SELECT g, 'c' || g, repeat(md5(g::text), 3) FROM generate_series(1, 70000) g;
+        ALTER TABLE big REPLICA IDENTITY USING INDEX big_code_key;
+        ALTER TABLE big CLUSTER ON big_pkey;
+        CREATE TABLE other (id int PRIMARY KEY, pad text);
+        INSERT INTO other SELECT g, repeat(md5(g::text), 3) FROM generate_series(1, 70000) g;
+        ALTER TABLE other REPLICA IDENTITY USING INDEX other_pkey;
+        ALTER TABLE other CLUSTER ON other_pkey;
+        """,
+    )
+    with psycopg.connect(fidelity_source.url("key_properties"), autocommit=True) as conn:
+        assert conn.execute("SELECT pg_total_relation_size('big') > 8 << 20").fetchone() == (True,)
+    run = run_pg_engine(
+        engine_job(
+            Command.INIT,
+            fidelity_source.url(),
+            fidelity_target.url(),
+            {"include_databases": ["key_properties"]},
+            enable_sync=False,
+        )
+    )
+    assert run.returncode == 0, run.text
+    query = (
+        "SELECT c.relname, c.relreplident::text, i.relname, x.indisreplident, x.indisclustered, "
+        "x.indisprimary "
+        "FROM pg_index x JOIN pg_class c ON c.oid = x.indrelid JOIN pg_class i ON i.oid = x.indexrelid "
+        "WHERE c.relname IN ('big', 'other') ORDER BY 1, 3"
+    )
+    expected = [
+        ("big", "i", "big_code_key", True, False, False),
+        ("big", "i", "big_pkey", False, True, True),
+        ("other", "i", "other_pkey", True, True, True),
+    ]
+    with psycopg.connect(fidelity_source.url("key_properties"), autocommit=True) as conn:
+        assert conn.execute(query).fetchall() == expected  # type: ignore[arg-type]
+    with psycopg.connect(fidelity_target.url("key_properties"), autocommit=True) as conn:
+        assert conn.execute(query).fetchall() == expected  # type: ignore[arg-type]
