@@ -106,6 +106,21 @@ def missing_databases(conn: psycopg.Connection, job_filter: JobFilter) -> list[s
     return sorted(named - present)
 
 
+def uncopyable_databases(conn: psycopg.Connection, job_filter: JobFilter) -> list[str]:
+    """Databases the filter names explicitly that the copy would leave out, each with why."""
+    named = _databases(job_filter.include_databases) | _databases(job_filter.include_tables)
+    rows = conn.execute(
+        "SELECT datname, datistemplate, datallowconn FROM pg_database WHERE datname = ANY(%s) "
+        "AND (datistemplate OR NOT datallowconn) ORDER BY datname",
+        [sorted(named - _databases(job_filter.exclude_databases))],
+    ).fetchall()
+    return [
+        f"{name} ({'a template' if template else ''}{' that ' if template and not allow else ''}"
+        f"{'does not accept connections' if not allow else ''})"
+        for name, template, allow in rows
+    ]
+
+
 # Tables with a column whose type (or a type it is made of: domain base, array element,
 # range subtype, composite attribute) has no binary send/receive: COPY must use text.
 _TEXT_ONLY_TABLES = """

@@ -11,7 +11,7 @@ import psycopg
 from jobs.attempts import DatabaseCheckpoint
 from jobs.spec import JobFilter, JobOptions
 from jobs.urls import ConnectionUrl
-from worker.engines.pg import catalog
+from worker.engines.pg import catalog, locks
 from worker.engines.pg.catalog import Table
 from worker.engines.pg.events import Emitter
 from worker.engines.pg.tools import EngineError, connect
@@ -64,6 +64,14 @@ class Context:
         missing = catalog.missing_databases(src, self.job_filter)
         if missing:
             raise EngineError(f"the source has no database named {', '.join(missing)}")
+        uncopyable = catalog.uncopyable_databases(src, self.job_filter)
+        if uncopyable:
+            # Left out without a word otherwise: the job would report one database fewer.
+            raise EngineError(
+                f"the job names source databases that cannot be copied: {', '.join(uncopyable)}; "
+                "allow connections to them and make them not templates "
+                "(ALTER DATABASE ... ALLOW_CONNECTIONS true IS_TEMPLATE false), or leave them out"
+            )
         databases = catalog.select_databases(src, self.job_filter)
         if not databases:
             raise EngineError("no source database matches the job's filter")
@@ -73,7 +81,16 @@ class Context:
     def tables(self, database: str) -> tuple[list[Table], list[Table]]:
         """(chosen, excluded) tables of `database` on the source."""
         with connect(self.source, database) as conn:
-            every = catalog.list_tables(conn)
+            # Sizing a table locks it: one held exclusively would make this wait for ever.
+            locks.lock_timeout_setting(conn)
+            try:
+                every = catalog.list_tables(conn)
+            except psycopg.errors.LockNotAvailable:
+                raise EngineError(
+                    f"could not read the tables of {database} within {locks.lock_timeout_seconds()} s: "
+                    f"{locks.exclusive_holders(conn)}; retry once it is done, "
+                    f"or raise {locks.LOCK_TIMEOUT_ENV}"
+                ) from None
         chosen, _ = catalog.select_tables(every, database, self.job_filter)
         return chosen, [t for t in every if t not in chosen]
 

@@ -37,6 +37,7 @@ from psycopg import sql
 
 from jobs.urls import ConnectionUrl
 from worker.engines.pg.catalog import Table
+from worker.engines.pg.locks import lock_statements
 from worker.engines.pg.tools import EngineError, Tools, connect, source_text, tool_env
 
 # How often a large table's copy reports its progress.
@@ -54,13 +55,16 @@ class CopyPart:
     table: Table
     first_block: int = 0
     end_block: int | None = None
+    # Named in every COPY, in the source's order: a column added to a parent after its child
+    # existed, or a child attached with INHERIT, is at another position on the target, where
+    # pg_dump puts the parent's columns first.
     columns: tuple[str, ...] = ()
     # What this part weighs, for largest-first scheduling.
     size: int = 0
 
     @property
     def is_range(self) -> bool:
-        return bool(self.columns)
+        return self.first_block > 0 or self.end_block is not None
 
     @property
     def in_process(self) -> bool:
@@ -68,32 +72,43 @@ class CopyPart:
 
     def copy_out(self, fmt: str) -> sql.Composed:
         if not self.is_range:
-            return sql.SQL("COPY {} TO STDOUT {}").format(self.table.ident, sql.SQL(fmt))
+            return sql.SQL("COPY {}{} TO STDOUT {}").format(
+                self.table.ident, self._column_list(), sql.SQL(fmt)
+            )
         predicate = sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({self.first_block},0)"))
         if self.end_block is not None:
             end = sql.SQL("ctid < {}::tid").format(sql.Literal(f"({self.end_block},0)"))
             predicate = sql.SQL(" AND ").join([predicate, end])
         # ONLY: an inheritance parent's own rows, as COPY of the table copies them.
         return sql.SQL("COPY (SELECT {} FROM ONLY {} WHERE {}) TO STDOUT {}").format(
-            self._column_list(), self.table.ident, predicate, sql.SQL(fmt)
+            sql.SQL(", ").join(sql.Identifier(c) for c in self.columns),
+            self.table.ident,
+            predicate,
+            sql.SQL(fmt),
         )
 
     def copy_in(self, fmt: str) -> sql.Composed:
-        if not self.is_range:
-            return sql.SQL("COPY {} FROM STDIN {}").format(self.table.ident, sql.SQL(fmt))
-        return sql.SQL("COPY {} ({}) FROM STDIN {}").format(
-            self.table.ident, self._column_list(), sql.SQL(fmt)
-        )
+        return sql.SQL("COPY {}{} FROM STDIN {}").format(self.table.ident, self._column_list(), sql.SQL(fmt))
 
-    def _column_list(self) -> sql.Composed:
-        return sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
+    def _column_list(self) -> sql.Composable:
+        """` (a, b, c)`; nothing for a table without columns, whose rows COPY carries all the same."""
+        if not self.columns:
+            return sql.SQL("")
+        return sql.SQL(" ({})").format(sql.SQL(", ").join(sql.Identifier(c) for c in self.columns))
 
 
-def snapshot_connection(url: ConnectionUrl, database: str, snapshot: str) -> psycopg.Connection:
-    """A source connection whose transaction reads in `snapshot` (close it to end the transaction)."""
+def snapshot_connection(
+    url: ConnectionUrl, database: str, snapshot: str, *, lock: list[Table] | None = None
+) -> psycopg.Connection:
+    """A source connection whose transaction reads in `snapshot` (close it to end the transaction).
+
+    `lock`: tables to lock first, NOWAIT (raising psycopg.errors.LockNotAvailable).
+    """
     conn = connect(url, database, autocommit=False)
     try:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        for statement in lock_statements(lock or [], nowait=True):
+            conn.execute(statement)
         conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
         # Rows a row-level security policy hides must fail the copy, not vanish from it.
         conn.execute("SET LOCAL row_security = off")
@@ -106,9 +121,21 @@ def snapshot_connection(url: ConnectionUrl, database: str, snapshot: str) -> psy
 def plan_parts(conn: psycopg.Connection, tables: list[Table], split_bytes: int) -> list[CopyPart]:
     """The parts to copy, largest first: tables with rows, those over `split_bytes` in block ranges."""
     leaves = [t for t in tables if t.kind == "r"]
+    # Columns COPY of the table would carry: not dropped, not generated (the target computes those).
+    columns: dict[int, list[str]] = {}
+    for oid, name in conn.execute(
+        "SELECT attrelid::int8, attname FROM pg_attribute WHERE attrelid = ANY(%s) AND attnum > 0 "
+        "AND NOT attisdropped AND attgenerated = '' ORDER BY attrelid, attnum",
+        [[t.oid for t in leaves]],
+    ):
+        columns.setdefault(int(oid), []).append(name)
+
+    def whole(table: Table) -> CopyPart:
+        return CopyPart(table, columns=tuple(columns.get(table.oid, ())), size=table.size)
+
     big = [t for t in leaves if split_bytes > 0 and t.size > split_bytes]
     if not big or conn.info.server_version // 10000 < SPLIT_MIN_MAJOR:
-        return sorted((CopyPart(t, size=t.size) for t in leaves), key=lambda p: -p.size)
+        return sorted((whole(t) for t in leaves), key=lambda p: -p.size)
     block_size = int(conn.execute("SELECT current_setting('block_size')").fetchone()[0])  # type: ignore[index]
     heap_blocks: dict[int, int] = dict(
         conn.execute(
@@ -116,20 +143,12 @@ def plan_parts(conn: psycopg.Connection, tables: list[Table], split_bytes: int) 
             [block_size, [t.oid for t in big]],
         ).fetchall()
     )
-    # Columns COPY of the table would carry: not dropped, not generated (the target computes those).
-    columns: dict[int, list[str]] = {}
-    for oid, name in conn.execute(
-        "SELECT attrelid::int8, attname FROM pg_attribute WHERE attrelid = ANY(%s) AND attnum > 0 "
-        "AND NOT attisdropped AND attgenerated = '' ORDER BY attrelid, attnum",
-        [[t.oid for t in big]],
-    ):
-        columns.setdefault(int(oid), []).append(name)
     parts: list[CopyPart] = []
     for table in leaves:
         blocks = int(heap_blocks.get(table.oid, 0))
         count = min(blocks, -(-table.size // split_bytes)) if table in big else 1
         if count < 2 or not columns.get(table.oid):
-            parts.append(CopyPart(table, size=table.size))
+            parts.append(whole(table))
             continue
         starts = [blocks * i // count for i in range(count)]
         ends: list[int | None] = [*starts[1:], None]
@@ -157,11 +176,16 @@ class _Copier:
     binary: bool
     on_bytes: Callable[[int], None]
     stop: threading.Event
+    # The session that holds ACCESS SHARE on every table, in the snapshot: reads go through
+    # it, one at a time, when a reader of its own would queue behind a waiting exclusive lock.
+    holder: psycopg.Connection
+    tables: list[Table]
 
     def __post_init__(self) -> None:
         self._local = threading.local()
         self._opened: list[psycopg.Connection] = []
         self._lock = threading.Lock()
+        self._holder_lock = threading.Lock()
 
     def copy(self, part: CopyPart) -> None:
         if self.stop.is_set():
@@ -180,21 +204,36 @@ class _Copier:
                 conn.close()
             self._opened.clear()
 
-    def _connections(self) -> tuple[psycopg.Connection, psycopg.Connection]:
-        """This thread's source connection (in the snapshot) and target connection."""
+    def _connections(self) -> tuple[psycopg.Connection | None, psycopg.Connection]:
+        """This thread's source connection (in the snapshot, every table locked) and target connection.
+
+        No source connection when a table's lock was refused: another session waits for an
+        exclusive lock on it, and this thread reads through the holder instead.
+        """
         pair = getattr(self._local, "pair", None)
         if pair is None:
-            src = snapshot_connection(self.source, self.database, self.snapshot)
+            src: psycopg.Connection | None
+            try:
+                src = snapshot_connection(self.source, self.database, self.snapshot, lock=self.tables)
+            except psycopg.errors.LockNotAvailable:
+                src = None
             with self._lock:
-                self._opened.append(src)
+                self._opened += [src] if src is not None else []
             dst = connect(self.target, self.database)
             with self._lock:
                 self._opened.append(dst)
             pair = self._local.pair = (src, dst)
         return pair
 
-    def _copy_in_process(self, part: CopyPart) -> None:
+    def _copy_in_process(self, part: CopyPart, *, through_holder: bool = False) -> None:
         src, dst = self._connections()
+        if src is None or through_holder:
+            with self._holder_lock:
+                self._copy_between(self.holder, dst, part)
+        else:
+            self._copy_between(src, dst, part)
+
+    def _copy_between(self, src: psycopg.Connection, dst: psycopg.Connection, part: CopyPart) -> None:
         copied = 0
         try:
             with (
@@ -214,6 +253,7 @@ class _Copier:
         reader_argv = _psql(
             self.tools,
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            *(statement.as_string(None) for statement in lock_statements([part.table], nowait=True)),
             f"SET TRANSACTION SNAPSHOT {sql.Literal(self.snapshot).as_string(None)}",
             "SET LOCAL row_security = off",
             part.copy_out(self._format(part)).as_string(None),
@@ -247,6 +287,10 @@ class _Copier:
                     messages += [
                         line for line in err.read().decode(errors="replace").splitlines() if line.strip()
                     ]
+                if codes[0] and any(_LOCK_REFUSED in line for line in messages):
+                    # Refused before a row was read: the writer got nothing, and wrote nothing.
+                    self._copy_in_process(part, through_holder=True)
+                    return
                 detail = source_text("; ".join(messages[-3:]))
                 raise EngineError(f"copying {self.database}.{part.table.label} failed: {detail}")
 
@@ -265,6 +309,10 @@ class _Copier:
                 reported = written
             if ended:
                 return
+
+
+# psql's message when the reader's NOWAIT lock is refused.
+_LOCK_REFUSED = "could not obtain lock on relation"
 
 
 def _wait_unreaped(pid: int, timeout: float) -> bool:
@@ -302,13 +350,16 @@ def copy_tables(
     binary: bool,
     on_bytes: Callable[[int], None],
     on_table_done: Callable[[Table], None],
+    holder: psycopg.Connection,
 ) -> None:
     """Copy `parts` in the order given, `workers` at a time; a table is done when all its parts are.
 
-    The first error stops all.
+    `holder`: the source session in the snapshot that holds ACCESS SHARE on every table
+    (`locks.py`). The first error stops all.
     """
     stop = threading.Event()
-    copier = _Copier(tools, source, target, database, snapshot, binary, on_bytes, stop)
+    tables = list({part.table: None for part in parts})
+    copier = _Copier(tools, source, target, database, snapshot, binary, on_bytes, stop, holder, tables)
     remaining: dict[Table, int] = {}
     for part in parts:
         remaining[part.table] = remaining.get(part.table, 0) + 1

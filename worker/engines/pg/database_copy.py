@@ -20,7 +20,8 @@ from worker.engines.pg import properties
 from worker.engines.pg.analyze import Analyzer
 from worker.engines.pg.catalog import Table
 from worker.engines.pg.context import Context
-from worker.engines.pg.copy import CopyPart, copy_tables, plan_parts, snapshot_connection
+from worker.engines.pg.copy import CopyPart, copy_tables, plan_parts
+from worker.engines.pg.locks import lock_tables, lock_timeout_seconds
 from worker.engines.pg.postdata import PostData
 from worker.engines.pg.replication import ensure_publication, replication_name, wait_and_drop_slot
 from worker.engines.pg.tools import (
@@ -57,7 +58,8 @@ class DatabaseCopy:
         self.source_env = tool_env(ctx.source, database)
         self.target_env = tool_env(ctx.target, database)
         self.snapshot = ""
-        self._holder: psycopg.Connection | None = None
+        self._holder: psycopg.Connection | None = None  # with sync: the slot's walsender session
+        self._reader: psycopg.Connection | None = None
         self._post: PostData | None = None
         self._parts: list[CopyPart] = []
         self._schema = Path()
@@ -101,13 +103,30 @@ class DatabaseCopy:
     # ---- steps ----------------------------------------------------------------------
 
     def take_snapshot(self) -> None:
-        """Export the snapshot every later read uses, held open until the data is copied."""
+        """Lock every table the copy reads and export the snapshot every later read uses.
+
+        Both are held by one session (`self._reader`) until the data is copied, so a
+        TRUNCATE or table rewrite waits for the copy instead of emptying its table in the
+        snapshot. Without sync the locks come first: nothing can change in between. With
+        sync the snapshot is the replication slot's, taken first: a transaction holding a
+        table's lock could make the slot wait for it while it waits for ours, so a table
+        rewritten between the slot and the locks fails the copy instead.
+        """
+        reader = connect(self.ctx.source, self.database, autocommit=False)
+        self._reader = reader
+        reader.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         if not self.with_sync:
-            holder = connect(self.ctx.source, self.database, autocommit=False)
-            holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            self.snapshot = str(holder.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
-            self._holder = holder
-            return
+            lock_tables(reader, self.chosen, self.database)
+            self.snapshot = str(reader.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+        else:
+            self._create_slot()
+            reader.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self.snapshot)))
+            lock_tables(reader, self.chosen, self.database)
+            self._refuse_rewritten(reader)
+        # Rows a row-level security policy hides must fail the copy, not vanish from it.
+        reader.execute("SET LOCAL row_security = off")
+
+    def _create_slot(self) -> None:
         name = replication_name(self.database, self.ctx.target)
         with connect(self.ctx.source, self.database) as src:
             ensure_publication(src, name, self.chosen)
@@ -123,10 +142,29 @@ class DatabaseCopy:
         self.snapshot = (result.get_value(0, 2) or b"").decode()
         self._holder = holder
 
+    def _refuse_rewritten(self, reader: psycopg.Connection) -> None:
+        """Tables whose file changed since the snapshot (TRUNCATE, a rewrite) read empty in it."""
+        rewritten = [
+            r[0]
+            for r in reader.execute(
+                "SELECT n.nspname || '.' || c.relname FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.oid = ANY(%s) AND c.relkind = 'r' AND c.relfilenode <> pg_relation_filenode(c.oid) "
+                "ORDER BY 1",
+                [[t.oid for t in self.chosen]],
+            )
+        ]
+        if rewritten:
+            raise EngineError(
+                f"{self.database}: {', '.join(rewritten[:5])} truncated or rewritten (TRUNCATE, ALTER TABLE, "
+                "VACUUM FULL...) as the copy began, and would read empty; run init again"
+            )
+
     def release_snapshot(self) -> None:
-        if self._holder is not None:
-            self._holder.close()
-            self._holder = None
+        for conn in (self._reader, self._holder):
+            if conn is not None:
+                conn.close()
+        self._reader = self._holder = None
 
     def create_schemas(self) -> None:
         """pg_dump -t leaves out the schemas of the tables it dumps: create them first."""
@@ -159,8 +197,10 @@ class DatabaseCopy:
 
     def plan_copy(self) -> None:
         """Which tables are copied whole and which in block ranges (in the snapshot)."""
-        with snapshot_connection(self.ctx.source, self.database, self.snapshot) as src:
-            self._parts = plan_parts(src, self.chosen, self.ctx.split_bytes)
+        # In the session holding the locks: sizing a table locks it, and would queue behind a waiting
+        # exclusive lock anywhere else.
+        assert self._reader is not None
+        self._parts = plan_parts(self._reader, self.chosen, self.ctx.split_bytes)
         split = {p.table for p in self._parts if p.is_range}
         for table in split:
             ranges = sum(1 for p in self._parts if p.table == table)
@@ -187,7 +227,7 @@ class DatabaseCopy:
 
     def copy_data(self) -> None:
         emit, post = self.emit, self._post
-        assert post is not None
+        assert post is not None and self._reader is not None
         emit.progress(phase="copy", message=f"copying {len(self.chosen)} tables of {self.database}")
         total_bytes = sum(t.size for t in self.chosen) or 1
         done_before = emit.state.databases_completed
@@ -218,6 +258,7 @@ class DatabaseCopy:
                 binary=self.binary,
                 on_bytes=on_bytes,
                 on_table_done=on_table_done,
+                holder=self._reader,
             )
         except BaseException:
             post.abandon()
@@ -247,7 +288,9 @@ class DatabaseCopy:
             count = int(src.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()[0])  # type: ignore[index]
         if count:
             self.emit.progress(phase="copy", message=f"copying {count} large objects of {self.database}")
-            dump = [*self._dump(), "--section=data", "--exclude-table-data=*.*"]
+            # Tables excluded, not just their data: pg_dump locks every table it dumps, and behind
+            # an exclusive lock waiting for ours it would wait until the lock timeout.
+            dump = [*self._dump(), "--section=data", "--exclude-table=*.*"]
             run_pipeline(
                 [(dump, self.source_env), (self._restore(), self.target_env)],
                 f"large objects of {self.database}",
@@ -298,7 +341,13 @@ class DatabaseCopy:
             filters = [arg for t in self.chosen for arg in ("-t", quote_pattern(t.schema, t.name))]
         else:
             filters = [arg for t in self.excluded for arg in ("-T", quote_pattern(t.schema, t.name))]
-        return [self.tools.path("pg_dump"), f"--snapshot={self.snapshot}", "-Fc", *filters]
+        return [
+            self.tools.path("pg_dump"),
+            f"--snapshot={self.snapshot}",
+            f"--lock-wait-timeout={lock_timeout_seconds()}s",
+            "-Fc",
+            *filters,
+        ]
 
     def _restore(self) -> list[str]:
         # Grants only with copy_roles: they name roles the target would otherwise lack.

@@ -31,7 +31,7 @@ from worker.engines.pg.tools import run_pipeline
 
 _KEY_CONSTRAINTS = """
 SELECT c.oid::int8, c.conrelid::int8, n.nspname, r.relname, c.conname, c.contype::text,
-       c.condeferrable, c.condeferred, pg_get_indexdef(c.conindid)
+       c.condeferrable, c.condeferred, pg_get_indexdef(c.conindid), x.indisreplident, x.indisclustered
 FROM pg_constraint c
 JOIN pg_class r ON r.oid = c.conrelid JOIN pg_namespace n ON n.oid = r.relnamespace
 JOIN pg_class i ON i.oid = c.conindid JOIN pg_index x ON x.indexrelid = c.conindid
@@ -48,6 +48,8 @@ class KeyConstraint:
     """A primary key or unique constraint, built as a unique index first."""
 
     create_index: str  # pg_get_indexdef, schema-qualified
+    # ADD CONSTRAINT ... USING INDEX, then what else pg_dump's entry for the constraint sets
+    # (REPLICA IDENTITY USING INDEX, CLUSTER ON), in one transaction.
     attach: sql.Composed
 
 
@@ -55,17 +57,25 @@ def _key_constraints(source: psycopg.Connection) -> dict[int, tuple[int, KeyCons
     """Constraint OID -> (its table's OID, how to build it), for those USING INDEX can attach."""
     source.execute("SET search_path = ''")  # pg_get_indexdef then qualifies every name
     keys = {}
-    for oid, table, schema, name, conname, contype, deferrable, deferred, indexdef in source.execute(
-        _KEY_CONSTRAINTS
-    ):
-        attach = sql.SQL("ALTER TABLE ONLY {} ADD CONSTRAINT {} {} USING INDEX {}{}").format(
-            sql.Identifier(schema, name),
-            sql.Identifier(conname),
-            sql.SQL("PRIMARY KEY" if contype == "p" else "UNIQUE"),
-            sql.Identifier(conname),
-            sql.SQL((" DEFERRABLE" if deferrable else "") + (" INITIALLY DEFERRED" if deferred else "")),
-        )
-        keys[int(oid)] = (int(table), KeyConstraint(indexdef, attach))
+    for row in source.execute(_KEY_CONSTRAINTS):
+        oid, table, schema, name, conname, contype, deferrable, deferred, indexdef, replident, clustered = row
+        relation, index = sql.Identifier(schema, name), sql.Identifier(conname)
+        statements = [
+            sql.SQL("ALTER TABLE ONLY {} ADD CONSTRAINT {} {} USING INDEX {}{}").format(
+                relation,
+                index,
+                sql.SQL("PRIMARY KEY" if contype == "p" else "UNIQUE"),
+                index,
+                sql.SQL((" DEFERRABLE" if deferrable else "") + (" INITIALLY DEFERRED" if deferred else "")),
+            )
+        ]
+        if replident:
+            statements.append(
+                sql.SQL("ALTER TABLE ONLY {} REPLICA IDENTITY USING INDEX {}").format(relation, index)
+            )
+        if clustered:
+            statements.append(sql.SQL("ALTER TABLE ONLY {} CLUSTER ON {}").format(relation, index))
+        keys[int(oid)] = (int(table), KeyConstraint(indexdef, sql.SQL("; ").join(statements)))
     return keys
 
 
