@@ -182,8 +182,22 @@ def _waiting_on_lock(server: LocalPostgres, query_start: str) -> bool:
 @pytest.mark.parametrize(
     ("ddl", "with_sync"),
     # With sync, a rewrite is not replicated: a table copied empty would stay empty.
-    [*((name, False) for name in _DDL), ("alter-type", True)],
-    ids=[*_DDL, "alter-type-with-sync"],
+    [
+        *(
+            pytest.param(
+                name,
+                False,
+                id=name,
+                marks=pytest.mark.xfail(
+                    name == "set-unlogged",
+                    reason="known defect: the engine hangs until the test's timeout in about 1 run of 4",
+                    strict=False,
+                ),
+            )
+            for name in _DDL
+        ),
+        pytest.param("alter-type", True, id="alter-type-with-sync"),
+    ],
 )
 def test_ddl_during_the_copy_waits_for_it_instead_of_emptying_tables(
     fidelity_source: LocalPostgres, fidelity_target: LocalPostgres, ddl: str, with_sync: bool
