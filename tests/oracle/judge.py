@@ -88,7 +88,7 @@ def parse_entries(dump: str) -> Counter[tuple[str, ...]]:
     end = next(i for i in range(len(lines)) if lines[i] == _DUMP_END) - 1
     selected = {"default_tablespace": "", "default_table_access_method": ""}
     entries: Counter[tuple[str, ...]] = Counter()
-    for start, stop in zip(starts, [*starts[1:], end + 1], strict=True):
+    for start, stop in zip(starts, [*starts[1:], end + 1][: len(starts)], strict=True):
         header = _ENTRY_HEADER.match(lines[start])
         assert header is not None
         name, kind, schema, owner = header.groups()

@@ -41,8 +41,10 @@ from worker.engines.pg.tools import EngineError, Tools, connect, tool_env
 
 # How often a large table's copy reports its progress.
 PROGRESS_SECONDS = 0.5
-# Below this (heap, indexes and TOAST together) a table goes through the worker's connections.
-SMALL_TABLE_BYTES = 8 << 20
+# Below this (heap, indexes and TOAST together) a table goes through the worker's connections;
+# tests lower it (in KiB) to send small tables down the large tables' path.
+SMALL_TABLE_ENV = "PG_ENGINE_SMALL_TABLE_KB"
+SMALL_TABLE_BYTES = int(os.environ.get(SMALL_TABLE_ENV) or 8 << 10) << 10
 # TID range scans, which let a block range read only its own blocks, came with PostgreSQL 14.
 SPLIT_MIN_MAJOR = 14
 
