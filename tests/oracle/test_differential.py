@@ -94,3 +94,30 @@ def test_a_copy_from_16_into_15_is_refused_before_anything_is_made(
         made = conn.execute("SELECT datname FROM pg_database WHERE datname = 'downgraded'").fetchall()
     assert made == []
 
+
+def test_database_settings_keep_the_text_they_were_set_with(
+    oracle_source: LocalPostgres, reference_server: LocalPostgres, oracle_target: LocalPostgres
+) -> None:
+    """pg_dump writes a setting back as pg_db_role_setting holds it: '60s' stays '60s', not '1min'."""
+    db = Database(
+        statements=[
+            f"ALTER DATABASE {DATABASE} SET statement_timeout = '60s'",
+            f"ALTER DATABASE {DATABASE} SET work_mem = '2048kB'",
+            f'ALTER DATABASE {DATABASE} SET search_path = "a b", public, "$user"',
+            f"ALTER DATABASE {DATABASE} SET myapp.note = 'it''s, \"quoted\"'",
+        ]
+    )
+    assert_same_as_pg_restore(oracle_source, reference_server, oracle_target, db)
+    with psycopg.connect(oracle_target.url(), autocommit=True) as conn:
+        stored = conn.execute(
+            "SELECT setconfig FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
+            "WHERE d.datname = %s AND s.setrole = 0",
+            [DATABASE],
+        ).fetchone()
+    assert stored is not None
+    assert sorted(stored[0]) == [
+        'myapp.note=it\'s, "quoted"',
+        'search_path="a b", public, "$user"',
+        "statement_timeout=60s",
+        "work_mem=2048kB",
+    ]
