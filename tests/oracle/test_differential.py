@@ -121,3 +121,22 @@ def test_database_settings_keep_the_text_they_were_set_with(
         "statement_timeout=60s",
         "work_mem=2048kB",
     ]
+
+
+def test_reg_values_naming_user_objects_keep_their_names(
+    oracle_source: LocalPostgres, reference_server: LocalPostgres, oracle_target: LocalPostgres
+) -> None:
+    """A regtype or regclass value is an OID in binary COPY; a user object's OID differs on the target."""
+    db = Database(
+        statements=[
+            "CREATE TYPE mood AS ENUM ('sad', 'ok')",
+            "CREATE TABLE named (id int PRIMARY KEY)",
+            "CREATE DOMAIN some_class AS regclass",
+            "CREATE TABLE refs (id int, kind regtype, rel some_class, kinds regtype[])",
+            "INSERT INTO refs VALUES (1, 'mood', 'named', ARRAY['mood'::regtype, 'int4'])",
+        ]
+    )
+    assert_same_as_pg_restore(oracle_source, reference_server, oracle_target, db)
+    with psycopg.connect(oracle_target.url(DATABASE), autocommit=True) as conn:
+        row = conn.execute("SELECT kind::text, rel::text, kinds::text FROM refs").fetchone()
+    assert row == ("mood", "named", "{mood,integer}")

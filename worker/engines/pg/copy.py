@@ -2,9 +2,9 @@
 
 Every copy reads under the same exported snapshot, so the tables are one consistent point
 in time. Binary format when both servers have the same major version and every column's
-type has binary I/O, text otherwise (portable across versions). Reads run with
-`row_security = off`: a user whom a row-level security policy would show only some rows
-gets an error, not a subset.
+type has binary I/O that is not an OID (regclass, regtype, ...), text otherwise (portable
+across versions). Reads run with `row_security = off`: a user whom a row-level security
+policy would show only some rows gets an error, not a subset.
 
 Two ways, by size:
 - a large table runs as two psql processes (credentials in their environment) joined by
