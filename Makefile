@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck unit demo serve serve-terraform package bench clean
+.PHONY: venv test lint typecheck unit demo serve serve-terraform package bench clean fuzz-engine
 
 venv: $(STAMP)
 
@@ -26,6 +26,12 @@ typecheck: venv
 
 test: venv lint typecheck
 	$(BIN)/pytest -q
+
+# The pg engine judged against pg_dump | pg_restore on many random generated databases
+# (tests/oracle): ORACLE_MAX_EXAMPLES of them, 200 unless set; a failure is shrunk to a smallest one.
+fuzz-engine: venv
+	ORACLE_RANDOM=1 ORACLE_MAX_EXAMPLES=$${ORACLE_MAX_EXAMPLES:-200} $(BIN)/pytest -q --timeout=0 \
+		tests/oracle/test_differential.py -k generated
 
 demo: venv
 	$(BIN)/python -m local_cloud.demo

@@ -23,6 +23,8 @@ from urllib.parse import quote
 
 RUN_AS_USER = "pgserver"
 DEFAULT_SUPERUSER = "replicator_admin"
+# Debian's PostgreSQL 15 server, when installed: a source of another major version for tests.
+DEBIAN_PG15_BIN_DIR = Path("/usr/lib/postgresql/15/bin")
 
 
 def bin_dir() -> Path:
@@ -74,6 +76,8 @@ class LocalPostgres:
     root: Path
     run_as: pwd.struct_passwd | None = field(repr=False, default=None)
     stopped: bool = False
+    # The server binaries it runs on (initdb, pg_ctl, postgres).
+    binaries: Path = field(default_factory=bin_dir)
 
     @property
     def data_dir(self) -> Path:
@@ -89,7 +93,7 @@ class LocalPostgres:
         if self.stopped:
             return
         self.stopped = True
-        pg_ctl = str(bin_dir() / "pg_ctl")
+        pg_ctl = str(self.binaries / "pg_ctl")
         with contextlib.suppress(subprocess.SubprocessError, OSError):
             argv = [pg_ctl, "-D", str(self.data_dir), "-m", "immediate", "-w", "stop"]
             _run_as(argv, self.run_as, timeout=30)
@@ -126,11 +130,13 @@ def start_postgres(
     logical: bool = False,
     fast: bool = True,
     settings: dict[str, str] | None = None,
+    binaries: Path | None = None,
 ) -> LocalPostgres:
     """Start a server on 127.0.0.1:<free port>; `user` is its superuser, `password` its password.
 
     `logical` sets wal_level=logical. `fast` turns off fsync and friends: the data is
-    thrown away anyway.
+    thrown away anyway. `binaries` is the directory of the server binaries to run (default:
+    pgserver's, `bin_dir()`), e.g. `DEBIAN_PG15_BIN_DIR` for a server of another major version.
     """
     run_as = _system_user()
     root = Path(tempfile.mkdtemp(prefix="localpg-"))
@@ -141,11 +147,18 @@ def start_postgres(
     if run_as is not None:
         for path in (root, pwfile):
             os.chown(path, run_as.pw_uid, run_as.pw_gid)
-    server = LocalPostgres(port=_free_port(), user=user, password=password, root=root, run_as=run_as)
+    server = LocalPostgres(
+        port=_free_port(),
+        user=user,
+        password=password,
+        root=root,
+        run_as=run_as,
+        binaries=binaries or bin_dir(),
+    )
     try:
         _run_as(
             [
-                str(bin_dir() / "initdb"),
+                str(server.binaries / "initdb"),
                 "-D",
                 str(server.data_dir),
                 "-U",
@@ -179,7 +192,7 @@ def start_postgres(
             handle.writelines(f"{key} = {value}\n" for key, value in conf.items())
         _run_as(
             [
-                str(bin_dir() / "pg_ctl"),
+                str(server.binaries / "pg_ctl"),
                 "-D",
                 str(server.data_dir),
                 "-l",

@@ -34,7 +34,7 @@ class Table:
     parents: tuple[int, ...] = ()  # pg_inherits: a partition's parent, an inheritance child's parents
     # UPDATE/DELETE of a published table without one fail on the source.
     has_replica_identity: bool = True
-    text_only: bool = False  # a column's type has no binary send/receive: COPY in text format
+    text_only: bool = False  # a column's type has no portable binary form: COPY in text format
     # Row-level security would show the connected user only some rows (it cannot bypass it).
     rls_hides_rows: bool = False
 
@@ -122,7 +122,9 @@ def uncopyable_databases(conn: psycopg.Connection, job_filter: JobFilter) -> lis
 
 
 # Tables with a column whose type (or a type it is made of: domain base, array element,
-# range subtype, composite attribute) has no binary send/receive: COPY must use text.
+# range subtype, composite attribute) has no binary send/receive, or is an object
+# identifier type (regclass, regtype, ...: its binary form is the OID, which names another
+# object or none on the target; its text form is the name): COPY must use text.
 _TEXT_ONLY_TABLES = """
 WITH RECURSIVE part(root, typ) AS (
     SELECT DISTINCT a.atttypid, a.atttypid FROM pg_attribute a
@@ -141,7 +143,10 @@ WITH RECURSIVE part(root, typ) AS (
 SELECT DISTINCT a.attrelid::int8 FROM pg_attribute a
 WHERE a.attnum > 0 AND NOT a.attisdropped AND a.atttypid IN (
     SELECT part.root FROM part JOIN pg_type t ON t.oid = part.typ
-    WHERE t.typsend = 0 OR t.typreceive = 0)
+    WHERE t.typsend = 0 OR t.typreceive = 0
+       OR (t.typnamespace = 'pg_catalog'::regnamespace
+           AND t.typname IN ('regclass', 'regcollation', 'regconfig', 'regdictionary', 'regnamespace',
+                             'regoper', 'regoperator', 'regproc', 'regprocedure', 'regrole', 'regtype')))
 """
 
 

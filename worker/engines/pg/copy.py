@@ -2,9 +2,9 @@
 
 Every copy reads under the same exported snapshot, so the tables are one consistent point
 in time. Binary format when both servers have the same major version and every column's
-type has binary I/O, text otherwise (portable across versions). Reads run with
-`row_security = off`: a user whom a row-level security policy would show only some rows
-gets an error, not a subset.
+type has binary I/O that is not an OID (regclass, regtype, ...), text otherwise (portable
+across versions). Reads run with `row_security = off`: a user whom a row-level security
+policy would show only some rows gets an error, not a subset.
 
 Two ways, by size:
 - a large table runs as two psql processes (credentials in their environment) joined by
@@ -42,8 +42,10 @@ from worker.engines.pg.tools import EngineError, Tools, connect, source_text, to
 
 # How often a large table's copy reports its progress.
 PROGRESS_SECONDS = 0.5
-# Below this (heap, indexes and TOAST together) a table goes through the worker's connections.
-SMALL_TABLE_BYTES = 8 << 20
+# Below this (heap, indexes and TOAST together) a table goes through the worker's connections;
+# tests lower it (in KiB) to send small tables down the large tables' path.
+SMALL_TABLE_ENV = "PG_ENGINE_SMALL_TABLE_KB"
+SMALL_TABLE_BYTES = int(os.environ.get(SMALL_TABLE_ENV) or 8 << 10) << 10
 # TID range scans, which let a block range read only its own blocks, came with PostgreSQL 14.
 SPLIT_MIN_MAJOR = 14
 

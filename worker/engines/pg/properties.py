@@ -15,6 +15,16 @@ from psycopg import sql
 from worker.engines.pg.tools import EngineError
 
 PROVIDERS = {"c": "libc", "i": "icu", "b": "builtin"}
+# Settings whose stored value is a list of quoted elements, not one literal (pg_dump's
+# variable_is_guc_list_quote).
+LIST_QUOTED_SETTINGS = {
+    "local_preload_libraries",
+    "search_path",
+    "session_preload_libraries",
+    "shared_preload_libraries",
+    "temp_tablespaces",
+    "unix_socket_directories",
+}
 
 
 @dataclass(frozen=True)
@@ -107,16 +117,20 @@ def apply_settings(conn: psycopg.Connection, database: str, props: DatabasePrope
     ident = sql.Identifier(database)
     for entry in props.settings:
         name, _, value = entry.partition("=")
+        setting = sql.Identifier(*name.split("."))
         try:
-            # set_config parses the value as the server stored it (lists keep their quoting);
-            # FROM CURRENT then stores exactly that. Local to a transaction: a setting such as
-            # default_transaction_read_only must not apply to this session's own statements.
-            with conn.transaction():
-                conn.execute("SELECT set_config(%s, %s, true)", [name, value])
+            if name.lower() in LIST_QUOTED_SETTINGS:
+                # set_config parses the list as the server stored it (its elements keep their
+                # quoting); FROM CURRENT then stores exactly that. Local to a transaction: this
+                # session's own statements must not run under the setting.
+                with conn.transaction():
+                    conn.execute("SELECT set_config(%s, %s, true)", [name, value])
+                    conn.execute(sql.SQL("ALTER DATABASE {} SET {} FROM CURRENT").format(ident, setting))
+            else:
+                # As one literal, the text stored as written (FROM CURRENT would store the
+                # server's normal form: '60s' as '1min'), as pg_dump writes it back.
                 conn.execute(
-                    sql.SQL("ALTER DATABASE {} SET {} FROM CURRENT").format(
-                        ident, sql.Identifier(*name.split("."))
-                    )
+                    sql.SQL("ALTER DATABASE {} SET {} TO {}").format(ident, setting, sql.Literal(value))
                 )
         except psycopg.Error as exc:
             raise EngineError(
