@@ -341,7 +341,8 @@ def _create_functions(
     roles: dict[str, str],
     environments: dict[str, dict[str, str]],
 ) -> dict[str, str]:
-    """Each function, its first published version and the `live` alias on it: alias ARNs."""
+    """Each function, its first published version and its `live` alias: alias ARNs. As in
+    terraform/lambda.tf, the API's alias follows $LATEST, the others' their version."""
     code = placeholder_zip()
     aliases = {}
     for name, function in FUNCTIONS.items():
@@ -368,7 +369,7 @@ def _create_functions(
         aliases[name] = lambda_client.create_alias(
             FunctionName=function_name,
             Name=LIVE_ALIAS,
-            FunctionVersion=created["Version"],
+            FunctionVersion="$LATEST" if name == "api" else created["Version"],
             Description="The version the API, the stream mapping and the schedule invoke",
         )["AliasArn"]
     reaper = f"{variables['project_name']}-reaper"

@@ -29,7 +29,7 @@ locals {
     MAX_RUNNING_JOBS_PER_OWNER        = tostring(var.max_running_jobs_per_owner)
     LAUNCH_TEMPLATE_ID                = aws_launch_template.worker.id
     LAUNCH_TEMPLATE_VERSION           = tostring(aws_launch_template.worker.latest_version)
-    SUBNET_IDS                        = join(",", var.subnet_ids)
+    SUBNET_IDS                        = join(",", local.subnet_ids)
     DEFAULT_INSTANCE_TYPE             = var.worker_instance_type
     INSTANCE_TYPE_BY_SIZE             = jsonencode([for e in var.worker_instance_type_by_size : [e.below_bytes, e.instance_type]])
     FALLBACK_INSTANCE_TYPES           = join(",", var.worker_fallback_instance_types)
@@ -62,7 +62,7 @@ locals {
     MAX_RUNNING_JOBS_PER_OWNER        = tostring(var.max_running_jobs_per_owner)
     LAUNCH_TEMPLATE_ID                = aws_launch_template.worker.id
     LAUNCH_TEMPLATE_VERSION           = tostring(aws_launch_template.worker.latest_version)
-    SUBNET_IDS                        = join(",", var.subnet_ids)
+    SUBNET_IDS                        = join(",", local.subnet_ids)
     DEFAULT_INSTANCE_TYPE             = var.worker_instance_type
     INSTANCE_TYPE_BY_SIZE             = jsonencode([for e in var.worker_instance_type_by_size : [e.below_bytes, e.instance_type]])
     FALLBACK_INSTANCE_TYPES           = join(",", var.worker_fallback_instance_types)

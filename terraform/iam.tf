@@ -169,7 +169,7 @@ data "aws_iam_policy_document" "launch_workers" {
     effect  = "Allow"
     actions = ["ec2:RunInstances"]
     resources = concat(
-      [for s in var.subnet_ids : "${local.ec2_arn_prefix}:subnet/${s}"],
+      [for s in local.subnet_ids : "${local.ec2_arn_prefix}:subnet/${s}"],
       [
         aws_security_group.worker.arn,
         aws_launch_template.worker.arn,

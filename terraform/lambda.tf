@@ -1,13 +1,17 @@
-# The three functions, one resource for all (for_each over local.functions). Code comes from
-# `make package` (build/<key>.zip); each zip holds the project's code and its locked
-# dependencies built for var.lambda_architecture. Every change publishes a version, and the
-# `live` alias, which the API integration, the stream mapping and the schedule invoke,
-# points at it: rolling back is moving the alias to an earlier version.
+# The three functions, defined once in local.functions: the API as
+# aws_lambda_function.coordinator (the seed's address), the launcher and the reaper as
+# aws_lambda_function.service[key]. Code comes from `make package` (build/<key>.zip); each
+# zip holds the project's code and its locked dependencies built for
+# var.lambda_architecture. Every change publishes a version. The stream mapping and the
+# schedule invoke the `live` alias on the launcher's and the reaper's newest version, the API
+# integration the API's `live` alias, which follows $LATEST (see the alias): rolling back is
+# moving an alias to an earlier version.
 
 locals {
   functions = {
     api = {
       name        = local.api_function_name
+      package     = "${local.package_dir}/api.zip"
       description = "Replication jobs HTTP API"
       handler     = "services.api.handler.lambda_handler"
       memory_size = 512
@@ -18,6 +22,7 @@ locals {
     }
     launcher = {
       name        = local.launcher_function_name
+      package     = "${local.package_dir}/launcher.zip"
       description = "Launches workers for new jobs from the jobs stream"
       handler     = "services.launcher.handler.lambda_handler"
       memory_size = 512
@@ -26,6 +31,7 @@ locals {
     }
     reaper = {
       name        = local.reaper_function_name
+      package     = "${local.package_dir}/reaper.zip"
       description = "Safety net: stale heartbeats, deadlines, stuck launches, orphan instances, queued jobs"
       handler     = "services.reaper.handler.lambda_handler"
       memory_size = 512
@@ -59,8 +65,64 @@ resource "aws_cloudwatch_log_group" "functions" {
   kms_key_id        = aws_kms_key.data.arn
 }
 
+# The API function keeps the seed's address, aws_lambda_function.coordinator, which the
+# seed's "Updating Lambda Code" targets; the launcher and the reaper are
+# aws_lambda_function.service[key]. The two blocks set the same arguments from
+# local.functions, the API's by its key (tests/infra checks that they stay the same).
+resource "aws_lambda_function" "coordinator" {
+  # checkov:skip=CKV_AWS_117:The functions call only AWS APIs; a VPC would add NAT or endpoints and protect nothing.
+  # checkov:skip=CKV_AWS_272:Code signing needs a signing profile outside this module; the zip is built reproducibly and its sha256 is pinned by source_code_hash.
+  # checkov:skip=CKV_AWS_116:No function is invoked asynchronously with events worth keeping: the api synchronously by API Gateway (the client gets the error), the launcher by the stream mapping (whose on-failure destination is the DLQ), the reaper by a schedule whose next run redoes a failed one.
+  # checkov:skip=CKV_AWS_173:The environments hold names, ids and ARNs only, no secrets; Lambda encrypts them at rest with its service key.
+  function_name                  = local.functions["api"].name
+  description                    = local.functions["api"].description
+  role                           = local.function_roles["api"]
+  handler                        = local.functions["api"].handler
+  runtime                        = var.lambda_runtime
+  architectures                  = [var.lambda_architecture]
+  memory_size                    = local.functions["api"].memory_size
+  timeout                        = local.functions["api"].timeout
+  reserved_concurrent_executions = local.functions["api"].reserved
+  filename                       = local.functions["api"].package
+  source_code_hash               = filebase64sha256(local.functions["api"].package)
+  publish                        = true
+
+  environment {
+    variables = local.function_environments["api"]
+  }
+
+  tracing_config {
+    mode = "Active"
+  }
+
+  dynamic "snap_start" {
+    for_each = var.lambda_snap_start ? ["PublishedVersions"] : []
+    content {
+      apply_on = snap_start.value
+    }
+  }
+
+  depends_on = [
+    aws_cloudwatch_log_group.functions,
+    aws_iam_role_policy.api,
+    aws_iam_role_policy.launcher,
+    aws_iam_role_policy.reaper,
+  ]
+
+  lifecycle {
+    precondition {
+      condition     = local.package_manifest.architecture == var.lambda_architecture && "python${local.package_manifest.python_version}" == var.lambda_runtime
+      error_message = "The zips in the package directory were built for another architecture or Python: run `make package ARCH=<lambda_architecture>`."
+    }
+    precondition {
+      condition     = var.heartbeat_timeout_seconds >= 2 * var.heartbeat_interval_seconds
+      error_message = "heartbeat_timeout_seconds must be at least twice heartbeat_interval_seconds: a single late beat must not fail a job."
+    }
+  }
+}
+
 resource "aws_lambda_function" "service" {
-  for_each = local.functions
+  for_each = { for key, function in local.functions : key => function if key != "api" }
 
   # checkov:skip=CKV_AWS_117:The functions call only AWS APIs; a VPC would add NAT or endpoints and protect nothing.
   # checkov:skip=CKV_AWS_272:Code signing needs a signing profile outside this module; the zip is built reproducibly and its sha256 is pinned by source_code_hash.
@@ -75,8 +137,8 @@ resource "aws_lambda_function" "service" {
   memory_size                    = each.value.memory_size
   timeout                        = each.value.timeout
   reserved_concurrent_executions = each.value.reserved
-  filename                       = "${local.package_dir}/${each.key}.zip"
-  source_code_hash               = filebase64sha256("${local.package_dir}/${each.key}.zip")
+  filename                       = each.value.package
+  source_code_hash               = filebase64sha256(each.value.package)
   publish                        = true
 
   environment {
@@ -113,13 +175,28 @@ resource "aws_lambda_function" "service" {
   }
 }
 
+# Deployments made while the API function was one of the keyed ones keep their function.
+moved {
+  from = aws_lambda_function.service["api"]
+  to   = aws_lambda_function.coordinator
+}
+
+locals {
+  function_resources = merge(aws_lambda_function.service, { api = aws_lambda_function.coordinator })
+}
+
 resource "aws_lambda_alias" "live" {
   for_each = local.functions
 
-  name             = "live"
-  description      = "The version the API, the stream mapping and the schedule invoke"
-  function_name    = aws_lambda_function.service[each.key].function_name
-  function_version = aws_lambda_function.service[each.key].version
+  name          = "live"
+  description   = "The version the API, the stream mapping and the schedule invoke"
+  function_name = local.function_resources[each.key].function_name
+  # The API's alias follows $LATEST. `terraform apply -target=aws_lambda_function.coordinator`
+  # (the seed's update command) applies the function and what it depends on, never this
+  # alias, so an alias pinned to the version would keep serving the old code; following
+  # $LATEST it serves the new code once the function is updated. Each update still
+  # publishes a version to roll back to. The launcher and the reaper stay pinned.
+  function_version = each.key == "api" ? "$LATEST" : local.function_resources[each.key].version
 }
 
 # The reaper is invoked asynchronously by its schedule: Lambda's own retries (two by default)

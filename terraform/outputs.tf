@@ -11,8 +11,8 @@ output "dynamodb_table_name" {
 }
 
 output "lambda_function_name" {
-  description = "The API function (aws_lambda_function.service[\"api\"])."
-  value       = aws_lambda_function.service["api"].function_name
+  description = "The API function (aws_lambda_function.coordinator)."
+  value       = aws_lambda_function.coordinator.function_name
 }
 
 output "worker_iam_role_name" {

@@ -96,21 +96,23 @@ variable "worker_iam_role_name" {
 # ---- network ---------------------------------------------------------------------------------
 
 variable "vpc_id" {
-  description = "VPC of the workers (not the default VPC: give them a VPC with NAT or VPC endpoints)."
+  description = "VPC of the workers: give a VPC with private subnets and NAT or VPC endpoints. null (the seed's tfvars set none): the account's default VPC and its default subnets, with a warning at every plan."
   type        = string
+  default     = null
 
   validation {
-    condition     = can(regex("^vpc-[0-9a-f]+$", var.vpc_id))
+    condition     = var.vpc_id == null || can(regex("^vpc-[0-9a-f]+$", var.vpc_id))
     error_message = "vpc_id must be a VPC id (vpc-...)."
   }
 }
 
 variable "subnet_ids" {
-  description = "Subnets of the workers, tried in order when one has no capacity. They need a route to the AWS APIs and to the databases."
+  description = "Subnets of the workers in vpc_id, tried in order when one has no capacity. They need a route to the AWS APIs and to the databases. Required with vpc_id; null without it (the default VPC's default subnets)."
   type        = list(string)
+  default     = null
 
   validation {
-    condition     = length(var.subnet_ids) > 0 && alltrue([for s in var.subnet_ids : can(regex("^subnet-[0-9a-f]+$", s))])
+    condition     = var.subnet_ids == null || try(length(var.subnet_ids) > 0 && alltrue([for s in var.subnet_ids : can(regex("^subnet-[0-9a-f]+$", s))]), false)
     error_message = "subnet_ids: at least one subnet id (subnet-...)."
   }
 }

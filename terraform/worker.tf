@@ -14,7 +14,18 @@ resource "aws_cloudwatch_log_group" "workers" {
 resource "aws_security_group" "worker" {
   name        = "${var.project_name}-worker"
   description = "Replication workers: no inbound traffic; outbound to PostgreSQL and HTTPS only"
-  vpc_id      = var.vpc_id
+  vpc_id      = local.vpc_id
+
+  lifecycle {
+    precondition {
+      condition     = (var.vpc_id == null) == (var.subnet_ids == null)
+      error_message = "Set vpc_id and subnet_ids together (the subnets must be in that VPC), or neither for the account's default VPC."
+    }
+    precondition {
+      condition     = length(local.subnet_ids) > 0
+      error_message = "The account's default VPC has no default subnets: set vpc_id and subnet_ids."
+    }
+  }
 }
 
 resource "aws_vpc_security_group_egress_rule" "worker_https" {

@@ -28,6 +28,7 @@ class TerraformConfig:
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     locals: dict[str, Any] = field(default_factory=dict)
     settings: list[dict[str, Any]] = field(default_factory=list)  # terraform {} blocks
+    moved: list[dict[str, str]] = field(default_factory=list)  # {"from": ..., "to": ...}
 
     def resource(self, kind: str, name: str) -> dict[str, Any]:
         return self.resources[kind][name]
@@ -59,6 +60,9 @@ def load(directory: Path = TERRAFORM_DIR) -> TerraformConfig:
                 {name: value[0] for name, value in entry.items() if not name.startswith("__")}
             )
         config.settings.extend(parsed.get("terraform", []))
+        config.moved.extend(
+            {key: attr(block, key) for key in ("from", "to")} for block in parsed.get("moved", [])
+        )
     return config
 
 

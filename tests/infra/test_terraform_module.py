@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+from typing import Any
 
 import hcl2
 import pytest
@@ -86,8 +87,9 @@ def test_every_variable_is_typed_and_described(tf: TerraformConfig) -> None:
 
 def test_outputs_include_the_seeds_and_ours(tf: TerraformConfig) -> None:
     assert set(tf.outputs) >= SEED_OUTPUTS | EXTRA_OUTPUTS
-    assert attr(tf.outputs["lambda_function_name"], "value") == (
-        '${aws_lambda_function.service["api"].function_name}'
+    assert (
+        attr(tf.outputs["lambda_function_name"], "value")
+        == "${aws_lambda_function.coordinator.function_name}"
     )
     for name, body in tf.outputs.items():
         assert attr(body, "description", ""), f"output {name} has no description"
@@ -107,7 +109,9 @@ def test_tfvars_example_sets_declared_variables_including_the_required_ones(tf: 
 def test_functions_run_python_with_tracing_and_their_handler(tf: TerraformConfig) -> None:
     assert {key: f["handler"] for key, f in tf.locals["functions"].items()} == FUNCTIONS
     function = tf.resource("aws_lambda_function", "service")
-    assert attr(function, "for_each") == "${local.functions}"
+    assert attr(function, "for_each") == (
+        '${{for key , function in local.functions : key => function if key != "api"}}'
+    )
     assert attr(function, "handler") == "${each.value.handler}"
     assert attr(function, "publish") is True
     assert attr(function, "runtime") == "${var.lambda_runtime}"
@@ -118,8 +122,44 @@ def test_functions_run_python_with_tracing_and_their_handler(tf: TerraformConfig
         reserved = tf.locals["functions"][key]["reserved"]
         assert reserved == f"${{var.{key}_reserved_concurrency}}"
         assert attr(tf.variables[f"{key}_reserved_concurrency"], "validation")
-    assert attr(function, "source_code_hash").startswith("${filebase64sha256(")
+        assert tf.locals["functions"][key]["package"] == f"${{local.package_dir}}/{key}.zip"
+    assert attr(function, "source_code_hash") == "${filebase64sha256(each.value.package)}"
     assert attr(tf.variables["lambda_runtime"], "default") in {"python3.12", "python3.13"}
+
+
+def test_the_api_function_is_the_seeds_address_defined_as_the_others_are(tf: TerraformConfig) -> None:
+    """The seed's update command targets aws_lambda_function.coordinator; the API function is
+    that resource, set argument for argument as the keyed one (its values by its key)."""
+
+    def arguments(name: str) -> dict[str, Any]:
+        body = tf.resource("aws_lambda_function", name)
+        return {k: v for k, v in body.items() if k != "for_each" and not k.startswith("__")}
+
+    as_the_api = json.dumps(arguments("service"))
+    as_the_api = as_the_api.replace("each.value.", 'local.functions[\\"api\\"].').replace(
+        "[each.key]", '[\\"api\\"]'
+    )
+    assert arguments("coordinator") == json.loads(as_the_api)
+    moved = tf.moved
+    assert {
+        "from": '${aws_lambda_function.service["api"]}',
+        "to": "${aws_lambda_function.coordinator}",
+    } in moved
+    resources = tf.locals["function_resources"]
+    assert "aws_lambda_function.service," in resources and "aws_lambda_function.coordinator" in resources
+
+
+def test_the_api_alias_follows_latest_and_the_others_their_newest_version(tf: TerraformConfig) -> None:
+    """A targeted apply of the API function never reaches the alias (a dependent), so the
+    alias the integration invokes must serve the function's newest code by itself."""
+    alias = tf.resource("aws_lambda_alias", "live")
+    assert attr(alias, "for_each") == "${local.functions}"
+    assert attr(alias, "function_version") == (
+        '${each.key == "api" ? "$LATEST" : local.function_resources[each.key].version}'
+    )
+    permission = tf.resource("aws_lambda_permission", "api_gateway")
+    assert attr(permission, "function_name") == "${aws_lambda_function.coordinator.function_name}"
+    assert attr(permission, "qualifier") == '${aws_lambda_alias.live["api"].name}'
 
 
 def test_log_groups_keep_logs_for_the_configured_days(tf: TerraformConfig) -> None:
@@ -350,7 +390,7 @@ def test_checkov_reports_no_failed_check() -> None:
 def test_readme_documents_the_commands_and_every_output(tf: TerraformConfig) -> None:
     readme = (TERRAFORM_DIR / "README.md").read_text()
     for command in (
-        "terraform apply -target='aws_lambda_function.service[\"api\"]'",
+        "terraform apply -target=aws_lambda_function.coordinator",
         "backend.tf.example",
         "Migrating from the seed's stack",
         "Drain jobs first",
