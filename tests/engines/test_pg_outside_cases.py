@@ -324,3 +324,34 @@ def test_keys_built_by_the_engine_keep_replica_identity_and_cluster(
         assert conn.execute(query).fetchall() == expected  # type: ignore[arg-type]
     with psycopg.connect(fidelity_target.url("key_properties"), autocommit=True) as conn:
         assert conn.execute(query).fetchall() == expected  # type: ignore[arg-type]
+
+
+def test_a_database_whose_sessions_default_to_latin1_is_copied_in_utf8(
+    fidelity_source: LocalPostgres, fidelity_target: LocalPostgres
+) -> None:
+    """A database setting the engine's own sessions would obey: `client_encoding = LATIN1`
+    cannot carry the comments and rows of a UTF8 database, and init failed on them."""
+    create_database(
+        fidelity_source,
+        "latin1_sessions",
+        "CREATE TABLE city (id int PRIMARY KEY, name text);"
+        "INSERT INTO city VALUES (1, '東京'), (2, 'Zürich');"
+        "COMMENT ON TABLE city IS '都市';"
+        "ALTER DATABASE latin1_sessions SET client_encoding = 'LATIN1'",
+    )
+    job = engine_job(
+        Command.INIT,
+        fidelity_source.url(),
+        fidelity_target.url(),
+        {"include_databases": ["latin1_sessions"]},
+        enable_sync=False,
+    )
+    run = run_pg_engine(job)
+    assert run.returncode == 0, run.text
+    target_url = fidelity_target.url("latin1_sessions") + "?client_encoding=UTF8"
+    assert rows_by_name(target_url, "city") == rows_by_name(
+        fidelity_source.url("latin1_sessions") + "?client_encoding=UTF8", "city"
+    )
+    with psycopg.connect(target_url) as conn:
+        assert conn.execute("SELECT obj_description('city'::regclass)").fetchone() == ("都市",)
+        assert conn.execute("SHOW client_encoding").fetchone() == ("UTF8",)

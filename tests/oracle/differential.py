@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import subprocess
 
+import psycopg
+
 from jobs.spec import Command
 from local_cloud.postgres import LocalPostgres, bin_dir
 from tests.engines.engine_helpers import EngineRun, engine_job, reset_target, run_pg_engine
@@ -59,8 +61,15 @@ def restore_reference(
             check=True,
             env=tool_env(reference),
         )
+    # In the database's own encoding: pg_dump otherwise takes the client_encoding the
+    # database may set for its sessions, and cannot read text that encoding lacks.
+    with psycopg.connect(source.url(database)) as conn:
+        row = conn.execute(
+            "SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = %s", [database]
+        ).fetchone()
+    assert row is not None
     dump = subprocess.Popen(
-        [str(tools / "pg_dump"), "-Fc", "-d", conninfo(source, database)],
+        [str(tools / "pg_dump"), "-Fc", "--encoding", row[0], "-d", conninfo(source, database)],
         stdout=subprocess.PIPE,
         env=tool_env(source),
     )

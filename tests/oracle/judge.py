@@ -65,7 +65,15 @@ def conninfo(server: LocalPostgres, database: str) -> str:
 
 def schema_entries(server: LocalPostgres, database: str, scope: Scope) -> Counter[tuple[str, ...]]:
     """The entries of `pg_dump --schema-only`, as (type, schema, name, owner, selected, text)."""
-    argv = [str(bin_dir() / "pg_dump"), "--schema-only", "--no-publications", "--no-subscriptions"]
+    # UTF8 whatever client_encoding the database sets for its sessions (LATIN1 cannot hold
+    # every character of a UTF8 database's comments and bodies).
+    argv = [
+        str(bin_dir() / "pg_dump"),
+        "--schema-only",
+        "--encoding=UTF8",
+        "--no-publications",
+        "--no-subscriptions",
+    ]
     argv += [] if scope.owners else ["--no-owner"]
     argv += [] if scope.grants else ["--no-acl"]
     dump = subprocess.run(
@@ -124,7 +132,9 @@ def _rows_hash(conn: psycopg.Connection, relation: sql.Identifier, columns: list
 
 def snapshot(server: LocalPostgres, database: str, scope: Scope) -> dict[str, Any]:
     found: dict[str, Any] = {"schema": schema_entries(server, database, scope)}
-    with psycopg.connect(conninfo(server, database), password=server.password, autocommit=True) as conn:
+    with psycopg.connect(
+        conninfo(server, database), password=server.password, client_encoding="UTF8", autocommit=True
+    ) as conn:
         # Fixed output forms, whatever the database's own settings say.
         for setting, value in (
             ("TimeZone", "UTC"),

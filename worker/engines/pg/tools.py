@@ -30,6 +30,10 @@ BIN_DIR_ENV = "PG_ENGINE_BIN_DIR"
 PRIVATE_ENV = ("SOURCE_URL", "TARGET_URL", "REPLICATION_JOB")
 # Settings that make row text identical on both sides (checksums) and tools predictable.
 SESSION_OPTIONS = "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3"
+# Every session of the engine reads and writes text as UTF-8, whatever client_encoding the
+# URL or the database's own settings (ALTER DATABASE ... SET client_encoding) would give it:
+# every server encoding converts to it, while LATIN1 cannot hold a source's other characters.
+CLIENT_ENCODING = "UTF8"
 
 
 class EngineError(RuntimeError):
@@ -90,6 +94,7 @@ def conn_kwargs(url: ConnectionUrl, database: str | None = None) -> dict[str, st
     if url.password is not None:
         kwargs["password"] = url.password
     kwargs.update(dict(url.parameters))
+    kwargs["client_encoding"] = CLIENT_ENCODING
     return kwargs
 
 
@@ -150,6 +155,7 @@ def tool_env(url: ConnectionUrl, database: str) -> dict[str, str]:
         if key in _LIBPQ_ENV:
             env[_LIBPQ_ENV[key]] = value
     env["PGOPTIONS"] = SESSION_OPTIONS
+    env["PGCLIENTENCODING"] = CLIENT_ENCODING
     return env
 
 
