@@ -34,6 +34,8 @@ PLANTER_PASSWORD = "planter-test-pw"
 VICTIM_PASSWORD = "victim-test-pw"
 PLANTED_ROLE = "planted_superuser"
 DATABASE = "planted"
+# Other tests leave databases of their own on the shared source server.
+ONLY_PLANTED = {"include_databases": [DATABASE]}
 
 
 @dataclass(frozen=True)
@@ -309,7 +311,7 @@ def test_init_refuses_code_planted_in_the_source(
     plant(fidelity_source, evil_function(marker, fidelity_source) + script)
     before = victim.password_hash()
     run = run_pg_engine(
-        engine_job(Command.INIT, source_url(fidelity_source), victim.url, enable_sync=with_sync)
+        engine_job(Command.INIT, source_url(fidelity_source), victim.url, ONLY_PLANTED, enable_sync=with_sync)
     )
     if with_sync and run.returncode == 0:
         write_on_source(fidelity_source)
@@ -329,7 +331,7 @@ def test_validate_names_the_planted_objects(
     script, named, _ = VECTORS[vector]
     plant(fidelity_source, evil_function(marker, fidelity_source) + script)
     run = run_pg_engine(
-        engine_job(Command.VALIDATE, source_url(fidelity_source), victim.url, enable_sync=False)
+        engine_job(Command.VALIDATE, source_url(fidelity_source), victim.url, ONLY_PLANTED, enable_sync=False)
     )
     assert run.returncode == 1, run.text
     assert f"{DATABASE}: " in run.text and named in run.text and "trust_source_code" in run.text
@@ -356,7 +358,9 @@ def test_functions_the_copy_never_evaluates_are_copied_without_trust(
         + f'ALTER DATABASE {DATABASE} SET search_path = "$user", public;',
     )
     before = victim.password_hash()
-    run = run_pg_engine(engine_job(Command.INIT, source_url(fidelity_source), victim.url, enable_sync=False))
+    run = run_pg_engine(
+        engine_job(Command.INIT, source_url(fidelity_source), victim.url, ONLY_PLANTED, enable_sync=False)
+    )
     assert run.returncode == 0, run.text
     assert_untouched(victim, before, marker)
     with _admin(victim.server, DATABASE) as conn:
@@ -383,12 +387,17 @@ def test_trusted_source_code_is_copied(victim: Victim, fidelity_source: LocalPos
         "CREATE TABLE t (id int PRIMARY KEY, v int CHECK (public.positive(v)));" + ROWS,
     )
     refused = run_pg_engine(
-        engine_job(Command.INIT, source_url(fidelity_source), victim.url, enable_sync=False)
+        engine_job(Command.INIT, source_url(fidelity_source), victim.url, ONLY_PLANTED, enable_sync=False)
     )
     assert refused.returncode == 1 and "public.positive(integer)" in refused.text, refused.text
     run = run_pg_engine(
         engine_job(
-            Command.INIT, source_url(fidelity_source), victim.url, enable_sync=False, trust_source_code=True
+            Command.INIT,
+            source_url(fidelity_source),
+            victim.url,
+            ONLY_PLANTED,
+            enable_sync=False,
+            trust_source_code=True,
         )
     )
     assert run.returncode == 0, run.text
@@ -415,7 +424,9 @@ def test_settings_that_change_later_sessions_are_refused(
     stand in for built-ins in the engine's later sessions (and its users'); a role setting
     makes every later session that role."""
     plant(fidelity_source, PLAIN_TABLE + ROWS + f"ALTER DATABASE {DATABASE} SET {setting};")
-    run = run_pg_engine(engine_job(Command.INIT, source_url(fidelity_source), victim.url, enable_sync=False))
+    run = run_pg_engine(
+        engine_job(Command.INIT, source_url(fidelity_source), victim.url, ONLY_PLANTED, enable_sync=False)
+    )
     assert run.returncode == 1, run.text
     assert f"database setting {named}" in run.text and "trust_source_code" in run.text
     assert not victim.database_exists()
@@ -445,7 +456,12 @@ def test_an_error_raised_by_the_source_reaches_the_job_error_clipped(
         "CREATE TABLE t (id int PRIMARY KEY, v int CHECK (public.loud(v)));" + ROWS,
     )
     job = engine_job(
-        Command.INIT, source_url(fidelity_source), victim.url, enable_sync=False, trust_source_code=True
+        Command.INIT,
+        source_url(fidelity_source),
+        victim.url,
+        ONLY_PLANTED,
+        enable_sync=False,
+        trust_source_code=True,
     )
     run = run_pg_engine(job)
     assert run.returncode == 1, run.text
@@ -470,10 +486,12 @@ def test_sync_refuses_what_the_apply_worker_would_run_unless_trusted(
         "CREATE TABLE t (id int PRIMARY KEY, v int CHECK (public.positive(v)));" + ROWS,
     )
     url = source_url(fidelity_source)
-    init = run_pg_engine(engine_job(Command.INIT, url, victim.url, enable_sync=True, trust_source_code=True))
+    init = run_pg_engine(
+        engine_job(Command.INIT, url, victim.url, ONLY_PLANTED, enable_sync=True, trust_source_code=True)
+    )
     assert init.returncode == 0, init.text
-    refused = run_pg_engine(engine_job(Command.SYNC, url, victim.url))
+    refused = run_pg_engine(engine_job(Command.SYNC, url, victim.url, ONLY_PLANTED))
     assert refused.returncode == 1, refused.text
     assert "sync refused" in refused.text and "public.positive(integer)" in refused.text
-    trusted = run_pg_engine(engine_job(Command.SYNC, url, victim.url, trust_source_code=True))
+    trusted = run_pg_engine(engine_job(Command.SYNC, url, victim.url, ONLY_PLANTED, trust_source_code=True))
     assert trusted.returncode == 0, trusted.text

@@ -120,7 +120,7 @@ _RUN_INSTANCES_RESOURCES = [
 
 
 def _resources(raw: str, text: Any) -> list[str]:
-    if raw.startswith("${concat([for s in var.subnet_ids"):
+    if raw.startswith(("${concat([for s in var.subnet_ids", "${concat([for s in local.subnet_ids")):
         return _RUN_INSTANCES_RESOURCES
     return [text(raw)]
 
